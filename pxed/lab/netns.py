@@ -1,0 +1,380 @@
+# -*- test-case-name: tests.test_lab -*-
+"""
+A throw-away boot LAN built from network namespaces.
+
+Three namespaces, all named after one random per-run prefix so parallel runs
+never collide::
+
+    <name>-rtr  eth0 192.168.77.254/24  -- plain DHCP server ("the router")
+    <name>-srv  eth0 192.168.77.1/24    -- the boot server under test
+    <name>-lan  br0 (no address) joining rtr0, srv0 and tap0 (QEMU's NIC)
+
+The LAN's ordinary DHCP server lives apart from the boot server because two
+DHCP servers cannot both own UDP 67 in one namespace, and a ProxyDHCP server
+must be tested next to a real DHCP server anyway.  Veth pairs are created
+directly inside the namespaces, so nothing ever appears in the host namespace
+and no packet can leave the lab.
+
+L{Lab.close} (and so C{__exit__}) stops every process the lab started, by
+PID, and deletes the namespaces, which destroys the veths, bridge and tap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from pxed.lab.procs import (
+    netns_list,
+    netns_pids,
+    stop_pid,
+    tail,
+    wait_for_file,
+    wait_until,
+)
+from pxed.lab.qemu import qemu_argv
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+
+
+def _ip(*args: str) -> None:
+    """Run one C{ip} command; raise with its stderr so setup errors are legible."""
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+class Lab:
+    """
+    The lab LAN as a context manager; see the module docstring for the layout.
+
+    @ivar procs: every process started by this lab, in start order, with a label.
+    """
+
+    SUBNET = "192.168.77.0/24"
+    PREFIX_LEN = 24
+    ROUTER_IP = "192.168.77.254"
+    SERVER_IP = "192.168.77.1"
+    DHCP_RANGE = ("192.168.77.100", "192.168.77.200")
+    SERVER_IFACE = "eth0"
+    ROUTER_IFACE = "eth0"
+    BRIDGE = "br0"
+    TAP = "tap0"
+
+    def __init__(self, workdir: Path, name: str | None = None) -> None:
+        """
+        @param workdir: where logs, pid/lease files, the pcap and OVMF vars go;
+            created if missing and kept afterwards for diagnosis.
+        @param name: namespace prefix; a random C{pxlab-xxxxxx} by default so
+            that parallel runs do not collide.
+        """
+        self.workdir = Path(workdir).resolve()
+        self.name = name or f"pxlab-{secrets.token_hex(3)}"
+        if not _NAME.match(self.name):
+            raise ValueError(f"bad lab name {self.name!r}")
+        self.lan = f"{self.name}-lan"
+        self.rtr = f"{self.name}-rtr"
+        self.srv = f"{self.name}-srv"
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._files: list[IO[bytes]] = []
+        self._created: list[str] = []
+        self._closed = False
+
+    # -- set-up ---------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.close)
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _create(self) -> None:
+        """Build namespaces, bridge, tap and veths; see the module docstring."""
+        existing = netns_list()
+        for ns in (self.lan, self.rtr, self.srv):
+            # Refuse rather than adopt: deleting it later would break whoever owns it.
+            if ns in existing:
+                raise RuntimeError(f"namespace {ns} already exists")
+        for ns in (self.lan, self.rtr, self.srv):
+            _ip("netns", "add", ns)
+            self._created.append(ns)
+            self._save_state()
+            _ip("-n", ns, "link", "set", "lo", "up")
+        lan = self.lan
+        # STP off so ports forward at once; no snooping so the bridge is a hub
+        # for broadcasts and multicast alike.
+        _ip("-n", lan, "link", "add", self.BRIDGE, "type", "bridge",
+            "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")  # fmt: skip
+        self._no_bridge_netfilter()
+        _ip("-n", lan, "tuntap", "add", "dev", self.TAP, "mode", "tap")
+        _ip("-n", lan, "link", "set", self.TAP, "master", self.BRIDGE)
+        for port, ns, iface, address in (
+            ("rtr0", self.rtr, self.ROUTER_IFACE, self.ROUTER_IP),
+            ("srv0", self.srv, self.SERVER_IFACE, self.SERVER_IP),
+        ):
+            _ip("-n", lan, "link", "add", port, "type", "veth", "peer", "name", iface, "netns", ns)
+            _ip("-n", lan, "link", "set", port, "master", self.BRIDGE)
+            _ip("-n", lan, "link", "set", port, "up")
+            _ip("-n", ns, "addr", "add", f"{address}/{self.PREFIX_LEN}", "dev", iface)
+            _ip("-n", ns, "link", "set", iface, "up")
+        _ip("-n", lan, "link", "set", self.TAP, "up")
+        _ip("-n", lan, "link", "set", self.BRIDGE, "up")
+
+    def _no_bridge_netfilter(self) -> None:
+        """
+        Keep bridged frames out of iptables/arptables.
+
+        With br_netfilter loaded (it is, on these hosts) a new namespace starts
+        with C{bridge-nf-call-*} = 1, and any filtering there would silently
+        eat DHCP broadcasts.  The per-bridge flags are only OR'ed with the
+        namespace sysctls, so both are cleared.
+        """
+        flags = ["nf_call_iptables", "0", "nf_call_ip6tables", "0", "nf_call_arptables", "0"]
+        _ip("-n", self.lan, "link", "set", self.BRIDGE, "type", "bridge", *flags)
+        if not Path("/proc/sys/net/bridge").is_dir():
+            return  # br_netfilter not loaded: nothing to switch off
+        settings = [
+            f"net.bridge.bridge-nf-call-{t}=0" for t in ("iptables", "ip6tables", "arptables")
+        ]
+        self.run_in(self.lan, ["sysctl", "-q", "-w", *settings])
+
+    def _save_state(self) -> None:
+        """Record namespaces and PIDs in workdir/lab.json for C{cleanup} after a crash."""
+        state = {
+            "name": self.name,
+            "namespaces": self._created,
+            "pids": {str(p.pid): label for label, p in self.procs},
+        }
+        (self.workdir / "lab.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    # -- processes ------------------------------------------------------------
+
+    def run_in(
+        self, namespace: str, argv: list[str], timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a short command (sysctl, nft, ip ...) inside one of our namespaces."""
+        self._check_ours(namespace)
+        result = subprocess.run(
+            ["ip", "netns", "exec", namespace, *argv],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"{argv} in {namespace} failed: {result.stderr.strip()}")
+        return result
+
+    def spawn_in(
+        self,
+        namespace: str,
+        argv: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        label: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """
+        Start a long-running process inside one of our namespaces.
+
+        C{ip netns exec} execs the command, so the PID we record is the
+        program's own and L{close} can stop exactly it.  It gets its own
+        session so a terminal's ^C reaches only us, and we tear down in order.
+
+        @param log: receives stdout and stderr; truncated first, so that
+            L{wait_for} never matches a line left by an earlier run.  Use one
+            log per process.
+        @param env: extra variables, added to this process's environment.
+        """
+        self._check_ours(namespace)
+        full_env = {**os.environ, **(env or {})}
+        out = open(log, "wb")  # closed in close()
+        self._files.append(out)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, *argv],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=full_env, cwd=cwd, start_new_session=True,
+        )  # fmt: skip
+        self.procs.append((label or Path(argv[0]).name, proc))
+        self._save_state()
+        return proc
+
+    def spawn_in_server(
+        self,
+        argv: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a process on the boot-server host (the srv namespace)."""
+        return self.spawn_in(self.srv, argv, log, env=env, cwd=cwd)
+
+    def _check_ours(self, namespace: str) -> None:
+        if namespace not in self._created:
+            raise ValueError(f"{namespace} is not a namespace of this lab")
+
+    def start_router(self) -> None:
+        """
+        Start the LAN's ordinary DHCP server: dnsmasq, DHCP only.
+
+        No DNS (C{--port=0}), no PXE, no TFTP: it must behave like a home
+        router so that the boot server's ProxyDHCP answers are what make a
+        client network-boot.  C{--no-ping} because otherwise every offer
+        waits ~3 s for an ICMP probe.
+        """
+        log = self.workdir / "dnsmasq-router.log"
+        log.unlink(missing_ok=True)  # dnsmasq appends; a stale line would fool wait_for
+        low, high = self.DHCP_RANGE
+        argv = [
+            "dnsmasq",
+            "--conf-file=/dev/null",
+            "--keep-in-foreground",
+            "--user=root",
+            "--port=0",
+            "--no-resolv",
+            "--no-hosts",
+            f"--interface={self.ROUTER_IFACE}",
+            f"--dhcp-range={low},{high},255.255.255.0,1h",
+            f"--dhcp-option=option:router,{self.ROUTER_IP}",
+            "--dhcp-authoritative",
+            "--no-ping",
+            "--log-dhcp",
+            f"--log-facility={log}",
+            f"--pid-file={self.workdir / 'dnsmasq-router.pid'}",
+            f"--dhcp-leasefile={self.workdir / 'dnsmasq-router.leases'}",
+        ]
+        proc = self.spawn_in(self.rtr, argv, self.workdir / "dnsmasq-router.out", label="router")
+        if not self.wait_for(log, b"DHCP, IP range", 15, proc):
+            raise RuntimeError(
+                f"router dnsmasq did not start:\n{tail(log)}\n"
+                f"{tail(self.workdir / 'dnsmasq-router.out')}"
+            )
+
+    def start_capture(self) -> Path:
+        """
+        Capture everything on tap0 into workdir/boot.pcapng; return its path.
+
+        The capture is on the tap, not the bridge: a capture on the bridge
+        misses unicast frames it merely forwards.  Returns only once dumpcap
+        reports that it is capturing, so the first DHCPDISCOVER is not lost.
+        """
+        pcap = self.workdir / "boot.pcapng"
+        pcap.unlink(missing_ok=True)
+        log = self.workdir / "capture.log"
+        log.unlink(missing_ok=True)
+        tool = "dumpcap" if shutil.which("dumpcap") else "tshark"
+        proc = self.spawn_in(self.lan, [tool, "-i", self.TAP, "-w", str(pcap)], log,
+                             label="capture")  # fmt: skip
+        if not self.wait_for(log, b"Capturing on", 20, proc):
+            raise RuntimeError(f"{tool} did not start capturing:\n{tail(log)}")
+        return pcap
+
+    def boot(self, firmware: str, serial_log: Path, mac: str) -> subprocess.Popen[bytes]:
+        """
+        Start a QEMU client on tap0 that network-boots with C{firmware}.
+
+        One client at a time: the tap can be opened by one QEMU only.  QEMU's
+        own output goes next to the serial log (C{<serial>.qemu.log}).
+        """
+        serial_log = Path(serial_log).resolve()
+        serial_log.unlink(missing_ok=True)
+        argv = qemu_argv(firmware, serial_log, mac, self.workdir, tap=self.TAP)
+        qlog = serial_log.with_name(serial_log.name + ".qemu.log")
+        return self.spawn_in(self.lan, argv, qlog, label=f"qemu-{firmware}")
+
+    # -- waiting --------------------------------------------------------------
+
+    def wait_for(
+        self,
+        path: Path,
+        needle: bytes,
+        timeout: float,
+        proc: subprocess.Popen[bytes] | None = None,
+    ) -> bool:
+        """
+        Poll C{path} until it contains C{needle}; False on timeout.
+
+        Returns early (after one last look) when C{proc} exits, because a dead
+        QEMU or server will never write the line and a test should not sit
+        out the whole timeout.
+        """
+        return wait_for_file(Path(path), needle, timeout, proc)
+
+    def wait_listening(
+        self,
+        namespace: str,
+        port: int,
+        udp: bool,
+        timeout: float,
+        proc: subprocess.Popen[bytes] | None = None,
+    ) -> bool:
+        """
+        Wait until something in C{namespace} listens on C{port}; False on timeout.
+
+        Servers log "listening" before or after they bind depending on the
+        program; asking the kernel (C{ss}) is the only check that is always
+        right, so a test never sends its first packet into the void.
+        """
+        self._check_ours(namespace)
+        flags = "-Hlnu" if udp else "-Hlnt"
+        argv = ["ip", "netns", "exec", namespace, "ss", flags, f"sport = :{port}"]
+
+        def listening() -> bool:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return bool(out.stdout.strip())
+
+        return wait_until(listening, timeout, proc)
+
+    # -- tear-down ------------------------------------------------------------
+
+    def close(self) -> None:
+        """
+        Stop every process we started, then delete our namespaces.
+
+        Idempotent.  Processes get SIGTERM (so dumpcap finishes the pcap and
+        dnsmasq exits cleanly), then SIGKILL after a few seconds.  Anything
+        still inside our namespaces afterwards was started by one of our
+        processes (e.g. a server that daemonised), so it is stopped too,
+        by PID, before the namespaces go.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for label, proc in reversed(self.procs):
+            if not stop_pid(proc.pid, proc):
+                print(f"pxed.lab: {label} (pid {proc.pid}) did not exit", file=sys.stderr)
+        for ns in self._created:
+            for pid in netns_pids(ns):
+                print(f"pxed.lab: stopping stray pid {pid} in {ns}", file=sys.stderr)
+                stop_pid(pid)
+        errors = []
+        for ns in reversed(self._created):
+            try:
+                _ip("netns", "del", ns)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                errors.append(str(e))
+        for f in self._files:
+            f.close()
+        self._created = [ns for ns in self._created if ns in netns_list()]
+        self._save_state()
+        if errors:
+            raise RuntimeError("lab teardown: " + "; ".join(errors))

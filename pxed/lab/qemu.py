@@ -1,0 +1,112 @@
+# -*- test-case-name: tests.test_lab -*-
+"""
+QEMU command lines for the two kinds of lab client.
+
+Kept apart from the namespace plumbing so the firmware choices (which were
+found by trial on these machines, see docs/pxe-facts.md) live in one place:
+
+  - C{bios}: SeaBIOS has no PXE stack of its own; the e1000's option ROM that
+    QEMU loads from /usr/lib/ipxe/qemu/ is iPXE, so the client speaks as iPXE
+    from its first DHCP packet.
+  - C{uefi}: OVMF with EDK2's own PXE on virtio-net (C{romfile=} empty, or the
+    client would be iPXE's EFI driver instead); it uses the 4011 boot server
+    path, fetches an iPXE binary by TFTP, and that iPXE does its own DHCP.
+
+KVM is deliberately never used: on these machines guests hang under KVM and
+C{-cpu host} aborts, so everything runs under TCG.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+QEMU = "qemu-system-x86_64"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+IPXE_QEMU_ROMS = Path("/usr/lib/ipxe/qemu")
+FIRMWARES = ("bios", "uefi")
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def check_mac(mac: str) -> str:
+    """
+    Return C{mac} lower-cased, or raise C{ValueError}.
+
+    A multicast MAC (low bit of the first octet set) is refused because QEMU
+    accepts it but no DHCP server will answer such a client, which would look
+    like a server bug.
+    """
+    mac = mac.lower()
+    if not _MAC.match(mac):
+        raise ValueError(f"not a MAC address: {mac!r}")
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"multicast MAC address: {mac!r}")
+    return mac
+
+
+def qemu_argv(
+    firmware: str,
+    serial_log: Path,
+    mac: str,
+    workdir: Path,
+    tap: str = "tap0",
+    memory_mb: int = 512,
+) -> list[str]:
+    """
+    Build the QEMU command line for one network boot.
+
+    For UEFI a fresh copy of OVMF_VARS is written into C{workdir} for every
+    call: a variable store left over from an earlier boot can hold a changed
+    boot order and make runs differ.
+
+    @raise ValueError: unknown firmware or bad MAC.
+    @raise FileNotFoundError: QEMU or OVMF missing (names the package).
+    """
+    mac = check_mac(mac)
+    for path in (serial_log, workdir):
+        # QEMU option syntax splits on commas; a path with one would be cut.
+        if "," in str(path):
+            raise ValueError(f"QEMU cannot take a path containing a comma: {path}")
+    if shutil.which(QEMU) is None:
+        raise FileNotFoundError(f"{QEMU} not found: install the Debian package qemu-system-x86")
+    argv = [
+        QEMU,
+        "-accel", "tcg",
+        "-m", str(memory_mb),
+        "-smp", "1",
+        "-nographic",
+        "-vga", "none",
+        "-monitor", "none",
+        "-parallel", "none",
+        "-serial", f"file:{serial_log}",
+        "-no-reboot",
+        "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
+    ]  # fmt: skip
+    if firmware == "bios":
+        if not IPXE_QEMU_ROMS.is_dir():
+            raise FileNotFoundError(f"{IPXE_QEMU_ROMS} missing: install the Debian package ipxe")
+        argv += [
+            "-machine", "pc",
+            "-device", f"e1000,netdev=net0,mac={mac},bootindex=1",
+        ]  # fmt: skip
+    elif firmware == "uefi":
+        for path in (OVMF_CODE, OVMF_VARS):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} missing: install the Debian package ovmf")
+        variables = workdir / f"OVMF_VARS-{mac.replace(':', '')}.fd"
+        shutil.copyfile(OVMF_VARS, variables)
+        argv += [
+            "-machine", "q35",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+            "-device", f"virtio-net-pci,netdev=net0,mac={mac},romfile=,bootindex=1",
+            # Skip EDK2's IPv6 PXE attempt; keep IPv4 (disabling that removes
+            # the PXEv4 boot entry too).
+            "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+        ]  # fmt: skip
+    else:
+        raise ValueError(f"unknown firmware {firmware!r}: expected one of {FIRMWARES}")
+    return argv

@@ -1,0 +1,151 @@
+# -*- test-case-name: tests.test_net -*-
+"""
+A UDP port that knows which interface and local address each datagram
+arrived on, and can send out of a chosen interface.
+
+A ProxyDHCP server must advertise the address of the interface a request
+came in on and broadcast its reply out of that same interface; Twisted's
+UDP port reads with C{recvfrom}, which tells neither.  Linux reports both
+through the C{IP_PKTINFO} control message, read here with C{recvmsg}.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import udp
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+__all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address"]
+
+#: Linux's value; Python's socket module does not export it.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, spec_dst (local), addr (header dst)
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_IN_PKTINFO.size)
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class PacketInfo:
+    """
+    Where a datagram arrived.
+
+    @ivar ifindex: the receiving interface.
+    @ivar local: the local address that routing associates with it (the
+        address to advertise).
+    @ivar destination: the header's destination (255.255.255.255 for a
+        broadcast).
+    """
+
+    ifindex: int
+    local: str
+    destination: str
+
+
+class PacketInfoReceiver(Protocol):
+    def datagramReceivedWithInfo(
+        self, data: bytes, addr: tuple[str, int], info: PacketInfo | None
+    ) -> None: ...
+
+
+def _parse_ancillary(ancdata: list[tuple[int, int, bytes]]) -> PacketInfo | None:
+    for level, kind, payload in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(payload) >= _IN_PKTINFO.size:
+            ifindex, local, dest = _IN_PKTINFO.unpack_from(payload)
+            return PacketInfo(ifindex, socket.inet_ntoa(local), socket.inet_ntoa(dest))
+    return None
+
+
+class PacketInfoPort(udp.Port):
+    """
+    A C{udp.Port} that delivers L{PacketInfo} with each datagram to a
+    protocol providing C{datagramReceivedWithInfo}, broadcasts are allowed,
+    and that can optionally be bound to one interface (C{SO_BINDTODEVICE}).
+    """
+
+    def __init__(
+        self,
+        port: int,
+        proto: DatagramProtocol,
+        interface: str = "",
+        maxPacketSize: int = 8192,
+        reactor: Any = None,
+        device: str | None = None,
+    ) -> None:
+        super().__init__(port, proto, interface, maxPacketSize, reactor)
+        self.device = device
+
+    def createInternetSocket(self) -> socket.socket:
+        skt = super().createInternetSocket()
+        skt.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        skt.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        if self.device:
+            skt.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.device.encode() + b"\0")
+        return skt
+
+    def doRead(self) -> None:
+        """
+        Like C{udp.Port.doRead}, with C{recvmsg} for the packet info.
+        Exceptions from the protocol are logged, never raised, so one bad
+        datagram cannot stop the port.
+        """
+        read = 0
+        while read < self.maxThroughput:
+            try:
+                data, ancdata, _flags, addr = self.socket.recvmsg(
+                    self.maxPacketSize, _ANCILLARY_SIZE
+                )
+            except OSError as se:
+                if se.args[0] in udp._sockErrReadIgnore:  # type: ignore[attr-defined]
+                    return
+                if se.args[0] in udp._sockErrReadRefuse:  # type: ignore[attr-defined]
+                    return
+                raise
+            read += len(data)
+            try:
+                receiver = getattr(self.protocol, "datagramReceivedWithInfo", None)
+                if receiver is not None:
+                    receiver(data, addr[:2], _parse_ancillary(ancdata))
+                else:
+                    self.protocol.datagramReceived(data, addr[:2])
+            except Exception:
+                log.failure("Unhandled error handling a datagram from {peer}", peer=addr)
+
+    def sendVia(self, data: bytes, addr: tuple[str, int], info: PacketInfo | None) -> None:
+        """
+        Send C{data} to C{addr} out of the interface described by C{info}
+        (so a broadcast leaves through the interface the request came in
+        on), from its local address.
+        """
+        if info is None or info.ifindex == 0:
+            self.write(data, addr)
+            return
+        cmsg = _IN_PKTINFO.pack(info.ifindex, socket.inet_aton("0.0.0.0"), b"\0\0\0\0")
+        try:
+            self.socket.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, cmsg)], 0, addr)
+        except OSError as e:
+            log.warn("Cannot send {size} bytes to {peer}: {error}", size=len(data), peer=addr,
+                     error=e)
+
+
+def interface_address(name: str) -> str | None:
+    """
+    The first IPv4 address of interface C{name}, or C{None}.  Used to
+    advertise the right address when service is restricted to one
+    interface and no address is configured.
+    """
+    import fcntl
+
+    SIOCGIFADDR = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])

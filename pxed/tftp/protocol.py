@@ -1,0 +1,319 @@
+# -*- test-case-name: tests.test_tftp_protocol -*-
+"""
+The TFTP server: a thin UDP layer over L{ReadSession}.
+
+L{TFTPServerProtocol} listens on the well-known port and only ever answers
+requests.  Each accepted read gets a fresh UDP port (its transfer ID, as
+RFC 1350 requires) served by a L{TransferProtocol}; packets reaching that
+port from anyone but the requesting client get ERROR 5 and are otherwise
+ignored.  The server is read-only: write requests are refused.
+
+Nothing a client sends may stop the service, so every datagram handler
+catches and logs whatever goes wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from . import packet as P
+from .session import ReadSession, SessionLimits, TransferResult
+from .source import AccessViolation, FileNotFound, IFileSource, IReadable
+
+__all__ = ["TFTPServerProtocol", "TransferProtocol", "SUPPORTED_MODES"]
+
+# netascii is accepted but served unchanged: PXE content is binary, and
+# translating line ends would make tsize and block offsets lie.
+SUPPORTED_MODES = frozenset({"octet", "netascii"})
+
+Address = tuple[str, int]
+StartObserver = Callable[[Address, str, dict[str, str]], object]
+EndObserver = Callable[[Address, str, TransferResult], object]
+
+log = Logger()
+
+
+class TransferProtocol(DatagramProtocol):
+    """
+    The transfer-ID port of one read transfer: feeds the client's packets to
+    a L{ReadSession} and turns strangers away with ERROR 5.
+    """
+
+    # One port per transfer: Twisted's per-port start/stop lines would drown
+    # the one info line per transfer that this package logs.
+    noisy = False
+
+    def __init__(
+        self, peer: Address, session_factory: Callable[[Callable[[bytes], object]], ReadSession]
+    ) -> None:
+        self.peer = peer
+        self._session_factory = session_factory
+        self.session: ReadSession | None = None
+
+    def startProtocol(self) -> None:
+        self.session = self._session_factory(self._send)
+        self.session.start()
+
+    def _send(self, datagram: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(datagram, self.peer)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        try:
+            if (addr[0], addr[1]) != self.peer:
+                self._stranger(datagram, addr)
+            elif self.session is not None:
+                self.session.datagramReceived(datagram)
+        except Exception:
+            log.failure("error handling a datagram from {peer}", peer=addr)
+
+    def _stranger(self, datagram: bytes, addr: Address) -> None:
+        log.debug(
+            "packet from unknown TID {peer} on transfer to {client}", peer=addr, client=self.peer
+        )
+        # Never answer an ERROR with an ERROR: two confused peers would loop.
+        if datagram[:2] == b"\x00\x05":
+            return
+        reply = P.encode(P.Error(P.ERR_UNKNOWN_TID, "Unknown transfer ID"))
+        assert self.transport is not None
+        self.transport.write(reply, addr)
+
+
+class TFTPServerProtocol(DatagramProtocol):
+    """
+    Serve read requests from C{source}.
+
+    @param source: where content comes from.
+    @param reactor: used for the transfer ports and timers (defaults to the
+        global reactor); tests pass their own.
+    @param max_blksize: largest blksize granted (1468 fits an Ethernet frame).
+    @param max_windowsize: largest RFC 7440 windowsize granted.
+    @param timeout: retransmission timeout in seconds unless the client
+        negotiates one.
+    @param retries: consecutive timeouts before a transfer is given up.
+    @param max_transfers: concurrent transfers (including files being
+        opened); more requests get ERROR 0 "Server busy".
+    @param on_transfer_start: called with (peer, filename, options) when a
+        transfer port starts serving a request.
+    @param on_transfer_end: called with (peer, filename, TransferResult).
+    """
+
+    def __init__(
+        self,
+        source: IFileSource,
+        reactor: Any = None,
+        *,
+        max_blksize: int = 1468,
+        max_windowsize: int = 16,
+        timeout: float = 1.0,
+        retries: int = 5,
+        max_transfers: int = 500,
+        on_transfer_start: StartObserver | None = None,
+        on_transfer_end: EndObserver | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.source = source
+        self.reactor: Any = reactor
+        self.limits = SessionLimits(
+            max_blksize=max_blksize,
+            max_windowsize=max_windowsize,
+            timeout=timeout,
+            retries=retries,
+        )
+        self.max_transfers = max_transfers
+        self.on_transfer_start = on_transfer_start
+        self.on_transfer_end = on_transfer_end
+        # (peer, filename) -> the session once its port is up, else None
+        # while the file is being opened.
+        self._transfers: dict[tuple[Address, str], ReadSession | None] = {}
+        self._ports: dict[tuple[Address, str], IListeningPort] = {}
+        self._running = False
+
+    @property
+    def active_transfers(self) -> int:
+        """Transfers in progress, including requests whose file is opening."""
+        return len(self._transfers)
+
+    def startProtocol(self) -> None:
+        self._running = True
+
+    def stopProtocol(self) -> None:
+        self._running = False
+        for session in list(self._transfers.values()):
+            if session is not None:
+                session.abort("Server shutting down")
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        try:
+            self._handle(datagram, (addr[0], addr[1]))
+        except Exception:
+            log.failure("error handling a datagram from {peer}", peer=addr)
+
+    def _reply(self, addr: Address, code: int, message: str) -> None:
+        assert self.transport is not None
+        self.transport.write(P.encode(P.Error(code, message)), addr)
+
+    def _handle(self, datagram: bytes, addr: Address) -> None:
+        try:
+            pkt = P.decode(datagram)
+        except P.UnknownOpcode as e:
+            log.debug("unknown opcode {opcode} from {peer}", opcode=e.opcode, peer=addr)
+            self._reply(addr, P.ERR_ILLEGAL_OPERATION, "Illegal TFTP operation")
+            return
+        except P.MalformedPacket as e:
+            log.debug("malformed packet from {peer}: {reason}", peer=addr, reason=e)
+            return
+        if isinstance(pkt, P.WriteRequest):
+            log.debug("refusing write of {filename} from {peer}", filename=pkt.filename, peer=addr)
+            self._reply(addr, P.ERR_ACCESS_VIOLATION, "Access violation: read-only server")
+            return
+        if not isinstance(pkt, P.ReadRequest):
+            log.debug("ignoring {packet!r} on the request port from {peer}", packet=pkt, peer=addr)
+            return
+        self._readRequest(pkt, addr)
+
+    def _readRequest(self, request: P.ReadRequest, addr: Address) -> None:
+        key = (addr, request.filename)
+        log.debug(
+            "RRQ {filename} from {peer} mode {mode} options {options}",
+            filename=request.filename,
+            peer=addr,
+            mode=request.mode,
+            options=request.options,
+        )
+        if key in self._transfers:
+            # The client retransmitted its request; the session that is
+            # already running will retransmit on its own timer.
+            log.debug("duplicate RRQ from {peer}", peer=addr)
+            return
+        if request.mode not in SUPPORTED_MODES:
+            self._reply(addr, P.ERR_ILLEGAL_OPERATION, f"Unsupported mode {request.mode}")
+            return
+        if len(self._transfers) >= self.max_transfers:
+            log.warn(
+                "too many transfers, refusing {filename} to {peer}",
+                filename=request.filename,
+                peer=addr,
+            )
+            self._reply(addr, P.ERR_UNDEFINED, "Server busy")
+            return
+        self._transfers[key] = None
+        d = maybeDeferred(self.source.open, request.filename, addr)
+        d.addCallbacks(
+            self._opened,
+            self._openFailed,
+            callbackArgs=(request, addr),
+            errbackArgs=(request, addr),
+        )
+        d.addErrback(lambda f: log.failure("starting transfer to {peer}", f, peer=addr))
+
+    def _openFailed(self, failure: Failure, request: P.ReadRequest, addr: Address) -> None:
+        self._transfers.pop((addr, request.filename), None)
+        if failure.check(FileNotFound):
+            log.debug("{filename} not found for {peer}", filename=request.filename, peer=addr)
+            code, message = P.ERR_FILE_NOT_FOUND, "File not found"
+        elif failure.check(AccessViolation):
+            log.info(
+                "refused {filename} to {peer}: {reason}",
+                filename=request.filename,
+                peer=addr,
+                reason=failure.getErrorMessage(),
+            )
+            code, message = P.ERR_ACCESS_VIOLATION, "Access violation"
+        else:
+            log.failure(
+                "opening {filename} for {peer}", failure, filename=request.filename, peer=addr
+            )
+            code, message = P.ERR_UNDEFINED, "Internal error"
+        if self._running:
+            self._reply(addr, code, message)
+
+    def _localInterface(self) -> str:
+        """
+        The address to bind transfer ports to: the one the request port is
+        bound to, so replies leave from the address the client talked to.
+        A wildcard listener cannot tell (Twisted does not expose
+        IP_PKTINFO), so the kernel's routing choice is used.
+        """
+        host = self.transport.getHost().host if self.transport is not None else ""
+        return "" if host in ("0.0.0.0", "::") else host
+
+    def _opened(self, readable: IReadable, request: P.ReadRequest, addr: Address) -> None:
+        key = (addr, request.filename)
+        if not self._running:
+            self._transfers.pop(key, None)
+            readable.close()
+            return
+
+        def makeSession(send: Callable[[bytes], object]) -> ReadSession:
+            session = ReadSession(request, readable, send, self.reactor, self.limits, peer=addr)
+            self._transfers[key] = session
+            session.done.addCallback(self._ended, request, addr)
+            self._notify(self.on_transfer_start, addr, request.filename, dict(request.options))
+            return session
+
+        try:
+            port = self.reactor.listenUDP(
+                0, TransferProtocol(addr, makeSession), interface=self._localInterface()
+            )
+        except CannotListenError:
+            log.failure("no transfer port for {peer}", peer=addr)
+            self._transfers.pop(key, None)
+            readable.close()
+            self._reply(addr, P.ERR_UNDEFINED, "Internal error")
+            return
+        if key in self._transfers:
+            self._ports[key] = port
+        else:
+            # The session ended while the port was starting (a read error
+            # on the first block).
+            port.stopListening()
+
+    def _ended(self, result: TransferResult, request: P.ReadRequest, addr: Address) -> None:
+        key = (addr, request.filename)
+        self._transfers.pop(key, None)
+        port = self._ports.pop(key, None)
+        log.info(
+            "TFTP {outcome}: {filename} to {host}:{port}, {bytes_sent} bytes in {duration:.2f}s "
+            "(blksize {blksize}, window {windowsize}, {retransmits} retransmits)",
+            outcome=result.outcome,
+            filename=request.filename,
+            host=addr[0],
+            port=addr[1],
+            peer=addr,
+            bytes_sent=result.bytes_sent,
+            duration=result.duration,
+            blksize=result.blksize,
+            windowsize=result.windowsize,
+            retransmits=result.retransmits,
+            error=result.error,
+        )
+        # Observers hear about the end once the transfer port is closed, so
+        # that whoever waits for them finds no socket left behind.
+        stopped = port.stopListening() if port is not None else None
+        if isinstance(stopped, Deferred):
+            stopped.addErrback(lambda f: log.failure("closing transfer port", f))
+            stopped.addCallback(
+                lambda _: self._notify(self.on_transfer_end, addr, request.filename, result)
+            )
+        else:
+            self._notify(self.on_transfer_end, addr, request.filename, result)
+
+    def _notify(self, observer: Callable[..., object] | None, *args: object) -> None:
+        if observer is None:
+            return
+        try:
+            observer(*args)
+        except Exception:
+            log.failure("transfer observer {observer!r} failed", observer=observer)

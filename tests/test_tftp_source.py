@@ -1,0 +1,198 @@
+"""
+Tests for L{pxed.tftp.source}.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from pxed.tftp.source import (
+    AccessViolation,
+    BytesReadable,
+    BytesSource,
+    ChainSource,
+    FileNotFound,
+    FileReadable,
+    FilesystemSource,
+    IFileSource,
+    IReadable,
+    MappingSource,
+)
+
+PEER = ("127.0.0.1", 1234)
+
+
+class _SourceMixin:
+    """Helpers to get the result or failure of a synchronous open."""
+
+    def openOK(self, source: Any, name: str) -> Any:
+        readable = self.successResultOf(source.open(name, PEER))  # type: ignore[attr-defined]
+        self.addCleanup(readable.close)  # type: ignore[attr-defined]
+        return readable
+
+    def openFails(self, source: Any, name: str, exc: type[Exception]) -> None:
+        self.failureResultOf(source.open(name, PEER), exc)  # type: ignore[attr-defined]
+
+
+class FilesystemSourceTests(_SourceMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        base = Path(self.mktemp()).absolute()
+        self.root = base / "root"
+        (self.root / "sub").mkdir(parents=True)
+        (self.root / "pxelinux.0").write_bytes(b"boot" * 1000)
+        (self.root / "sub" / "file.txt").write_bytes(b"hello")
+        (base / "secret").write_bytes(b"secret")
+        self.source = FilesystemSource(self.root)
+
+    def test_interfaces(self) -> None:
+        verifyObject(IFileSource, self.source)
+        verifyObject(IReadable, self.openOK(self.source, "pxelinux.0"))
+
+    def test_read(self) -> None:
+        r = self.openOK(self.source, "pxelinux.0")
+        self.assertEqual(r.size, 4000)
+        self.assertEqual(r.read(0, 4), b"boot")
+        self.assertEqual(r.read(3998, 100), b"ot")
+        self.assertEqual(r.read(4000, 100), b"")
+        self.assertEqual(r.read(9999, 100), b"")
+
+    def test_subdirectory(self) -> None:
+        self.assertEqual(self.openOK(self.source, "sub/file.txt").read(0, 100), b"hello")
+
+    def test_backslashes(self) -> None:
+        """Windows-style names map onto directories."""
+        self.assertEqual(self.openOK(self.source, "\\sub\\file.txt").read(0, 100), b"hello")
+
+    def test_leadingSlash(self) -> None:
+        """An absolute name is relative to the root."""
+        self.assertEqual(self.openOK(self.source, "/sub/file.txt").read(0, 5), b"hello")
+        self.assertEqual(self.openOK(self.source, "//sub//./file.txt").read(0, 5), b"hello")
+
+    def test_notFound(self) -> None:
+        self.openFails(self.source, "missing", FileNotFound)
+        self.openFails(self.source, "sub/missing", FileNotFound)
+        self.openFails(self.source, "pxelinux.0/x", FileNotFound)
+
+    def test_dotDot(self) -> None:
+        for name in ["../secret", "sub/../../secret", "sub/../pxelinux.0", "..", "..\\secret"]:
+            self.openFails(self.source, name, AccessViolation)
+
+    def test_absoluteOutside(self) -> None:
+        """An absolute path to a real file outside is looked up inside the root."""
+        self.openFails(self.source, "/etc/passwd", FileNotFound)
+        self.openFails(self.source, str(self.root.parent / "secret"), FileNotFound)
+
+    def test_nul(self) -> None:
+        self.openFails(self.source, "pxelinux.0\0.txt", AccessViolation)
+
+    def test_symlinkOutside(self) -> None:
+        os.symlink(self.root.parent / "secret", self.root / "link")
+        os.symlink(self.root.parent, self.root / "dirlink")
+        self.openFails(self.source, "link", AccessViolation)
+        self.openFails(self.source, "dirlink/secret", AccessViolation)
+
+    def test_symlinkInside(self) -> None:
+        os.symlink("sub/file.txt", self.root / "alias")
+        self.assertEqual(self.openOK(self.source, "alias").read(0, 5), b"hello")
+
+    def test_symlinkLoop(self) -> None:
+        os.symlink("loop", self.root / "loop")
+        self.openFails(self.source, "loop", AccessViolation)
+
+    def test_directory(self) -> None:
+        self.openFails(self.source, "sub", AccessViolation)
+        self.openFails(self.source, "", AccessViolation)
+        self.openFails(self.source, "/", AccessViolation)
+
+    def test_fifo(self) -> None:
+        """A FIFO is refused without blocking."""
+        os.mkfifo(self.root / "fifo")
+        self.openFails(self.source, "fifo", AccessViolation)
+
+    def test_unreadable(self) -> None:
+        if os.getuid() == 0:
+            raise self.skipTest("root can read anything")
+        path = self.root / "private"
+        path.write_bytes(b"x")
+        path.chmod(0)
+        self.openFails(self.source, "private", AccessViolation)
+
+    def test_closeTwice(self) -> None:
+        r = self.openOK(self.source, "pxelinux.0")
+        r.close()
+        r.close()
+        self.assertRaises(ValueError, r.read, 0, 1)
+
+
+class MappingSourceTests(_SourceMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        (base / "undionly.kpxe").write_bytes(b"ipxe")
+        self.source = MappingSource(
+            {"undionly.kpxe": base / "undionly.kpxe", "gone.efi": base / "missing"}
+        )
+
+    def test_mapped(self) -> None:
+        verifyObject(IFileSource, self.source)
+        r = self.openOK(self.source, "undionly.kpxe")
+        self.assertIsInstance(r, FileReadable)
+        self.assertEqual(r.read(0, 100), b"ipxe")
+
+    def test_exactNames(self) -> None:
+        self.openFails(self.source, "/undionly.kpxe", FileNotFound)
+        self.openFails(self.source, "UNDIONLY.KPXE", FileNotFound)
+        self.openFails(self.source, "other", FileNotFound)
+
+    def test_mappedButMissing(self) -> None:
+        self.openFails(self.source, "gone.efi", FileNotFound)
+
+
+class BytesSourceTests(_SourceMixin, SynchronousTestCase):
+    def test_bytes(self) -> None:
+        source = BytesSource({"boot.ipxe": b"#!ipxe\n"})
+        verifyObject(IFileSource, source)
+        r = self.openOK(source, "boot.ipxe")
+        verifyObject(IReadable, r)
+        self.assertIsInstance(r, BytesReadable)
+        self.assertEqual(r.size, 7)
+        self.assertEqual(r.read(2, 3), b"ipx")
+        self.openFails(source, "other", FileNotFound)
+
+
+class ChainSourceTests(_SourceMixin, SynchronousTestCase):
+    def test_firstFound(self) -> None:
+        chain = ChainSource([BytesSource({"a": b"1"}), BytesSource({"a": b"2", "b": b"3"})])
+        verifyObject(IFileSource, chain)
+        self.assertEqual(self.openOK(chain, "a").read(0, 1), b"1")
+        self.assertEqual(self.openOK(chain, "b").read(0, 1), b"3")
+        self.openFails(chain, "c", FileNotFound)
+
+    def test_empty(self) -> None:
+        self.openFails(ChainSource([]), "a", FileNotFound)
+
+    def test_accessViolationStops(self) -> None:
+        """A refusal does not fall through to the next source."""
+        root = Path(self.mktemp())
+        root.mkdir()
+        chain = ChainSource([FilesystemSource(root), BytesSource({"../x": b"1"})])
+        self.openFails(chain, "../x", AccessViolation)
+
+    def test_asynchronous(self) -> None:
+        """Sources may answer later."""
+        pending: defer.Deferred[Any] = defer.Deferred()
+
+        class Later:
+            def open(self, filename: str, peer: tuple[str, int]) -> defer.Deferred[Any]:
+                return pending
+
+        d = ChainSource([Later(), BytesSource({"a": b"1"})]).open("a", PEER)  # type: ignore[list-item]
+        self.assertNoResult(d)
+        pending.errback(FileNotFound("a"))
+        self.assertEqual(self.successResultOf(d).read(0, 1), b"1")
