@@ -33,9 +33,11 @@ def initrd_names(initrds: tuple[str, ...]) -> list[str]:
     """
     names: list[str] = []
     for index, location in enumerate(initrds):
-        name = _basename(location)
-        if name in names:
-            name = f"initrd{index}-{name}"
+        base = name = _basename(location)
+        suffix = index
+        while name in names:  # a made-up name may be taken too
+            name = f"initrd{suffix}-{base}"
+            suffix += 1
         names.append(name)
     return names
 

@@ -36,7 +36,7 @@ def script_url(base: str, machine: Machine) -> str:
     query = {"mac": machine.mac, "arch": str(machine.arch.code)}
     if machine.uuid:
         query["uuid"] = machine.uuid
-    return f"{base}/_/ipxe?{urlencode(query)}"
+    return f"{base}/_/ipxe?{urlencode(query, safe=':')}"
 
 
 class BootResponder:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 __all__ = ["CAPTURES", "BIOS_CAPTURE", "UEFI_CAPTURE", "CaptureError", "Datagram",
@@ -183,7 +183,7 @@ def capture(name: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def udp_datagrams(name: str) -> tuple[Datagram, ...]:
     """
     Every IPv4 UDP datagram in the capture C{name}, in capture order.

@@ -18,7 +18,6 @@ the test's folder.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,10 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from pxed.lab.demo import boot_from_pxed, start_pxed, twistd
 from pxed.lab.netns import Lab, tail
-from pxed.lab.payload import MARKER, build_initrd, find_kernel
 
 REPO = Path(__file__).resolve().parents[1]
-TWISTD = str(Path(sys.executable).with_name("twistd"))
 BOOT_TIMEOUT = 300.0
 
 
@@ -41,37 +39,6 @@ def _require_lab() -> None:
     for tool in ("qemu-system-x86_64", "dnsmasq", "tshark", "ip"):
         if shutil.which(tool) is None:
             raise AssertionError(f"{tool} is missing: run scripts/setup")
-
-
-def write_config(workdir: Path, mac: str, token: str, extra: str = "") -> Path:
-    kernel = find_kernel()
-    initrd = build_initrd(workdir / "initrd.gz")
-    config = workdir / "pxed.yaml"
-    config.write_text(
-        f"""
-server:
-  ports: {{dhcp: 67, pxe: 4011, tftp: 69, http: 80}}
-boot:
-  machines:
-    "{mac}":
-      kernel: {kernel}
-      initrd: [{initrd}]
-      cmdline: "console=ttyS0,115200 panic=-1 pxed.token={token}"
-{extra}"""
-    )
-    return config
-
-
-def start_pxed(lab: Lab, config: Path, log: Path) -> subprocess.Popen[bytes]:
-    proc = lab.spawn_in_server(
-        [TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "pxed", "--config", str(config)],
-        log,
-        env={"PYTHONUNBUFFERED": "1"},
-    )
-    for port, udp in ((67, True), (4011, True), (69, True), (80, False)):
-        if not lab.wait_listening(lab.srv, port, udp=udp, timeout=30, proc=proc):
-            raise AssertionError(f"pxed is not listening on {port}:\n{tail(log, 40)}")
-    return proc
 
 
 GARBAGE = [b"", b"\x00", b"\xff" * 7, os.urandom(300), b"\x01\x01\x06\x00" + b"\x00" * 400,
@@ -105,30 +72,17 @@ class EndToEndBootTests(unittest.TestCase):
     ) -> str:
         _require_lab()
         workdir = Path(self.mktemp()).resolve()
-        workdir.mkdir(parents=True)
-        token = secrets.token_hex(8)
-        config = write_config(workdir, mac, token)
-        serial = workdir / "serial.log"
-        pxed_log = workdir / "pxed.log"
-        ok = False
-        with Lab(workdir) as lab:
-            lab.start_router()
-            pxed = start_pxed(lab, config, pxed_log)
-            if before_boot is not None:
-                before_boot(lab)
-            pcap = lab.start_capture()
-            qemu = lab.boot(firmware, serial, mac)
-            ok = lab.wait_for(serial, f"{MARKER}{token}".encode(), BOOT_TIMEOUT, proc=qemu)
-            still_running = pxed.poll() is None
-        if not ok:
+        run = boot_from_pxed(workdir, firmware, mac, BOOT_TIMEOUT, before_boot=before_boot)
+        if not run.ok:
             self.fail(
                 f"{firmware} boot did not print the marker; kept in {workdir}\n"
-                f"--- serial (tail)\n{tail(serial, 30)}\n--- pxed (tail)\n{tail(pxed_log, 30)}"
+                f"--- serial (tail)\n{tail(run.serial, 30)}\n"
+                f"--- pxed (tail)\n{tail(run.pxed_log, 30)}"
             )
-        self.assertTrue(still_running, f"pxed exited during the boot:\n{tail(pxed_log, 30)}")
-        log = pxed_log.read_text(errors="replace")
+        self.assertTrue(run.pxed_survived, f"pxed exited during the boot:\n{tail(run.pxed_log)}")
+        log = run.pxed_log.read_text(errors="replace")
         self.assertIn(f"{mac}: booting", log, "the iPXE script's beacon never reached pxed")
-        pcap.unlink(missing_ok=True)  # kept only on failure
+        run.pcap.unlink(missing_ok=True)  # kept only on failure
         return log
 
     def test_bios_seabios_ipxe_rom(self) -> None:
@@ -162,7 +116,7 @@ class TwistdTests(unittest.TestCase):
     """
 
     def test_help_lists_options(self) -> None:
-        out = subprocess.run([TWISTD, "pxed", "--help"], capture_output=True, text=True,
+        out = subprocess.run([twistd(), "pxed", "--help"], capture_output=True, text=True,
                              timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("--config", out.stdout)
@@ -170,7 +124,7 @@ class TwistdTests(unittest.TestCase):
     def test_bad_config_is_one_line(self) -> None:
         bad = Path(self.mktemp())
         bad.write_text("boot:\n  machines:\n    \"52:54:00:zz:00:01\": {kernel: /nonexistent}\n")
-        out = subprocess.run([TWISTD, "-n", "--pidfile=", "pxed", "--config", str(bad)],
+        out = subprocess.run([twistd(), "-n", "--pidfile=", "pxed", "--config", str(bad)],
                              capture_output=True, text=True, timeout=60)
         self.assertNotEqual(out.returncode, 0)
         text = out.stdout + out.stderr

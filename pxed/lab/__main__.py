@@ -4,6 +4,8 @@ Command line for the lab.
 
   python -m pxed.lab selftest --firmware bios|uefi|both --workdir DIR
       boot a QEMU client from a reference dnsmasq ProxyDHCP server (no pxed)
+  python -m pxed.lab demo [--firmware bios|uefi] [--workdir DIR]
+      pxed's main job: boot a QEMU machine from a real pxed, console shown
   python -m pxed.lab cleanup --workdir DIR
       after a crash (e.g. SIGKILL), delete the namespaces recorded in
       DIR/lab.json and stop the processes still inside them
@@ -17,9 +19,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 
+from pxed.lab.demo import demo
 from pxed.lab.procs import netns_list, netns_pids, stop_pid
 from pxed.lab.qemu import FIRMWARES
 from pxed.lab.selftest import run_selftest
@@ -63,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--firmware", choices=[*FIRMWARES, "both"], default="both")
     st.add_argument("--workdir", type=Path, required=True)
     st.add_argument("--timeout", type=float, default=240.0, help="seconds per boot")
+    st.add_argument("--ipv6-ra", action="store_true",
+                    help="router also sends IPv6 RAs (skips iPXE's ~15 s IPv6 wait)")
+    dm = sub.add_parser("demo", help="boot a QEMU machine from pxed and show its console")
+    dm.add_argument("--firmware", choices=FIRMWARES, default="bios")
+    dm.add_argument("--workdir", type=Path, default=None,
+                    help="where logs, the capture and the payload go (default: a new temp dir)")
+    dm.add_argument("--timeout", type=float, default=300.0, help="seconds for the boot")
     cl = sub.add_parser("cleanup", help="remove leftovers of a crashed run")
     cl.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -74,11 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _terminate)
     if args.command == "cleanup":
         return cleanup(args.workdir)
+    if args.command == "demo":
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pxed-demo-"))
+        return demo(args.firmware, workdir.resolve(), args.timeout)
     firmwares = FIRMWARES if args.firmware == "both" else (args.firmware,)
     results = []
     for firmware in firmwares:
         workdir = args.workdir / firmware if len(firmwares) > 1 else args.workdir
-        results.append(run_selftest(firmware, workdir, args.timeout))
+        results.append(run_selftest(firmware, workdir, args.timeout, args.ipv6_ra))
     for r in results:
         print(f"{'PASS' if r.ok else 'FAIL'} {r.firmware} {r.seconds:.1f} s  {r.workdir}")
     return 0 if all(r.ok for r in results) else 1

@@ -10,6 +10,7 @@ and never touch a process it did not start.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -17,12 +18,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 POLL_INTERVAL = 0.2
+_ANSI = re.compile(r"\x1b(\[[0-9;?=]*[A-Za-z]|[()][A-Za-z0-9])")
 
 
 def tail(path: Path, lines: int = 25) -> str:
-    """The last C{lines} lines of a log, or a note saying why there are none."""
+    """
+    The last C{lines} lines of a log, or a note saying why there are none.
+
+    Terminal escapes (firmware consoles clear the screen a lot) are removed
+    so the tail is readable in a test report.
+    """
     try:
-        text = path.read_text(errors="replace")
+        text = _ANSI.sub("", path.read_text(errors="replace"))
     except OSError as e:
         return f"({path}: {e.strerror})"
     return "\n".join(text.splitlines()[-lines:])

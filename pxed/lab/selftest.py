@@ -168,7 +168,9 @@ def diagnose(workdir: Path, serial: Path, pcap: Path) -> str:
     return "\n".join(parts)
 
 
-def run_selftest(firmware: str, workdir: Path, timeout: float = 240.0) -> Result:
+def run_selftest(
+    firmware: str, workdir: Path, timeout: float = 240.0, ipv6_ra: bool = False
+) -> Result:
     """
     Boot one client of the given firmware from the reference server.
 
@@ -183,7 +185,7 @@ def run_selftest(firmware: str, workdir: Path, timeout: float = 240.0) -> Result
     needle = (MARKER + token).encode()
     with Lab(workdir) as lab:
         print(f"lab {lab.name}: namespaces {lab.lan} {lab.rtr} {lab.srv}")
-        lab.start_router()
+        lab.start_router(ipv6_ra=ipv6_ra)
         pcap = lab.start_capture()
         start_reference_server(lab, tftp, http)
         mac = random_mac()

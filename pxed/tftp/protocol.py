@@ -169,7 +169,10 @@ class TFTPServerProtocol(DatagramProtocol):
             pkt = P.decode(datagram)
         except P.UnknownOpcode as e:
             log.debug("unknown opcode {opcode} from {peer}", opcode=e.opcode, peer=addr)
-            self._reply(addr, P.ERR_ILLEGAL_OPERATION, "Illegal TFTP operation")
+            # Only a datagram shaped like TFTP (high opcode byte zero) is
+            # answered: random traffic (or a spoofed probe) gets silence.
+            if e.opcode < 0x100:
+                self._reply(addr, P.ERR_ILLEGAL_OPERATION, "Illegal TFTP operation")
             return
         except P.MalformedPacket as e:
             log.debug("malformed packet from {peer}: {reason}", peer=addr, reason=e)

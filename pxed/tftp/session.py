@@ -15,14 +15,23 @@ to 16 bits on the wire, so files with more than 65535 blocks simply wrap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from . import packet as P
+from .options import (
+    DEFAULT_BLKSIZE,
+    MAX_BLKSIZE,
+    MIN_BLKSIZE,
+    Negotiated,
+    SessionLimits,
+    negotiate,
+)
+from .pacing import Pacing
 from .source import IReadable
 
 __all__ = [
@@ -36,38 +45,12 @@ __all__ = [
     "DEFAULT_BLKSIZE",
 ]
 
-MIN_BLKSIZE = 8
-MAX_BLKSIZE = 65464
-DEFAULT_BLKSIZE = 512
-MAX_WINDOWSIZE = 65535
-
 # Upper bound on one read from the content: a window is read in one call when
 # it is small, block by block when blocks are huge, so a session never holds
 # more than about this much (or one block) in memory.
 READ_CHUNK = 65536
 
 log = Logger()
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """What the server is willing to agree to, and how patient it is."""
-
-    max_blksize: int = 1468
-    max_windowsize: int = 16
-    timeout: float = 1.0
-    retries: int = 5
-
-
-@dataclass(frozen=True)
-class Negotiated:
-    """The outcome of option negotiation for one request."""
-
-    blksize: int = DEFAULT_BLKSIZE
-    windowsize: int = 1
-    timeout: float = 1.0
-    tsize: int | None = None
-    oack: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,49 +78,6 @@ class TransferResult:
     error: str | None = None
 
 
-def _int_option(options: Mapping[str, str], name: str) -> int | None:
-    value = options.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 12:
-        return None
-    return int(value)
-
-
-def negotiate(options: Mapping[str, str], size: int | None, limits: SessionLimits) -> Negotiated:
-    """
-    Decide which requested options to accept (RFC 2347/2348/2349/7440).
-
-    Invalid values are ignored rather than refused with ERROR 8: the client
-    then falls back to plain RFC 1350, which is better than no boot.  Values
-    above what the server allows are lowered, which the RFCs permit for
-    blksize and windowsize.  C{tsize} is answered only when the size is known.
-    """
-    options = {k.lower(): v for k, v in options.items()}
-    oack: dict[str, str] = {}
-    blksize = DEFAULT_BLKSIZE
-    requested = _int_option(options, "blksize")
-    if requested is not None and requested >= MIN_BLKSIZE:
-        blksize = max(MIN_BLKSIZE, min(requested, MAX_BLKSIZE, limits.max_blksize))
-        oack["blksize"] = str(blksize)
-    timeout = limits.timeout
-    requested = _int_option(options, "timeout")
-    if requested is not None and 1 <= requested <= 255:
-        timeout = float(requested)
-        oack["timeout"] = str(requested)
-    tsize = None
-    if "tsize" in options and _int_option(options, "tsize") is not None and size is not None:
-        tsize = size
-        oack["tsize"] = str(size)
-    windowsize = 1
-    requested = _int_option(options, "windowsize")
-    if requested is not None and 1 <= requested <= MAX_WINDOWSIZE:
-        windowsize = max(1, min(requested, limits.max_windowsize))
-        oack["windowsize"] = str(windowsize)
-    return Negotiated(blksize, windowsize, timeout, tsize, oack)
-
-
 class ReadSession:
     """
     Serve one read request.
@@ -148,9 +88,14 @@ class ReadSession:
     Duplicate and stale ACKs are ignored: only a timeout causes a
     retransmission.  Answering every duplicate ACK with a new DATA packet is
     the "Sorcerer's Apprentice" bug of RFC 1350, where one delayed packet
-    doubles the traffic for the rest of the transfer.  An ACK for a block in
-    the middle of the window in flight means the client saw a gap there
-    (RFC 7440), so sending resumes right after it.
+    doubles the traffic for the rest of the transfer (and EDK2 sends one
+    duplicate ACK per out-of-order block).  An ACK for a block in the
+    middle of the window in flight means the client saw a gap there
+    (RFC 7440), so sending resumes right after it.  How a window is spread
+    over time after losses is L{Pacing}'s business.
+
+    Invariant: until the session ends, either the retransmission timer or
+    the next-burst timer is pending, so no session can be left behind.
     """
 
     def __init__(
@@ -173,15 +118,23 @@ class ReadSession:
         self.negotiated = negotiate(request.options, readable.size, self.limits)
         self.blksize = self.negotiated.blksize
         self.windowsize = self.negotiated.windowsize
+        self.pacing = Pacing(self.windowsize)
         self._timeout = self.negotiated.timeout
         # Absolute (unwrapped) block numbers.
         self._acked = 0
         self._highest_sent = 0
         self._last: int | None = None
         self._last_len = 0
+        # The window being sent ends at _window_end; the blocks before
+        # _next_send have gone out.
+        self._window_end = 0
+        self._next_send = 1
+        self._window_resent = False
+        self._window_sent_at: float | None = None
         self._oack_pending = False
         self._retries = 0
         self._timer: IDelayedCall | None = None
+        self._burst_timer: IDelayedCall | None = None
         self._finished = False
         self._started_at = 0.0
         self.retransmits = 0
@@ -196,6 +149,11 @@ class ReadSession:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def pending(self) -> bool:
+        """Whether a timer is pending (always, until the session ends)."""
+        return any(t is not None and t.active() for t in (self._timer, self._burst_timer))
 
     def start(self) -> None:
         """Send the OACK, or DATA 1 when no option was accepted."""
@@ -254,8 +212,15 @@ class ReadSession:
         self._retries = 0
         if n == self._last:
             self._finish("complete")
+            return
+        if n >= self._window_end and self._next_send > self._window_end:
+            if not self._window_resent and self._window_sent_at is not None:
+                self.pacing.sample(self._clock.seconds() - self._window_sent_at)
+            self.pacing.clean()
         else:
-            self._send_window(n + 1)
+            log.debug("client {peer} reports a gap after block {block}", peer=self.peer, block=wire)
+            self.pacing.loss()
+        self._send_window(n + 1)
 
     def abort(self, reason: str) -> None:
         """End the transfer from the server side, telling the client why."""
@@ -280,10 +245,24 @@ class ReadSession:
             log.failure("sending to {peer} failed", peer=self.peer)
 
     def _send_window(self, first: int) -> None:
-        """Send up to windowsize blocks starting at C{first}, then wait."""
-        n = first
+        """Start sending the window of blocks beginning at C{first}."""
+        _cancel(self._timer)
+        _cancel(self._burst_timer)
+        self._timer = self._burst_timer = None
+        self._next_send = first
+        self._window_end = first + self.windowsize - 1
+        if self._last is not None:
+            self._window_end = min(self._window_end, self._last)
+        self._window_resent = first <= self._highest_sent
+        self._window_sent_at = None
+        self._send_burst()
+
+    def _send_burst(self) -> None:
+        """Send the next burst of the window, then wait for the next burst or an ACK."""
+        self._burst_timer = None
+        first = n = self._next_send
         try:
-            for n in range(first, first + self.windowsize):
+            for n in range(first, min(self._window_end, first + self.pacing.burst - 1) + 1):
                 payload = self._block(n)
                 if n <= self._highest_sent:
                     self.retransmits += 1
@@ -291,8 +270,9 @@ class ReadSession:
                 else:
                     self._highest_sent = n
                 self._transmit(P.encode(P.Data(n & 0xFFFF, payload)))
+                self._next_send = n + 1
                 if len(payload) < self.blksize:
-                    self._last = n
+                    self._last = self._window_end = n
                     self._last_len = len(payload)
                     break
         except Exception as e:
@@ -301,7 +281,11 @@ class ReadSession:
             self._finish("error", f"read error: {e}")
             return
         log.debug("sent DATA {first}..{last} to {peer}", first=first, last=n, peer=self.peer)
-        self._arm()
+        if self._next_send > self._window_end:
+            self._window_sent_at = self._clock.seconds()
+            self._arm()
+        else:
+            self._burst_timer = self._clock.callLater(self.pacing.gap, self._send_burst)
 
     def _block(self, n: int) -> bytes:
         bs = self.blksize
@@ -317,8 +301,7 @@ class ReadSession:
     # Timing
 
     def _arm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        _cancel(self._timer)
         self._timer = self._clock.callLater(self._timeout, self._timedOut)
 
     def _timedOut(self) -> None:
@@ -338,6 +321,7 @@ class ReadSession:
             self._send_oack()
             self._arm()
         else:
+            self.pacing.loss()
             self._send_window(self._acked + 1)
 
     # Ending
@@ -351,9 +335,9 @@ class ReadSession:
         if self._finished:
             return
         self._finished = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        _cancel(self._timer)
+        _cancel(self._burst_timer)
+        self._timer = self._burst_timer = None
         try:
             self._readable.close()
         except Exception:
@@ -372,3 +356,8 @@ class ReadSession:
             error=error,
         )
         self.done.callback(result)
+
+
+def _cancel(call: IDelayedCall | None) -> None:
+    if call is not None and call.active():
+        call.cancel()

@@ -1,0 +1,175 @@
+# -*- test-case-name: tests.test_e2e_boot -*-
+"""
+pxed's main job, end to end, in the lab: a virtual machine network-boots
+Linux from a real C{twistd pxed} process while the LAN's ordinary DHCP
+server (dnsmasq) hands out its address.
+
+Shared by C{python -m pxed.lab demo} (which shows the console as it goes)
+and the end-to-end tests (which check the same boot silently).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from pxed.lab.netns import Lab, tail
+from pxed.lab.payload import MARKER, build_initrd, find_kernel
+
+__all__ = ["PXED_PORTS", "write_pxed_config", "start_pxed", "BootRun", "boot_from_pxed"]
+
+#: (port, udp) pairs pxed listens on with the lab's configuration.
+PXED_PORTS = ((67, True), (4011, True), (69, True), (80, False))
+
+
+def twistd() -> str:
+    """
+    The twistd beside the running Python, so the lab runs the pxed that is
+    installed in this environment.
+    """
+    return str(Path(sys.executable).with_name("twistd"))
+
+
+def write_pxed_config(workdir: Path, mac: str, token: str) -> Path:
+    """
+    A pxed configuration that boots C{mac} into the lab payload: Debian's
+    kernel and a busybox initrd that prints L{MARKER} with C{token}.
+    """
+    kernel = find_kernel()
+    initrd = build_initrd(workdir / "initrd.gz")
+    config = workdir / "pxed.yaml"
+    config.write_text(
+        "server:\n"
+        "  ports: {dhcp: 67, pxe: 4011, tftp: 69, http: 80}\n"
+        "boot:\n"
+        "  machines:\n"
+        f'    "{mac}":\n'
+        f"      kernel: {kernel}\n"
+        f"      initrd: [{initrd}]\n"
+        f'      cmdline: "console=ttyS0,115200 panic=-1 pxed.token={token}"\n'
+    )
+    return config
+
+
+def start_pxed(lab: Lab, config: Path, log: Path, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """
+    Run C{twistd -n pxed --config CONFIG} on the lab's server host and wait
+    until the kernel shows every port bound.
+    """
+    proc = lab.spawn_in_server(
+        [twistd(), "--nodaemon", "--pidfile=", "--logfile=-", "pxed", "--config", str(config)],
+        log,
+        env={"PYTHONUNBUFFERED": "1"},
+    )
+    for port, udp in PXED_PORTS:
+        if not lab.wait_listening(lab.srv, port, udp=udp, timeout=timeout, proc=proc):
+            raise RuntimeError(f"pxed is not listening on port {port}:\n{tail(log, 40)}")
+    return proc
+
+
+@dataclass
+class BootRun:
+    firmware: str
+    mac: str
+    token: str
+    ok: bool
+    seconds: float
+    serial: Path
+    pxed_log: Path
+    pcap: Path
+    pxed_survived: bool
+
+
+def _follow(path: Path, out: IO[str], offset: int) -> int:
+    """
+    Copy what was appended to C{path} since C{offset} to C{out}.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    if chunk:
+        out.write(chunk.decode("utf-8", "replace"))
+        out.flush()
+    return offset + len(chunk)
+
+
+def boot_from_pxed(
+    workdir: Path,
+    firmware: str,
+    mac: str,
+    timeout: float = 300.0,
+    console: IO[str] | None = None,
+    ipv6_ra: bool = True,
+    before_boot: object = None,
+) -> BootRun:
+    """
+    Build the lab, start pxed and boot one machine from it.
+
+    @param console: if given, the serial console is copied there live.
+    @param ipv6_ra: the router sends IPv6 RAs, which spares iPXE a 15 s
+        wait for one (as on most real LANs).
+    @param before_boot: a callable given the L{Lab} once pxed listens and
+        before the machine powers on (tests send garbage here).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(8)
+    config = write_pxed_config(workdir, mac, token)
+    serial = workdir / "serial.log"
+    pxed_log = workdir / "pxed.log"
+    needle = f"{MARKER}{token}".encode()
+    started = time.monotonic()
+    with Lab(workdir) as lab:
+        lab.start_router(ipv6_ra=ipv6_ra)
+        pxed = start_pxed(lab, config, pxed_log)
+        if callable(before_boot):
+            before_boot(lab)
+        pcap = lab.start_capture()
+        started = time.monotonic()
+        qemu = lab.boot(firmware, serial, mac)
+        ok = False
+        offset = 0
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if lab.wait_for(serial, needle, 1.0, proc=qemu):
+                ok = True
+                break
+            if console is not None:
+                offset = _follow(serial, console, offset)
+            if qemu.poll() is not None:
+                break
+        if console is not None:
+            _follow(serial, console, offset)
+        survived = pxed.poll() is None
+    return BootRun(firmware, mac, token, ok, time.monotonic() - started, serial, pxed_log, pcap,
+                   survived)
+
+
+def demo(firmware: str, workdir: Path, timeout: float) -> int:
+    """
+    C{python -m pxed.lab demo}: boot one machine and narrate.
+    """
+    mac = "52:54:00:77:00:10" if firmware == "bios" else "52:54:00:77:00:20"
+    print(f"pxed demo: a {firmware.upper()} machine ({mac}) network-boots Linux from pxed.")
+    print(f"  LAN 192.168.77.0/24: dnsmasq (plain DHCP) at {Lab.ROUTER_IP}, pxed at "
+          f"{Lab.SERVER_IP}; files in {workdir}")
+    print("---- serial console ----", flush=True)
+    run = boot_from_pxed(workdir, firmware, mac, timeout, console=sys.stdout)
+    print("\n---- pxed's log of this boot ----")
+    for line in run.pxed_log.read_text(errors="replace").splitlines():
+        if "[pxed." in line or "starting on" in line:
+            print(line)
+    if run.ok:
+        print(f"\nOK: the machine booted pxed's kernel and initrd and printed its token "
+              f"{run.token} in {run.seconds:.0f} s.")
+        return 0
+    print(f"\nFAILED: no boot marker within {timeout:.0f} s. Serial log: {run.serial}; "
+          f"capture: {run.pcap}; pxed log: {run.pxed_log}")
+    return 1

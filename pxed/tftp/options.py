@@ -1,0 +1,93 @@
+# -*- test-case-name: tests.test_tftp_session -*-
+"""
+TFTP option negotiation (RFC 2347 framework, RFC 2348 blksize, RFC 2349
+timeout and tsize, RFC 7440 windowsize), as a pure function of the request,
+the content size and the server's limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "SessionLimits",
+    "Negotiated",
+    "negotiate",
+    "MIN_BLKSIZE",
+    "MAX_BLKSIZE",
+    "DEFAULT_BLKSIZE",
+    "MAX_WINDOWSIZE",
+]
+
+MIN_BLKSIZE = 8
+MAX_BLKSIZE = 65464
+DEFAULT_BLKSIZE = 512
+MAX_WINDOWSIZE = 65535
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What the server is willing to agree to, and how patient it is."""
+
+    max_blksize: int = 1468
+    max_windowsize: int = 16
+    timeout: float = 1.0
+    retries: int = 5
+    # Largest client-requested timeout accepted: with the retry limit it
+    # bounds how long an abandoned transfer holds its port.
+    max_timeout: int = 30
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """The outcome of option negotiation for one request."""
+
+    blksize: int = DEFAULT_BLKSIZE
+    windowsize: int = 1
+    timeout: float = 1.0
+    tsize: int | None = None
+    oack: dict[str, str] = field(default_factory=dict)
+
+
+def _int_option(options: Mapping[str, str], name: str) -> int | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 12:
+        return None
+    return int(value)
+
+
+def negotiate(options: Mapping[str, str], size: int | None, limits: SessionLimits) -> Negotiated:
+    """
+    Decide which requested options to accept (RFC 2347/2348/2349/7440).
+
+    Invalid values are ignored rather than refused with ERROR 8: the client
+    then falls back to plain RFC 1350, which is better than no boot.  Values
+    above what the server allows are lowered, which the RFCs permit for
+    blksize and windowsize.  C{tsize} is answered only when the size is known.
+    """
+    options = {k.lower(): v for k, v in options.items()}
+    oack: dict[str, str] = {}
+    blksize = DEFAULT_BLKSIZE
+    requested = _int_option(options, "blksize")
+    if requested is not None and requested >= MIN_BLKSIZE:
+        blksize = max(MIN_BLKSIZE, min(requested, MAX_BLKSIZE, limits.max_blksize))
+        oack["blksize"] = str(blksize)
+    timeout = limits.timeout
+    requested = _int_option(options, "timeout")
+    if requested is not None and 1 <= requested <= min(255, limits.max_timeout):
+        timeout = float(requested)
+        oack["timeout"] = str(requested)
+    tsize = None
+    if "tsize" in options and _int_option(options, "tsize") is not None and size is not None:
+        tsize = size
+        oack["tsize"] = str(size)
+    windowsize = 1
+    requested = _int_option(options, "windowsize")
+    if requested is not None and 1 <= requested <= MAX_WINDOWSIZE:
+        windowsize = max(1, min(requested, limits.max_windowsize))
+        oack["windowsize"] = str(windowsize)
+    return Negotiated(blksize, windowsize, timeout, tsize, oack)

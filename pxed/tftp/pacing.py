@@ -1,0 +1,68 @@
+# -*- test-case-name: tests.test_tftp_session -*-
+"""
+How much of a TFTP window to send back to back.
+
+A window (RFC 7440) cannot be shrunk once negotiated: the client ACKs only
+after C{windowsize} blocks (EDK2 counts blocks since its last ACK), so
+sending fewer would stall it until it times out.  What the server can
+choose is I{when} to send the blocks of a window.  On a clean network it
+sends the whole window at once.  After a loss it sends the window in
+smaller bursts spaced about one round trip apart, so that:
+
+  - a receiver whose small receive ring overflowed (the usual cause of loss
+    with firmware clients) gets time to drain it;
+  - when a block is lost, the client's ACK for the gap (RFC 7440) arrives
+    before the rest of the window has been sent, and the server restarts
+    from the gap instead of sending blocks the client will discard.
+
+The burst halves at each loss and doubles after each cleanly acknowledged
+window, like TCP's multiplicative decrease (with a fast recovery, since
+LAN loss is mostly bursty).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Pacing"]
+
+MIN_GAP = 0.0005
+
+
+class Pacing:
+    """Burst size and spacing for one transfer; pure, the session applies it."""
+
+    def __init__(
+        self, windowsize: int, *, initial_rtt: float = 0.002, max_gap: float = 0.05
+    ) -> None:
+        self.windowsize = windowsize
+        self.burst = windowsize
+        self.srtt: float | None = None
+        self.losses = 0
+        self._initial_rtt = initial_rtt
+        self._max_gap = max_gap
+
+    def loss(self) -> None:
+        """A block or an ACK was lost (gap ACK or retransmission timeout)."""
+        self.losses += 1
+        self.burst = max(1, self.burst // 2)
+
+    def clean(self) -> None:
+        """A whole window was acknowledged at its end."""
+        self.burst = min(self.windowsize, self.burst * 2)
+
+    def sample(self, rtt: float) -> None:
+        """
+        Record the time from a window's last block to its ACK.  Only windows
+        sent once are sampled (Karn): an ACK after a retransmission cannot
+        be matched to one transmission.
+        """
+        rtt = max(0.0, rtt)
+        if self.srtt is None:
+            self.srtt = rtt
+        else:
+            self.srtt += (rtt - self.srtt) / 8
+
+    @property
+    def gap(self) -> float:
+        """Seconds between bursts: about one round trip, within bounds."""
+        rtt = self._initial_rtt if self.srtt is None else self.srtt
+        return min(self._max_gap, max(MIN_GAP, rtt))

@@ -1,0 +1,390 @@
+"""
+Tests for L{pxed.tftp.protocol} and L{pxed.tftp.client} over real UDP on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from pxed.tftp import packet as P
+from pxed.tftp.client import TFTPError, TFTPTimeout, fetch, fetch_result
+from pxed.tftp.protocol import TFTPServerProtocol
+from pxed.tftp.session import TransferResult
+from pxed.tftp.source import BytesSource, ChainSource, FilesystemSource
+
+LOCAL = "127.0.0.1"
+
+
+class RawClient(DatagramProtocol):
+    """A UDP socket that queues what it receives, for hand-made exchanges."""
+
+    noisy = False
+
+    def __init__(self) -> None:
+        self.queue: defer.DeferredQueue[tuple[bytes, tuple[str, int]]] = defer.DeferredQueue()
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.queue.put((datagram, (addr[0], addr[1])))
+
+    def send(self, pkt: P.Packet | bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.write(pkt if isinstance(pkt, bytes) else P.encode(pkt), addr)
+
+    def next(self, timeout: float = 3.0) -> defer.Deferred[tuple[P.Packet, tuple[str, int]]]:
+        d = self.queue.get()
+        d.addTimeout(timeout, reactor)  # type: ignore[arg-type]
+        return d.addCallback(lambda r: (P.decode(r[0]), r[1]))
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue.pending)
+
+
+class ServerTestCase(TestCase):
+    """Runs a server on 127.0.0.1 over a temporary directory."""
+
+    timeout = 20
+
+    server_kw: dict[str, Any] = {}
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp()).absolute()
+        self.root.mkdir()
+        self.files = {
+            "small.txt": b"hello, world\n",
+            "exact.bin": bytes(range(256)) * 8,  # 2048: 4 blocks of 512
+            "big.bin": os.urandom(300_000),
+        }
+        for name, content in self.files.items():
+            (self.root / name).write_bytes(content)
+        self.starts: list[tuple[tuple[str, int], str, dict[str, str]]] = []
+        self.ends: list[tuple[tuple[str, int], str, TransferResult]] = []
+        self._endWaiters: list[tuple[int, defer.Deferred[None]]] = []
+        self.server = self.makeServer(FilesystemSource(self.root))
+        self.port = reactor.listenUDP(0, self.server, interface=LOCAL)  # type: ignore[attr-defined]
+        self.addCleanup(self.port.stopListening)
+        self.addr = (LOCAL, self.port.getHost().port)
+
+    def makeServer(self, source: Any, **kw: Any) -> TFTPServerProtocol:
+        kw = {**self.server_kw, **kw}
+        return TFTPServerProtocol(
+            source,
+            reactor,
+            on_transfer_start=lambda *a: self.starts.append(a),
+            on_transfer_end=self._ended,
+            **kw,
+        )
+
+    def _ended(self, peer: tuple[str, int], filename: str, result: TransferResult) -> None:
+        self.ends.append((peer, filename, result))
+        for n, d in list(self._endWaiters):
+            if len(self.ends) >= n:
+                self._endWaiters.remove((n, d))
+                d.callback(None)
+
+    def waitForEnds(self, n: int = 1) -> defer.Deferred[None]:
+        """Fires when C{n} transfers have ended (and their ports closed)."""
+        d: defer.Deferred[None] = defer.Deferred()
+        if len(self.ends) >= n:
+            d.callback(None)
+        else:
+            self._endWaiters.append((n, d))
+        d.addTimeout(10, reactor)  # type: ignore[arg-type]
+        return d
+
+    def rawClient(self) -> RawClient:
+        raw = RawClient()
+        port = reactor.listenUDP(0, raw, interface=LOCAL)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        return raw
+
+    def get(self, filename: str, **kw: Any) -> defer.Deferred[Any]:
+        return fetch_result(reactor, LOCAL, self.addr[1], filename, interface=LOCAL, **kw)
+
+
+class TransferTests(ServerTestCase):
+    @defer.inlineCallbacks
+    def test_plain(self) -> Any:
+        """A transfer without options, in 512-byte blocks."""
+        for name in ("small.txt", "exact.bin", "big.bin"):
+            result = yield self.get(name)
+            self.assertEqual(result.data, self.files[name])
+            self.assertEqual(result.options, {})
+        yield self.waitForEnds(3)
+        self.assertEqual([e[2].outcome for e in self.ends], ["complete"] * 3)
+        self.assertEqual(self.ends[1][2].blocks, 5)
+        self.assertEqual(self.server.active_transfers, 0)
+
+    @defer.inlineCallbacks
+    def test_options(self) -> Any:
+        """blksize, tsize and windowsize as EDK2 asks for them."""
+        result = yield self.get("big.bin", blksize=1468, tsize=True, windowsize=4)
+        self.assertEqual(result.data, self.files["big.bin"])
+        self.assertEqual(result.options, {"blksize": "1468", "tsize": "300000", "windowsize": "4"})
+        yield self.waitForEnds(1)
+        peer, filename, end = self.ends[0]
+        self.assertEqual(filename, "big.bin")
+        self.assertEqual(
+            (end.outcome, end.bytes_sent, end.blksize, end.windowsize),
+            ("complete", 300000, 1468, 4),
+        )
+        self.assertEqual(self.starts[0][0], peer)
+        self.assertEqual(self.starts[0][2], {"blksize": "1468", "tsize": "0", "windowsize": "4"})
+
+    @defer.inlineCallbacks
+    def test_clamped(self) -> Any:
+        """The client gets the server's maximum when it asks for more."""
+        result = yield self.get("big.bin", blksize=65464, windowsize=64)
+        self.assertEqual(result.options, {"blksize": "1468", "windowsize": "16"})
+        self.assertEqual(result.data, self.files["big.bin"])
+        yield self.waitForEnds(1)
+
+    @defer.inlineCallbacks
+    def test_rollover(self) -> Any:
+        """Over 65535 blocks, block numbers wrap."""
+        content = os.urandom(8 * 65600)
+        (self.root / "huge.bin").write_bytes(content)
+        result = yield self.get("huge.bin", blksize=8, windowsize=16)
+        self.assertEqual(result.data, content)
+        self.assertEqual(result.blocks, 65601)
+        yield self.waitForEnds(1)
+
+    @defer.inlineCallbacks
+    def test_concurrent(self) -> Any:
+        results = yield defer.gatherResults(
+            [self.get("big.bin", blksize=1024, windowsize=w) for w in (1, 2, 8)]
+            + [self.get("small.txt") for _ in range(5)]
+        )
+        self.assertEqual(
+            [r.data for r in results], [self.files["big.bin"]] * 3 + [self.files["small.txt"]] * 5
+        )
+        yield self.waitForEnds(8)
+
+    @defer.inlineCallbacks
+    def test_fetchBytes(self) -> Any:
+        data = yield fetch(reactor, LOCAL, self.addr[1], "small.txt", interface=LOCAL)
+        self.assertEqual(data, self.files["small.txt"])
+        yield self.waitForEnds(1)
+
+    @defer.inlineCallbacks
+    def test_notFound(self) -> Any:
+        e = yield self.assertFailure(self.get("missing.txt"), TFTPError)
+        self.assertEqual((e.code, e.message), (1, "File not found"))
+        self.assertEqual(self.server.active_transfers, 0)
+        self.assertEqual(self.starts, [])
+
+    @defer.inlineCallbacks
+    def test_accessViolation(self) -> Any:
+        e = yield self.assertFailure(self.get("../etc/passwd"), TFTPError)
+        self.assertEqual(e.code, P.ERR_ACCESS_VIOLATION)
+
+    @defer.inlineCallbacks
+    def test_writeRefused(self) -> Any:
+        raw = self.rawClient()
+        raw.send(P.WriteRequest("upload.bin", "octet"), self.addr)
+        pkt, addr = yield raw.next()
+        self.assertIsInstance(pkt, P.Error)
+        self.assertEqual(pkt.code, P.ERR_ACCESS_VIOLATION)
+        self.assertFalse((self.root / "upload.bin").exists())
+
+    @defer.inlineCallbacks
+    def test_unknownOpcode(self) -> Any:
+        raw = self.rawClient()
+        raw.send(b"\x00\x09whatever", self.addr)
+        pkt, _ = yield raw.next()
+        self.assertEqual(pkt, P.Error(P.ERR_ILLEGAL_OPERATION, "Illegal TFTP operation"))
+
+    @defer.inlineCallbacks
+    def test_unsupportedMode(self) -> Any:
+        raw = self.rawClient()
+        raw.send(P.ReadRequest("small.txt", "mail"), self.addr)
+        pkt, _ = yield raw.next()
+        self.assertIsInstance(pkt, P.Error)
+        self.assertEqual(pkt.code, P.ERR_ILLEGAL_OPERATION)
+
+    @defer.inlineCallbacks
+    def test_netascii(self) -> Any:
+        """netascii is served unchanged."""
+        raw = self.rawClient()
+        raw.send(P.ReadRequest("small.txt", "netascii"), self.addr)
+        pkt, tid = yield raw.next()
+        self.assertEqual(pkt, P.Data(1, self.files["small.txt"]))
+        raw.send(P.Ack(1), tid)
+        yield self.waitForEnds(1)
+
+    @defer.inlineCallbacks
+    def test_garbageIgnored(self) -> Any:
+        """Garbage gets no reply, and the service keeps working."""
+        raw = self.rawClient()
+        for junk in [
+            b"",
+            b"\x00",
+            b"\x00\x01",
+            b"\x00\x01x",
+            b"\xff" * 600,  # an opcode no TFTP packet could have
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"\x00\x01\xff\xfe\x00octet\x00",
+            P.encode(P.Ack(1)),
+            P.encode(P.Data(1, b"x")),
+            P.encode(P.Error(0, "x")),
+            P.encode(P.OptionAck({})),
+        ]:
+            raw.send(junk, self.addr)
+        yield deferLater(reactor, 0.3, lambda: None)  # type: ignore[arg-type]
+        self.assertEqual(raw.pending, 0)
+        result = yield self.get("small.txt")
+        self.assertEqual(result.data, self.files["small.txt"])
+        yield self.waitForEnds(1)
+
+    @defer.inlineCallbacks
+    def test_unknownTid(self) -> Any:
+        """A stranger writing to a transfer port gets ERROR 5; the transfer goes on."""
+        client, stranger = self.rawClient(), self.rawClient()
+        client.send(P.ReadRequest("exact.bin"), self.addr)
+        pkt, tid = yield client.next()
+        self.assertEqual(pkt, P.Data(1, self.files["exact.bin"][:512]))
+        self.assertNotEqual(tid, self.addr)
+        stranger.send(P.Ack(1), tid)
+        pkt, source = yield stranger.next()
+        self.assertEqual(source, tid)
+        self.assertEqual(pkt, P.Error(P.ERR_UNKNOWN_TID, "Unknown transfer ID"))
+        # ERROR from a stranger is not answered and does not end the transfer.
+        stranger.send(P.Error(0, "go away"), tid)
+        client.send(P.Ack(1), tid)
+        pkt, _ = yield client.next()
+        self.assertEqual(pkt, P.Data(2, self.files["exact.bin"][512:1024]))
+        client.send(P.Error(0, "done"), tid)
+        yield self.waitForEnds(1)
+        self.assertEqual(stranger.pending, 0)
+
+    @defer.inlineCallbacks
+    def test_uefiTsizeProbe(self) -> Any:
+        """The probe ends quietly and the real request that follows works."""
+        raw = self.rawClient()
+        raw.send(
+            P.ReadRequest("big.bin", "octet", {"tsize": "0", "blksize": "1468", "windowsize": "4"}),
+            self.addr,
+        )
+        pkt, tid = yield raw.next()
+        self.assertEqual(
+            pkt, P.OptionAck({"blksize": "1468", "tsize": "300000", "windowsize": "4"})
+        )
+        raw.send(P.Error(P.ERR_OPTION_NEGOTIATION, "User aborted the transfer"), tid)
+        yield self.waitForEnds(1)
+        self.assertEqual(self.ends[0][2].outcome, "aborted")
+        result = yield self.get("big.bin", blksize=1468, windowsize=4)
+        self.assertEqual(result.data, self.files["big.bin"])
+        yield self.waitForEnds(2)
+        self.assertEqual(raw.pending, 0)
+
+    @defer.inlineCallbacks
+    def test_duplicateRequest(self) -> Any:
+        """A retransmitted RRQ does not start a second transfer."""
+        raw = self.rawClient()
+        raw.send(P.ReadRequest("small.txt"), self.addr)
+        raw.send(P.ReadRequest("small.txt"), self.addr)
+        pkt, tid = yield raw.next()
+        self.assertEqual(pkt, P.Data(1, self.files["small.txt"]))
+        yield deferLater(reactor, 0.2, lambda: None)  # type: ignore[arg-type]
+        self.assertEqual(raw.pending, 0)
+        self.assertEqual(len(self.starts), 1)
+        raw.send(P.Ack(1), tid)
+        yield self.waitForEnds(1)
+
+
+class LimitTests(ServerTestCase):
+    server_kw = {"timeout": 0.1, "retries": 2, "max_transfers": 1}
+
+    @defer.inlineCallbacks
+    def test_timeout(self) -> Any:
+        """A client that stops answering is given up after the retries."""
+        raw = self.rawClient()
+        raw.send(P.ReadRequest("small.txt"), self.addr)
+        yield self.waitForEnds(1)
+        self.assertEqual(self.ends[0][2].outcome, "timeout")
+        packets = []
+        for _ in range(4):
+            pkt, _ = yield raw.next()
+            packets.append(pkt)
+        self.assertEqual(
+            packets, [P.Data(1, self.files["small.txt"])] * 3 + [P.Error(0, "Timeout")]
+        )
+        self.assertEqual(self.server.active_transfers, 0)
+
+    @defer.inlineCallbacks
+    def test_busy(self) -> Any:
+        first, second = self.rawClient(), self.rawClient()
+        first.send(P.ReadRequest("small.txt"), self.addr)
+        _, tid = yield first.next()
+        second.send(P.ReadRequest("small.txt"), self.addr)
+        pkt, _ = yield second.next()
+        self.assertEqual(pkt, P.Error(P.ERR_UNDEFINED, "Server busy"))
+        first.send(P.Ack(1), tid)
+        yield self.waitForEnds(1)
+        result = yield self.get("small.txt")
+        self.assertEqual(result.data, self.files["small.txt"])
+        yield self.waitForEnds(2)
+
+    @defer.inlineCallbacks
+    def test_clientTimeout(self) -> Any:
+        """The client gives up on a server that does not answer."""
+        silent = self.rawClient()
+        port = silent.transport.getHost().port  # type: ignore[union-attr]
+        d = fetch(reactor, LOCAL, port, "x", timeout=0.05, retries=2, interface=LOCAL)
+        yield self.assertFailure(d, TFTPTimeout)
+        self.assertEqual(silent.pending, 3)
+
+
+class RobustnessTests(ServerTestCase):
+    @defer.inlineCallbacks
+    def test_sourceFailure(self) -> Any:
+        """A source that fails unexpectedly yields ERROR 0, and logs."""
+
+        class Broken:
+            def open(self, filename: str, peer: Any) -> Any:
+                raise RuntimeError("boom")
+
+        server = self.makeServer(ChainSource([BytesSource({"ok": b"ok"}), Broken()]))  # type: ignore[list-item]
+        port = reactor.listenUDP(0, server, interface=LOCAL)  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        e = yield self.assertFailure(
+            fetch(reactor, LOCAL, port.getHost().port, "x", interface=LOCAL), TFTPError
+        )
+        self.assertEqual((e.code, e.message), (0, "Internal error"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(server.active_transfers, 0)
+        data = yield fetch(reactor, LOCAL, port.getHost().port, "ok", interface=LOCAL)
+        self.assertEqual(data, b"ok")
+        yield self.waitForEnds(1)
+
+    @defer.inlineCallbacks
+    def test_observerFailure(self) -> Any:
+        """An observer that raises does not break the transfer."""
+
+        def bad(*args: Any) -> None:
+            raise ValueError("observer bug")
+
+        self.server.on_transfer_start = bad
+        result = yield self.get("small.txt")
+        self.assertEqual(result.data, self.files["small.txt"])
+        yield self.waitForEnds(1)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    @defer.inlineCallbacks
+    def test_stopAbortsTransfers(self) -> Any:
+        raw = self.rawClient()
+        raw.send(P.ReadRequest("big.bin"), self.addr)
+        _, tid = yield raw.next()
+        yield self.port.stopListening()
+        pkt, _ = yield raw.next()
+        self.assertEqual(pkt, P.Error(0, "Server shutting down"))
+        yield self.waitForEnds(1)
+        self.assertEqual(self.ends[0][2].outcome, "aborted")
