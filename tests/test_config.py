@@ -30,7 +30,7 @@ class ConfigTestCase(unittest.TestCase):
         self.undionly = self.file("undionly.kpxe")
         self.snponly = self.file("snponly.efi")
         # The defaults must not depend on what this machine has installed.
-        self.patch(config, "DEFAULT_BOOTLOADERS",
+        self.patch(config.server, "DEFAULT_BOOTLOADERS",
                    {"x86-bios": self.undionly, "x64-uefi": self.snponly})
 
     def file(self, name: str) -> Path:
@@ -80,7 +80,7 @@ class ExampleTests(ConfigTestCase):
         With the shipped defaults, the example loads where Debian's ipxe
         package is installed, and otherwise says to install it.
         """
-        self.patch(config, "DEFAULT_BOOTLOADERS", DEBIAN_DEFAULTS)
+        self.patch(config.server, "DEFAULT_BOOTLOADERS", DEBIAN_DEFAULTS)
         if all(path.is_file() for path in DEBIAN_DEFAULTS.values()):
             self.assertEqual(dict(load_config(EXAMPLE).bootloaders), DEBIAN_DEFAULTS)
         else:
@@ -293,18 +293,18 @@ class BootloaderTests(ConfigTestCase):
         self.assertEqual(dict(loaded.bootloaders), {"x64-uefi": self.snponly})
 
     def test_missing_default(self) -> None:
-        self.patch(config, "DEFAULT_BOOTLOADERS",
+        self.patch(config.server, "DEFAULT_BOOTLOADERS",
                    {"x86-bios": self.dir / "undionly.kpxe", "x64-uefi": self.dir / "none.efi"})
         error = self.assertError({}, "bootloaders.x64-uefi", "none.efi", "Debian",
                                  "'ipxe'", "apt-get install ipxe")
         self.assertIn("name another file", error.problem)
 
     def test_missing_default_switched_off(self) -> None:
-        self.patch(config, "DEFAULT_BOOTLOADERS", {"x64-uefi": self.dir / "none.efi"})
+        self.patch(config.server, "DEFAULT_BOOTLOADERS", {"x64-uefi": self.dir / "none.efi"})
         self.assertEqual(dict(parse_config({"bootloaders": {"x64-uefi": None}}).bootloaders), {})
 
     def test_missing_default_overridden(self) -> None:
-        self.patch(config, "DEFAULT_BOOTLOADERS", {"x64-uefi": self.dir / "none.efi"})
+        self.patch(config.server, "DEFAULT_BOOTLOADERS", {"x64-uefi": self.dir / "none.efi"})
         loaded = parse_config({"bootloaders": {"x64-uefi": str(self.snponly)}})
         self.assertEqual(dict(loaded.bootloaders), {"x64-uefi": self.snponly})
 

@@ -154,7 +154,7 @@ class ProxyDHCPTests(ProtocolTestCase):
         self.assertEqual(reply.xid, 0xF555353A)
         self.assertEqual(
             reply.file,
-            b"http://192.168.77.1:8080/_/ipxe?mac=52%3A54%3A00%3A77%3A00%3A10&arch=0"
+            b"http://192.168.77.1:8080/_/ipxe?mac=52:54:00:77:00:10&arch=0"
             b"&uuid=00000000-0000-0000-0000-000000000000",
         )
         self.assertEqual(reply.options[Option.BOOTFILE_NAME], reply.file)

@@ -67,7 +67,7 @@ class ProxyOfferTests(unittest.TestCase):
 
     def test_bios_discovery_control(self) -> None:
         req = request(pcap.BIOS_CAPTURE, 1)
-        url = "http://192.168.77.1/_/ipxe?mac=52%3A54%3A00%3A77%3A00%3A10&arch=0"
+        url = "http://192.168.77.1/_/ipxe?mac=52:54:00:77:00:10&arch=0"
         reply = proxy_offer(req, BootAnswer(SERVER, url, discovery_control=True))
         self.check_offer(req, reply, url.encode())
         self.assertEqual(reply.options[Option.VENDOR_SPECIFIC], b"\x06\x01\x08\xff")

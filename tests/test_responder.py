@@ -159,6 +159,11 @@ class URLTests(unittest.TestCase):
         self.assertEqual(http_base("10.0.0.1", 80), "http://10.0.0.1")
         self.assertEqual(http_base("10.0.0.1", 8080), "http://10.0.0.1:8080")
 
-    def test_script_url_quotes(self) -> None:
+    def test_script_url(self) -> None:
         url = script_url("http://h", Machine(MAC, architecture(9)))
-        self.assertEqual(url, "http://h/_/ipxe?mac=52%3A54%3A00%3A77%3A00%3A10&arch=9")
+        self.assertEqual(url, "http://h/_/ipxe?mac=52:54:00:77:00:10&arch=9")
+
+    def test_script_url_quotes(self) -> None:
+        url = script_url("http://h", Machine("a&b=c d", architecture(9), uuid="x/y"))
+        self.assertEqual(parse_qs(urlsplit(url).query),
+                         {"mac": ["a&b=c d"], "arch": ["9"], "uuid": ["x/y"]})

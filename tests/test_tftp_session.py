@@ -439,3 +439,52 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(h.take(), [P.OptionAck({"blksize": "512"})])
         h.ack(0)
         self.assertEqual(h.ack(1), [data(2, b"u" * 188)])
+
+
+class AdaptiveTimeoutTests(SynchronousTestCase):
+    """The retransmission timeout follows the measured round trip."""
+
+    def test_shortAfterSample(self) -> None:
+        h = Harness(b"x" * 5000)
+        h.take()
+        h.clock.advance(0.01)
+        self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
+        # srtt 0.01, rttvar 0.005: RTO max(0.05, 0.03) = 0.05
+        h.clock.advance(0.049)
+        self.assertEqual(h.take(), [])
+        h.clock.advance(0.001)
+        self.assertEqual(h.take(), [data(2, b"x" * 512)])
+
+    def test_backoffAndGiveUp(self) -> None:
+        """Consecutive timeouts double up to the ceiling; the give-up time is unchanged."""
+        h = Harness(b"x" * 5000, limits=SessionLimits(retries=5))
+        h.take()
+        h.ack(1)
+        h.take()
+        times = []
+        while not h.results:
+            h.clock.advance(min(c.getTime() for c in h.clock.getDelayedCalls()) - h.clock.seconds())
+            if h.take():
+                times.append(round(h.clock.seconds(), 6))
+        self.assertEqual(times, [0.05, 0.15, 0.35, 0.75, 1.55, 2.55, 3.55, 4.55, 5.55, 6.0])
+        self.assertEqual(h.result.outcome, "timeout")
+        self.assertEqual(h.result.duration, 6.0)
+
+    def test_negotiatedTimeoutIsFixed(self) -> None:
+        h = Harness(b"x" * 5000, {"timeout": "2"})
+        h.take()
+        h.ack(0)
+        h.clock.advance(1.99)
+        self.assertEqual(h.take(), [])
+        h.clock.advance(0.01)
+        self.assertEqual(h.take(), [data(1, b"x" * 512)])
+
+    def test_oackRoundTrip(self) -> None:
+        """The OACK/ACK 0 exchange gives the first sample."""
+        h = Harness(b"x" * 5000, {"blksize": "512"})
+        h.take()
+        h.clock.advance(0.002)
+        h.ack(0)
+        self.assertEqual(h.session.pacing.srtt, 0.002)
+        h.clock.advance(0.05)
+        self.assertEqual(h.take(), [data(1, b"x" * 512)])

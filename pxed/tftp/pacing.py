@@ -18,6 +18,12 @@ smaller bursts spaced about one round trip apart, so that:
 The burst halves at each loss and doubles after each cleanly acknowledged
 window, like TCP's multiplicative decrease (with a fast recovery, since
 LAN loss is mostly bursty).
+
+The same round-trip measurements give the retransmission timeout, as in
+TCP (RFC 6298): a LAN round trip is about a millisecond, so waiting the
+configured second after every lost block would make a lossy lock-step
+transfer (what BIOS ROMs do) a hundred times slower than it need be.  The
+configured timeout stays the ceiling and the measure of when to give up.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 __all__ = ["Pacing"]
 
 MIN_GAP = 0.0005
+MIN_RTO = 0.05
 
 
 class Pacing:
@@ -36,6 +43,7 @@ class Pacing:
         self.windowsize = windowsize
         self.burst = windowsize
         self.srtt: float | None = None
+        self.rttvar = 0.0
         self.losses = 0
         self._initial_rtt = initial_rtt
         self._max_gap = max_gap
@@ -58,7 +66,9 @@ class Pacing:
         rtt = max(0.0, rtt)
         if self.srtt is None:
             self.srtt = rtt
+            self.rttvar = rtt / 2
         else:
+            self.rttvar += (abs(self.srtt - rtt) - self.rttvar) / 4
             self.srtt += (rtt - self.srtt) / 8
 
     @property
@@ -66,3 +76,15 @@ class Pacing:
         """Seconds between bursts: about one round trip, within bounds."""
         rtt = self._initial_rtt if self.srtt is None else self.srtt
         return min(self._max_gap, max(MIN_GAP, rtt))
+
+    def rto(self, ceiling: float, backoff: int = 0) -> float:
+        """
+        The retransmission timeout after C{backoff} consecutive timeouts:
+        C{ceiling} until a round trip was measured, then SRTT + 4 RTTVAR
+        (at least L{MIN_RTO}), doubled at each consecutive timeout, never
+        above C{ceiling}.
+        """
+        if self.srtt is None:
+            return ceiling
+        base = max(MIN_RTO, self.srtt + 4 * self.rttvar)
+        return min(ceiling, base * 2 ** min(backoff, 16))

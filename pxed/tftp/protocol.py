@@ -14,10 +14,12 @@ catches and logs whatever goes wrong.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import TimeoutError as OpenTimeout
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
@@ -98,9 +100,13 @@ class TFTPServerProtocol(DatagramProtocol):
     @param max_windowsize: largest RFC 7440 windowsize granted.
     @param timeout: retransmission timeout in seconds unless the client
         negotiates one.
-    @param retries: consecutive timeouts before a transfer is given up.
+    @param retries: a client silent for (retries + 1) * timeout seconds is
+        given up (retransmissions in between follow the measured round trip).
     @param max_transfers: concurrent transfers (including files being
         opened); more requests get ERROR 0 "Server busy".
+    @param max_per_client: concurrent transfers per client address, so one
+        misbehaving machine cannot take every slot.
+    @param open_timeout: seconds a source may take to open a file.
     @param on_transfer_start: called with (peer, filename, options) when a
         transfer port starts serving a request.
     @param on_transfer_end: called with (peer, filename, TransferResult).
@@ -116,6 +122,8 @@ class TFTPServerProtocol(DatagramProtocol):
         timeout: float = 1.0,
         retries: int = 5,
         max_transfers: int = 500,
+        max_per_client: int = 8,
+        open_timeout: float = 10.0,
         on_transfer_start: StartObserver | None = None,
         on_transfer_end: EndObserver | None = None,
     ) -> None:
@@ -132,6 +140,8 @@ class TFTPServerProtocol(DatagramProtocol):
             retries=retries,
         )
         self.max_transfers = max_transfers
+        self.max_per_client = max_per_client
+        self.open_timeout = open_timeout
         self.on_transfer_start = on_transfer_start
         self.on_transfer_end = on_transfer_end
         # (peer, filename) -> the session once its port is up, else None
@@ -156,7 +166,22 @@ class TFTPServerProtocol(DatagramProtocol):
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         try:
-            self._handle(datagram, (addr[0], addr[1]))
+            self._handle(datagram, (addr[0], addr[1]), self._listeningAddress())
+        except Exception:
+            log.failure("error handling a datagram from {peer}", peer=addr)
+
+    def datagramReceivedWithInfo(self, datagram: bytes, addr: Any, info: Any) -> None:
+        """
+        Like C{datagramReceived}, from a port that reports where each
+        datagram arrived (pxed's C{PacketInfoPort}: an object with
+        C{destination} and C{local} addresses).  The transfer port is then
+        bound to the address the client sent its request to, which matters
+        on a multi-homed host listening on all addresses: a reply from
+        another address would be dropped by the client.
+        """
+        try:
+            local = _requestedAddress(info) or self._listeningAddress()
+            self._handle(datagram, (addr[0], addr[1]), local)
         except Exception:
             log.failure("error handling a datagram from {peer}", peer=addr)
 
@@ -164,7 +189,7 @@ class TFTPServerProtocol(DatagramProtocol):
         assert self.transport is not None
         self.transport.write(P.encode(P.Error(code, message)), addr)
 
-    def _handle(self, datagram: bytes, addr: Address) -> None:
+    def _handle(self, datagram: bytes, addr: Address, local: str) -> None:
         try:
             pkt = P.decode(datagram)
         except P.UnknownOpcode as e:
@@ -184,9 +209,9 @@ class TFTPServerProtocol(DatagramProtocol):
         if not isinstance(pkt, P.ReadRequest):
             log.debug("ignoring {packet!r} on the request port from {peer}", packet=pkt, peer=addr)
             return
-        self._readRequest(pkt, addr)
+        self._readRequest(pkt, addr, local)
 
-    def _readRequest(self, request: P.ReadRequest, addr: Address) -> None:
+    def _readRequest(self, request: P.ReadRequest, addr: Address, local: str) -> None:
         key = (addr, request.filename)
         log.debug(
             "RRQ {filename} from {peer} mode {mode} options {options}",
@@ -211,12 +236,22 @@ class TFTPServerProtocol(DatagramProtocol):
             )
             self._reply(addr, P.ERR_UNDEFINED, "Server busy")
             return
+        if sum(1 for peer, _ in self._transfers if peer[0] == addr[0]) >= self.max_per_client:
+            log.warn(
+                "too many transfers to {host}, refusing {filename}",
+                host=addr[0],
+                filename=request.filename,
+                peer=addr,
+            )
+            self._reply(addr, P.ERR_UNDEFINED, "Too many transfers")
+            return
         self._transfers[key] = None
         d = maybeDeferred(self.source.open, request.filename, addr)
+        d.addTimeout(self.open_timeout, self.reactor)
         d.addCallbacks(
             self._opened,
             self._openFailed,
-            callbackArgs=(request, addr),
+            callbackArgs=(request, addr, local),
             errbackArgs=(request, addr),
         )
         d.addErrback(lambda f: log.failure("starting transfer to {peer}", f, peer=addr))
@@ -234,6 +269,11 @@ class TFTPServerProtocol(DatagramProtocol):
                 reason=failure.getErrorMessage(),
             )
             code, message = P.ERR_ACCESS_VIOLATION, "Access violation"
+        elif failure.check(OpenTimeout):
+            log.warn(
+                "opening {filename} for {peer} timed out", filename=request.filename, peer=addr
+            )
+            code, message = P.ERR_UNDEFINED, "Timed out opening the file"
         else:
             log.failure(
                 "opening {filename} for {peer}", failure, filename=request.filename, peer=addr
@@ -242,17 +282,19 @@ class TFTPServerProtocol(DatagramProtocol):
         if self._running:
             self._reply(addr, code, message)
 
-    def _localInterface(self) -> str:
+    def _listeningAddress(self) -> str:
         """
-        The address to bind transfer ports to: the one the request port is
-        bound to, so replies leave from the address the client talked to.
-        A wildcard listener cannot tell (Twisted does not expose
-        IP_PKTINFO), so the kernel's routing choice is used.
+        The address the request port is bound to, if it is a specific one:
+        transfer ports bind to it so that replies leave from the address
+        the client talked to.  For a wildcard listener without packet info,
+        the kernel's routing choice is used ("").
         """
         host = self.transport.getHost().host if self.transport is not None else ""
         return "" if host in ("0.0.0.0", "::") else host
 
-    def _opened(self, readable: IReadable, request: P.ReadRequest, addr: Address) -> None:
+    def _opened(
+        self, readable: IReadable, request: P.ReadRequest, addr: Address, local: str
+    ) -> None:
         key = (addr, request.filename)
         if not self._running:
             self._transfers.pop(key, None)
@@ -263,13 +305,19 @@ class TFTPServerProtocol(DatagramProtocol):
             session = ReadSession(request, readable, send, self.reactor, self.limits, peer=addr)
             self._transfers[key] = session
             session.done.addCallback(self._ended, request, addr)
+            log.info(
+                "TFTP start: {filename} to {host}:{port} (options {options})",
+                filename=request.filename,
+                host=addr[0],
+                port=addr[1],
+                peer=addr,
+                options=session.negotiated.oack,
+            )
             self._notify(self.on_transfer_start, addr, request.filename, dict(request.options))
             return session
 
         try:
-            port = self.reactor.listenUDP(
-                0, TransferProtocol(addr, makeSession), interface=self._localInterface()
-            )
+            port = self.reactor.listenUDP(0, TransferProtocol(addr, makeSession), interface=local)
         except CannotListenError:
             log.failure("no transfer port for {peer}", peer=addr)
             self._transfers.pop(key, None)
@@ -289,7 +337,7 @@ class TFTPServerProtocol(DatagramProtocol):
         port = self._ports.pop(key, None)
         log.info(
             "TFTP {outcome}: {filename} to {host}:{port}, {bytes_sent} bytes in {duration:.2f}s "
-            "(blksize {blksize}, window {windowsize}, {retransmits} retransmits)",
+            "(blksize {blksize}, window {windowsize}, {retransmits} retransmits){reason}",
             outcome=result.outcome,
             filename=request.filename,
             host=addr[0],
@@ -301,6 +349,7 @@ class TFTPServerProtocol(DatagramProtocol):
             windowsize=result.windowsize,
             retransmits=result.retransmits,
             error=result.error,
+            reason=f": {result.error}" if result.error else "",
         )
         # Observers hear about the end once the transfer port is closed, so
         # that whoever waits for them finds no socket left behind.
@@ -320,3 +369,20 @@ class TFTPServerProtocol(DatagramProtocol):
             observer(*args)
         except Exception:
             log.failure("transfer observer {observer!r} failed", observer=observer)
+
+
+def _requestedAddress(info: Any) -> str:
+    """The unicast address a request was sent to, from packet info, or ""."""
+    for name in ("destination", "local"):
+        address = getattr(info, name, None)
+        if isinstance(address, str) and _isUnicast(address):
+            return address
+    return ""
+
+
+def _isUnicast(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not (ip.is_multicast or ip.is_unspecified or str(ip) == "255.255.255.255")

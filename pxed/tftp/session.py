@@ -120,6 +120,11 @@ class ReadSession:
         self.windowsize = self.negotiated.windowsize
         self.pacing = Pacing(self.windowsize)
         self._timeout = self.negotiated.timeout
+        # A timeout the client negotiated is used as is (RFC 2349); otherwise
+        # the retransmission timeout adapts to the measured round trip.
+        self._adaptive = "timeout" not in self.negotiated.oack
+        self._progress_at = 0.0
+        self._oack_sent_at: float | None = None
         # Absolute (unwrapped) block numbers.
         self._acked = 0
         self._highest_sent = 0
@@ -157,10 +162,11 @@ class ReadSession:
 
     def start(self) -> None:
         """Send the OACK, or DATA 1 when no option was accepted."""
-        self._started_at = self._clock.seconds()
+        self._started_at = self._progress_at = self._clock.seconds()
         if self.negotiated.oack:
             self._oack_pending = True
             self._send_oack()
+            self._oack_sent_at = self._started_at
             self._arm()
         else:
             self._send_window(1)
@@ -199,7 +205,9 @@ class ReadSession:
                 log.debug("ignoring ACK {block} while waiting for ACK 0", block=wire)
                 return
             self._oack_pending = False
-            self._retries = 0
+            self._progress()
+            if self._oack_sent_at is not None:
+                self.pacing.sample(self._clock.seconds() - self._oack_sent_at)
             self._send_window(1)
             return
         # Map the 16-bit number onto the blocks in flight.  At most
@@ -209,7 +217,7 @@ class ReadSession:
             log.debug("ignoring stale or duplicate ACK {block}", block=wire, peer=self.peer)
             return
         self._acked = n
-        self._retries = 0
+        self._progress()
         if n == self._last:
             self._finish("complete")
             return
@@ -300,24 +308,35 @@ class ReadSession:
 
     # Timing
 
+    def _progress(self) -> None:
+        self._retries = 0
+        self._progress_at = self._clock.seconds()
+
+    def _deadline(self) -> float:
+        """When to give up: (retries + 1) full timeouts without progress."""
+        return self._progress_at + (self.limits.retries + 1) * self._timeout
+
     def _arm(self) -> None:
         _cancel(self._timer)
-        self._timer = self._clock.callLater(self._timeout, self._timedOut)
+        delay = self._timeout
+        if self._adaptive:
+            delay = self.pacing.rto(self._timeout, self._retries)
+        delay = min(delay, max(0.0, self._deadline() - self._clock.seconds()))
+        self._timer = self._clock.callLater(delay, self._timedOut)
 
     def _timedOut(self) -> None:
         self._timer = None
         if self._finished:
             return
-        self._retries += 1
-        if self._retries > self.limits.retries:
-            log.debug(
-                "giving up on {peer} after {n} retries", peer=self.peer, n=self.limits.retries
-            )
+        if self._clock.seconds() >= self._deadline() - 1e-6:
+            log.debug("giving up on {peer}", peer=self.peer)
             self._send_error(P.ERR_UNDEFINED, "Timeout")
             self._finish("timeout", "client stopped answering")
             return
+        self._retries += 1
         if self._oack_pending:
             self.retransmits += 1
+            self._oack_sent_at = None
             self._send_oack()
             self._arm()
         else:
