@@ -42,6 +42,21 @@ class Architecture:
     firmware: Firmware
     http: bool = False
 
+    @property
+    def pxe_slug(self) -> str | None:
+        """
+        For a "boot from HTTP" code, the slug of the same processor booting
+        by PXE (C{x64-uefi} for C{x64-uefi-http}); C{None} otherwise.
+
+        An HTTP Boot client runs the same EFI program its PXE twin would,
+        only fetched over HTTP, so the configuration need not name it twice.
+        """
+        if not self.http or self.firmware is Firmware.BIOS or not self.slug.endswith("-http"):
+            # A BIOS HTTP client cannot run what a BIOS PXE ROM runs.
+            return None
+        base = self.slug[: -len("-http")]
+        return base if base in ARCHITECTURE_SLUGS else None
+
 
 _B, _U, _O = Firmware.BIOS, Firmware.UEFI, Firmware.OTHER
 

@@ -20,7 +20,8 @@ from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-__all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address"]
+__all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address", "interface_name",
+           "route_source"]
 
 #: Linux's value; Python's socket module does not export it.
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -149,3 +150,31 @@ def interface_address(name: str) -> str | None:
         except OSError:
             return None
     return socket.inet_ntoa(packed[20:24])
+
+
+def interface_name(ifindex: int) -> str | None:
+    """
+    The name of interface number C{ifindex}, or C{None} if there is none
+    (it may have gone away since the datagram arrived).
+    """
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+
+
+def route_source(destination: str) -> str | None:
+    """
+    The local address this host would send from to reach C{destination},
+    as the routing table says; C{None} if it is unreachable.
+
+    Connecting a UDP socket makes the kernel choose the route and source
+    address without sending anything.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((destination, 67))
+        except OSError:
+            return None
+        local: str = s.getsockname()[0]
+    return None if local == "0.0.0.0" else local

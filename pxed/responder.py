@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from twisted.logger import Logger
 
+from pxed.dhcp.menu import PXEMenu
 from pxed.dhcp.reply import BootAnswer
 from pxed.machine import Firmware, Machine
-from pxed.policy import IBootPolicy
+from pxed.policy import BootRequest, IBootPolicy
+from pxed.policy.actions import firmware_name
+from pxed.policy.request import sign_context
+from pxed.signing import Signer
 from pxed.state import IBootLog
 
-__all__ = ["BootResponder", "http_base"]
+__all__ = ["BootResponder", "http_base", "program_url"]
 
 log = Logger()
 
@@ -32,11 +36,22 @@ def http_base(server: str, port: int) -> str:
     return f"http://{server}" if port == 80 else f"http://{server}:{port}"
 
 
-def script_url(base: str, machine: Machine) -> str:
+def script_url(base: str, machine: Machine, context: str | None = None) -> str:
     query = {"mac": machine.mac, "arch": str(machine.arch.code)}
     if machine.uuid:
         query["uuid"] = machine.uuid
+    if context:
+        query["ctx"] = context
     return f"{base}/_/ipxe?{urlencode(query, safe=':')}"
+
+
+def program_url(base: str, program: Path) -> str:
+    """
+    Where an HTTP Boot client fetches a network bootstrap program: the
+    C{/_/boot/} route of pxed's HTTP server, by file name (the same names
+    TFTP serves).
+    """
+    return f"{base}/_/boot/{quote(program.name)}"
 
 
 class BootResponder:
@@ -53,46 +68,103 @@ class BootResponder:
         bootloaders: Mapping[str, Path],
         http_port: int,
         boot_log: IBootLog,
+        menu: PXEMenu | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.policy = policy
         self.bootloaders = dict(bootloaders)
         self.http_port = http_port
         self.boot_log = boot_log
+        self.menu = menu
+        #: Signs the network context carried in script URLs (see
+        #: L{pxed.policy.request.sign_context}); without it, rules that
+        #: match on the network cannot apply to the script.
+        self.signer = signer
+        # Architecture codes already reported as unserved: the operator
+        # needs to hear once that a kind of machine is being turned away,
+        # not once per retransmitted DISCOVER.
+        self._unserved: set[int] = set()
 
-    async def answer(self, machine: Machine, server: str, stage: str) -> BootAnswer | None:
+    def program(self, machine: Machine) -> Path | None:
+        """
+        The network bootstrap program for C{machine}'s architecture: the
+        one configured for its code, else (HTTP Boot codes) the one its
+        PXE twin runs.
+        """
+        program = self.bootloaders.get(machine.arch.slug)
+        if program is None and machine.arch.pxe_slug is not None:
+            program = self.bootloaders.get(machine.arch.pxe_slug)
+        return program
+
+    def _unserved_architecture(self, machine: Machine) -> None:
+        code = machine.arch.code
+        fields = dict(mac=machine.mac, arch=machine.arch.slug, code=code,
+                      description=machine.arch.description)
+        if code in self._unserved:
+            log.debug("{mac}: no program for architecture {code} ({arch}); staying silent",
+                      **fields)
+            return
+        self._unserved.add(code)
+        log.warn(
+            "{mac}: ignoring clients of architecture {code} ({description}): no network "
+            "bootstrap program configured for it (add bootloaders.{arch} to the configuration)",
+            **fields,
+        )
+
+    async def answer(
+        self, machine: Machine, server: str, stage: str, *,
+        interface: str | None = None, relay: str | None = None,
+    ) -> BootAnswer | None:
         """
         Decide what C{machine} is told by the server at C{server}.
 
         @param stage: C{"proxydhcp"} (port 67) or C{"bootserver"} (4011),
             recorded in the boot log.
+        @param interface: the name of the interface the request came in on.
+        @param relay: the relay's address (giaddr), if it was relayed.
         """
         fields = dict(mac=machine.mac, arch=machine.arch.slug, code=machine.arch.code)
-        spec = await self.policy.boot_spec(machine)
+        request = BootRequest(machine, stage, interface=interface, relay=relay,
+                              local_address=server)
+        spec = await self.policy.boot_spec(request)
         if spec is None:
             log.debug("{mac}: no boot entry for this machine; staying silent", **fields)
             return None
-        if machine.http_boot:
-            log.info("{mac}: UEFI HTTP Boot ({arch}) is not served yet; staying silent", **fields)
-            return None
+        vendor_class = b"PXEClient"
+        menu = None
         if machine.ipxe:
-            bootfile = script_url(http_base(server, self.http_port), machine)
+            context = sign_context(self.signer, request) if self.signer is not None else None
+            bootfile = script_url(http_base(server, self.http_port), machine, context)
             kind = "ipxe-script"
+        elif (chained := spec.firmware_file()) is not None and not machine.http_boot:
+            # The policy chains PXE firmware straight into another program
+            # (GRUB, shim ...), which TFTP serves under a name of its own.
+            bootfile = firmware_name(chained)
+            kind = "chain"
         else:
-            program = self.bootloaders.get(machine.arch.slug)
+            program = self.program(machine)
             if program is None:
-                log.info(
-                    "{mac}: no network bootstrap program configured for architecture "
-                    "{code} ({arch}); staying silent",
-                    **fields,
-                )
+                self._unserved_architecture(machine)
                 return None
-            bootfile = program.name
-            kind = "bootloader"
+            if machine.http_boot:
+                # UEFI HTTP Boot: the program's URL on pxed's HTTP server,
+                # and option 60 HTTPClient, which is what makes EDK2 take
+                # a proxy offer as an HTTP Boot offer.
+                bootfile = program_url(http_base(server, self.http_port), program)
+                vendor_class = b"HTTPClient"
+                kind = "http-boot"
+            else:
+                bootfile = program.name
+                kind = "bootloader"
+                if stage == "proxydhcp":
+                    menu = self.menu
         self.boot_log.record(machine.mac, stage, arch=machine.arch.slug, bootfile=bootfile)
         log.info("{mac}: {stage} {arch} -> {bootfile}", stage=stage, bootfile=bootfile,
                  kind=kind, **fields)
         return BootAnswer(
             server=server,
             bootfile=bootfile,
-            discovery_control=machine.firmware is Firmware.BIOS,
+            discovery_control=machine.firmware is Firmware.BIOS and not machine.http_boot,
+            vendor_class=vendor_class,
+            menu=menu,
         )

@@ -20,13 +20,15 @@ from pxed.config import Config
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
 from pxed.http.app import BootHTTP, FileCatalog
 from pxed.net import PacketInfoPort, interface_address
-from pxed.policy import IBootPolicy, StaticPolicy
+from pxed.policy import IBootPolicy, RulePolicy
 from pxed.responder import BootResponder
+from pxed.runtime import PolicyRuntime, SwitchSource, make_store, policy_from_config, tftp_source
+from pxed.signing import Signer
 from pxed.state import IBootLog, MemoryBootLog
+from pxed.store import IStateStore
 from pxed.tftp.protocol import TFTPServerProtocol
-from pxed.tftp.source import MappingSource
 
-__all__ = ["makeBootService", "UDPService", "TCPService"]
+__all__ = ["makeBootService", "makePolicy", "UDPService", "TCPService"]
 
 log = Logger()
 
@@ -88,22 +90,40 @@ class TCPService(service.Service):
         return None
 
 
+def makePolicy(config: Config) -> RulePolicy:
+    """
+    The policy the configuration describes: what C{twistd pxed} answers
+    with, and what C{pxed explain} asks (without the HTTP API, which
+    explaining never calls, and with 'once' flags in memory).
+    """
+    return policy_from_config(config)
+
+
 def makeBootService(
     config: Config,
     policy: IBootPolicy | None = None,
     boot_log: IBootLog | None = None,
     reactor: Any = None,
+    store: IStateStore | None = None,
 ) -> service.MultiService:
     """
     Build pxed's services (ProxyDHCP, boot server, TFTP, HTTP) from a
     validated configuration.
 
-    @param policy: overrides the configuration's C{boot:} table, for
-        programs that decide boots themselves.
+    @param policy: overrides the configuration's C{boot:} and C{policy:}
+        rules, for programs that decide boots themselves.
     @param boot_log: where boot timelines go (default: in memory).
+    @param store: where 'once' flags and the signing key live (default:
+        C{policy.state_file}, else memory).
+    @return: the service; its child named C{"policy"} is the
+        L{PolicyRuntime}, whose C{reload()} switches to the configuration
+        file as it is now.
     """
-    static = StaticPolicy(config.machines, config.default)
-    policy = policy if policy is not None else static
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    store = store if store is not None else make_store(config)
     boot_log = boot_log if boot_log is not None else MemoryBootLog()
     server = config.server
     address = server.address
@@ -114,27 +134,37 @@ def makeBootService(
 
     top = service.MultiService()
     top.setName("pxed")
-    responder = BootResponder(policy, config.bootloaders, server.ports.http, boot_log)
+    # The runtime below hands the responder and the web app their policy.
+    responder = BootResponder(policy or RulePolicy(()), config.bootloaders, server.ports.http,
+                              boot_log, menu=server.menu)
 
-    dhcp = UDPService(server.ports.dhcp, ProxyDHCPProtocol(responder, address), bind, device,
-                      reactor)
+    dhcp = UDPService(server.ports.dhcp,
+                      ProxyDHCPProtocol(responder, address, server.relays, server.interfaces),
+                      bind, device, reactor)
     dhcp.setName("proxydhcp")
     dhcp.setServiceParent(top)
 
-    pxe = UDPService(server.ports.pxe, BootServerProtocol(responder, address), bind, device,
-                     reactor)
+    pxe = UDPService(server.ports.pxe,
+                     BootServerProtocol(responder, address, server.relays, server.interfaces),
+                     bind, device, reactor)
     pxe.setName("bootserver")
     pxe.setServiceParent(top)
 
-    source = MappingSource({path.name: path for path in config.bootloaders.values()})
+    source = SwitchSource(tftp_source(config))
     tftp = UDPService(server.ports.tftp, TFTPServerProtocol(source, reactor=reactor), bind, device,
                       reactor)
     tftp.setName("tftp")
     tftp.setServiceParent(top)
 
-    catalog = FileCatalog(static.local_files())
-    web = BootHTTP(policy, catalog, boot_log, address)
+    # HTTP Boot clients fetch the same programs TFTP serves, by file name.
+    programs = {path.name: path for path in config.bootloaders.values()}
+    web = BootHTTP(responder.policy, FileCatalog(Signer(store.signing_key())), boot_log, address,
+                   programs=programs, store=store)
     http = TCPService(server.ports.http, Site(web.resource()), bind, reactor)
     http.setName("http")
     http.setServiceParent(top)
+
+    runtime = PolicyRuntime(config, responder=responder, web=web, tftp=source, store=store,
+                            reactor=reactor, override=policy)
+    runtime.setServiceParent(top)
     return top

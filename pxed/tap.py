@@ -1,13 +1,21 @@
 # -*- test-case-name: tests.test_tap -*-
 """
 C{twistd pxed}: command-line options and the service they make.
+
+Under twistd, SIGHUP reloads the configuration file (see
+L{pxed.runtime.PolicyRuntime.reload}): a bad file is rejected with the
+same one-line message as at start-up, and the old configuration keeps
+serving.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
 from twisted.python import usage
 
 from pxed.config import ConfigError, load_config
@@ -38,8 +46,43 @@ class Options(usage.Options):
             raise usage.UsageError(f"bad configuration: {e}") from None
 
 
+class ReloadOnSignal(Service):
+    """
+    Calls C{reload} when the process gets C{signum} (SIGHUP), on the
+    reactor thread, while running; puts the previous handler back on stop.
+    """
+
+    def __init__(self, reload: Callable[[], Any], reactor: Any = None,
+                 signum: int = signal.SIGHUP) -> None:
+        self.reload = reload
+        self.reactor = reactor
+        self.signum = signum
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        self._previous = signal.signal(self.signum, self._received)
+
+    def _received(self, signum: int, frame: Any) -> None:
+        # Signal handlers run between bytecodes: hand the work to the reactor.
+        self.reactor.callFromThread(self.reload)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(self.signum, self._previous)
+            self._previous = None
+
+
 def makeService(options: Options) -> IService:
-    return makeBootService(options["loaded"])
+    top = makeBootService(options["loaded"])
+    runtime = top.getServiceNamed("policy")  # type: ignore[attr-defined]
+    ReloadOnSignal(runtime.reload).setServiceParent(top)
+    return top
 
 
 def check(argv: list[str] | None = None) -> int:

@@ -227,11 +227,32 @@ class ProxyDHCPTests(ProtocolTestCase):
         self.proxy.datagramReceived(raw(OVMF_DISCOVER), FROM_NOWHERE)
         self.assertEqual(len(self.proxy_out.written), 1)
 
-    def test_http_boot_client_silent(self) -> None:
+    def test_http_boot_client(self) -> None:
+        """
+        A UEFI HTTP Boot client gets a proxy offer saying HTTPClient with
+        the URL of its architecture's program on pxed's HTTP server.
+        """
         self.proxy.datagramReceived(
             changed(OVMF_DISCOVER, options={
                 Option.CLIENT_ARCH: b"\x00\x10",
                 Option.VENDOR_CLASS: b"HTTPClient:Arch:00016:UNDI:003000"}),
+            FROM_NOWHERE)
+        reply, dest = self.one(self.proxy_out)
+        self.assertEqual(dest, BROADCAST)
+        url = b"http://192.168.77.1:8080/_/boot/snponly.efi"
+        self.assertEqual(reply.options[Option.VENDOR_CLASS], b"HTTPClient")
+        self.assertEqual(reply.options[Option.BOOTFILE_NAME], url)
+        self.assertEqual(reply.file, url)
+        self.assertEqual(reply.siaddr, SERVER)
+        self.assertEqual(reply.yiaddr, "0.0.0.0")
+        self.assertNotIn(Option.VENDOR_SPECIFIC, reply.options)
+        self.assertEqual(reply.options[Option.CLIENT_UUID], b"\x00" * 17)
+
+    def test_http_boot_arm64_without_program(self) -> None:
+        self.proxy.datagramReceived(
+            changed(OVMF_DISCOVER, options={
+                Option.CLIENT_ARCH: b"\x00\x13",
+                Option.VENDOR_CLASS: b"HTTPClient:Arch:00019:UNDI:003000"}),
             FROM_NOWHERE)
         self.assertEqual(self.proxy_out.written, [])
 

@@ -1,6 +1,7 @@
 """
 Tests for L{pxed.http.app}: the Klein application served for real on
-127.0.0.1 and fetched with treq, as iPXE would.
+127.0.0.1 and fetched with treq, as iPXE would: scripts for each action,
+signed file IDs, the beacon and 'once', the admin endpoint.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import treq
 from twisted.internet import defer, reactor
@@ -17,13 +18,30 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
-from pxed.http.app import BootHTTP, FileCatalog
-from pxed.policy import BootSpec, StaticPolicy
+from pxed.http.app import BootHTTP
+from pxed.http.files import FileCatalog
+from pxed.machine import Machine, architecture
+from pxed.policy import (
+    BootRequest,
+    BootSpec,
+    Chain,
+    Ignore,
+    IPXEScript,
+    LocalBoot,
+    Rule,
+    RulePolicy,
+    StaticPolicy,
+)
+from pxed.policy.match import InterfaceMatcher, MacMatcher, Match
+from pxed.policy.request import sign_context
+from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from pxed.store import MemoryStateStore
 
 MAC = "52:54:00:ab:cd:12"
 OTHER_MAC = "52:54:00:99:88:77"
 REQUEST_TIMEOUT = 10
+KEY = b"k" * 32
 
 
 class HTTPTestCase(unittest.TestCase):
@@ -39,10 +57,12 @@ class HTTPTestCase(unittest.TestCase):
         self.initrd.write_bytes(b"initrd contents")
         self.spec = BootSpec(str(self.kernel), (str(self.initrd), "http://mirror.invalid/fw.img"),
                              "console=ttyS0")
-        self.policy = StaticPolicy({MAC: self.spec})
-        self.catalog = FileCatalog(self.policy.local_files())
+        self.policy: Any = StaticPolicy({MAC: self.spec})
+        self.signer = Signer(KEY)
+        self.catalog = FileCatalog(self.signer)
         self.boot_log = MemoryBootLog()
-        self.start(BootHTTP(self.policy, self.catalog, self.boot_log))
+        self.store = MemoryStateStore()
+        self.start(BootHTTP(self.policy, self.catalog, self.boot_log, store=self.store))
 
     def start(self, app: BootHTTP) -> None:
         self.app = app
@@ -51,6 +71,11 @@ class HTTPTestCase(unittest.TestCase):
         self.base = f"http://127.0.0.1:{port.getHost().port}"
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
+
+    def rules(self, *rules: Rule) -> RulePolicy:
+        policy = RulePolicy(rules, self.store)
+        self.app.policy = policy
+        return policy
 
     @defer.inlineCallbacks
     def fetch(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
@@ -64,8 +89,8 @@ class HTTPTestCase(unittest.TestCase):
         return response, body
 
     @defer.inlineCallbacks
-    def script(self, mac: str = MAC, arch: int = 7) -> Any:
-        response, body = yield self.fetch(f"/_/ipxe?mac={quote(mac)}&arch={arch}")
+    def script(self, mac: str = MAC, arch: int = 7, extra: str = "") -> Any:
+        response, body = yield self.fetch(f"/_/ipxe?mac={quote(mac)}&arch={arch}{extra}")
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"),
                          [b"text/plain; charset=utf-8"])
@@ -73,6 +98,11 @@ class HTTPTestCase(unittest.TestCase):
 
     def kernel_url(self, script: str) -> str:
         match = re.search(r"^kernel (\S+)", script, re.MULTILINE)
+        assert match is not None, script
+        return match.group(1)
+
+    def beacon_url(self, script: str) -> str:
+        match = re.search(r"imgfetch --name pxed-beacon (\S+)", script)
         assert match is not None, script
         return match.group(1)
 
@@ -111,15 +141,20 @@ class ScriptTests(HTTPTestCase):
         self.assertEqual([e.stage for e in self.boot_log.events(MAC)], ["script", "booting"])
 
     @defer.inlineCallbacks
-    def test_catalog_filled_by_script(self) -> Any:
+    def test_urls_survive_restart(self) -> Any:
         """
-        A file the catalog did not know beforehand is reachable once a
-        script named it.
+        A file URL from one server instance works on another with the same
+        key (a restart, or a second pxed sharing the store), and not on one
+        with another key.
         """
-        self.start(BootHTTP(self.policy, FileCatalog(), self.boot_log))
         text = yield self.script()
-        response, body = yield self.fetch(self.kernel_url(text))
+        path = urlsplit(self.kernel_url(text)).path
+        self.start(BootHTTP(self.policy, FileCatalog(Signer(KEY)), self.boot_log))
+        response, body = yield self.fetch(path)
         self.assertEqual((response.code, body), (200, self.kernel_bytes))
+        self.start(BootHTTP(self.policy, FileCatalog(Signer(b"x" * 32)), self.boot_log))
+        response, body = yield self.fetch(path)
+        self.assertEqual(response.code, 404)
 
     @defer.inlineCallbacks
     def test_unknown_mac_exits(self) -> Any:
@@ -149,79 +184,120 @@ class ScriptTests(HTTPTestCase):
         self.assertEqual(response.code, 405)
 
 
-class FileTests(HTTPTestCase):
-    def kernel_path(self) -> str:
-        return f"/_/file/{FileCatalog.file_id(str(self.kernel))}/vmlinuz"
+class ActionScriptTests(HTTPTestCase):
+    """
+    Each action, as the script iPXE gets.
+    """
+
+    def everyone(self, action: Any, **kwargs: Any) -> None:
+        self.rules(Rule("r", Match(), action, **kwargs))
 
     @defer.inlineCallbacks
-    def test_content_length(self) -> Any:
-        response, body = yield self.fetch(self.kernel_path())
-        self.assertEqual(response.code, 200)
-        # Twisted's client keeps Content-Length out of the headers, in
-        # length (which is UNKNOWN_LENGTH when the server sent none).
-        self.assertEqual(response.length, len(self.kernel_bytes))
-        self.assertEqual(body, self.kernel_bytes)
-        self.assertEqual(response.headers.getRawHeaders(b"content-type"),
-                         [b"application/octet-stream"])
+    def test_template_cmdline(self) -> Any:
+        self.app.hostnames = {MAC: "web1"}
+        self.everyone(BootSpec(str(self.kernel), (), "host={{ hostname }} arch={{ arch }} "
+                               "srv={{ server }} cfg={{ url('http://h/x.cfg') }}"))
+        text = yield self.script()
+        self.assertIn("host=web1 arch=x64-uefi srv=127.0.0.1 cfg=http://h/x.cfg", text)
 
     @defer.inlineCallbacks
-    def test_range(self) -> Any:
-        response, body = yield self.fetch(self.kernel_path(),
-                                          headers={b"Range": [b"bytes=1000-65535"]})
-        self.assertEqual(response.code, 206)
-        self.assertEqual(body, self.kernel_bytes[1000:65536])
-        self.assertEqual(response.headers.getRawHeaders(b"content-range"),
-                         [f"bytes 1000-65535/{len(self.kernel_bytes)}".encode()])
-        self.assertEqual(response.length, 64536)
-
-    @defer.inlineCallbacks
-    def test_suffix_range(self) -> Any:
-        response, body = yield self.fetch(self.kernel_path(), headers={b"Range": [b"bytes=-10"]})
-        self.assertEqual(response.code, 206)
-        self.assertEqual(body, self.kernel_bytes[-10:])
-
-    @defer.inlineCallbacks
-    def test_head(self) -> Any:
-        response, body = yield self.fetch(self.kernel_path(), method="HEAD")
-        self.assertEqual(response.code, 200)
-        self.assertEqual(body, b"")
-        self.assertEqual(response.headers.getRawHeaders(b"content-length"),
-                         [str(len(self.kernel_bytes)).encode()])
-
-    @defer.inlineCallbacks
-    def test_unknown_id(self) -> Any:
-        response, _ = yield self.fetch("/_/file/0123456789abcdef0123/vmlinuz")
-        self.assertEqual(response.code, 404)
-
-    @defer.inlineCallbacks
-    def test_wrong_name(self) -> Any:
-        fid = FileCatalog.file_id(str(self.kernel))
-        for name in ("initrd.img", "vmlinuz.efi", "passwd"):
-            response, _ = yield self.fetch(f"/_/file/{fid}/{name}")
-            self.assertEqual(response.code, 404, name)
-
-    @defer.inlineCallbacks
-    def test_no_traversal(self) -> Any:
-        for path in ("/_/file/../../etc/passwd", "/etc/passwd", f"/_/file/x{self.kernel}",
-                     "/_/file/" + "%2e%2e%2f" * 6 + "etc/passwd"):
-            response, body = yield self.fetch(path)
-            self.assertEqual(response.code, 404, path)
-            self.assertNotIn(b"root:", body)
-
-    @defer.inlineCallbacks
-    def test_name_needing_quotes(self) -> Any:
-        odd = self.dir / "my kernel+1.img"
-        odd.write_bytes(b"odd")
-        url = self.catalog.url(self.base, str(odd))
-        self.assertIn("my%20kernel", url)
+    def test_ipxe_script_with_url(self) -> Any:
+        """
+        A script's C{url()} of a local file is a pxed URL that serves it.
+        """
+        self.everyone(IPXEScript("#!ipxe\nchain {{ url('" + str(self.initrd) + "') }}\n"
+                                 "echo {{ mac }} {{ base_url }}\n"))
+        text = yield self.script()
+        url = text.splitlines()[1].split()[1]
+        self.assertTrue(url.startswith(self.base + "/_/file/"), url)
+        self.assertIn(f"echo {MAC} {self.base}", text)
         response, body = yield self.fetch(url)
-        self.assertEqual((response.code, body), (200, b"odd"))
+        self.assertEqual((response.code, body), (200, b"initrd contents"))
 
     @defer.inlineCallbacks
-    def test_file_gone(self) -> Any:
-        self.kernel.unlink()
-        response, _ = yield self.fetch(self.kernel_path())
-        self.assertEqual(response.code, 404)
+    def test_ipxe_script_gets_shebang(self) -> Any:
+        self.everyone(IPXEScript("echo hi", remote_only=True))
+        text = yield self.script()
+        self.assertEqual(text, "#!ipxe\necho hi\n")
+
+    @defer.inlineCallbacks
+    def test_remote_only_cannot_name_local_files(self) -> Any:
+        """
+        A script from the API may not turn a local path into a URL: the
+        machine gets an exit script and nothing is signed.
+        """
+        self.everyone(IPXEScript("#!ipxe\nchain {{ url('/etc/passwd') }}\n", remote_only=True))
+        text = yield self.script()
+        self.assertNotIn("/_/file/", text)
+        self.assertIn("exit 1", text)
+        self.assertIn("only http(s) URLs", text)
+
+    @defer.inlineCallbacks
+    def test_template_error_is_an_exit(self) -> Any:
+        self.everyone(BootSpec(str(self.kernel), (), "x={{ no_such_name }}"))
+        text = yield self.script()
+        self.assertIn("exit 1", text)
+        self.assertNotIn("kernel", text)
+        self.assertIn("no_such_name", text)
+        self.assertEqual(self.boot_log.machines(), [])
+
+    @defer.inlineCallbacks
+    def test_chain(self) -> Any:
+        self.everyone(Chain(str(self.initrd), "arg={{ mac }}"))
+        text = yield self.script()
+        lines = text.splitlines()
+        chain = lines[-1].split()
+        self.assertEqual(chain[:2], ["chain", "--autofree"])
+        self.assertEqual(chain[3], f"arg={MAC}")
+        self.assertNotIn("initrd=", text)
+        self.assertLess(lines.index(next(x for x in lines if "pxed-beacon" in x)), len(lines) - 1)
+        response, body = yield self.fetch(chain[2])
+        self.assertEqual((response.code, body), (200, b"initrd contents"))
+
+    @defer.inlineCallbacks
+    def test_local(self) -> Any:
+        self.everyone(LocalBoot())
+        text = yield self.script()
+        self.assertIn("exit 0", text)
+        self.assertNotIn("kernel", text)
+
+    @defer.inlineCallbacks
+    def test_ignore(self) -> Any:
+        self.everyone(Ignore())
+        text = yield self.script()
+        self.assertIn("exit 1", text)
+
+    @defer.inlineCallbacks
+    def test_export_function(self) -> Any:
+        self.app.exports = {"seed": self.dir}
+        self.everyone(BootSpec(str(self.kernel), (),
+                               "ds=nocloud-net;s={{ export('seed') }}{{ mac }}/ "
+                               "ks={{ export('seed', 'a b/ks.cfg') }}"))
+        text = yield self.script()
+        self.assertIn(f"s={self.base}/_/export/seed/{MAC}/ ks={self.base}/_/export/seed/a%20b/"
+                      "ks.cfg", text)
+        self.everyone(BootSpec(str(self.kernel), (), "{{ export('nope') }}"))
+        text = yield self.script()
+        self.assertIn("no export named 'nope'", text)
+
+    @defer.inlineCallbacks
+    def test_network_context_signed(self) -> Any:
+        """
+        A rule on the receiving interface applies to the script only with
+        the context the DHCP side signed into its URL.
+        """
+        self.rules(Rule("eth1", Match((InterfaceMatcher(("eth1",)),)), LocalBoot()),
+                   Rule("rest", Match(), self.spec))
+        machine = Machine(MAC, architecture(7), ipxe=True)
+        good = sign_context(self.signer, BootRequest(machine, "proxydhcp", interface="eth1"))
+        forged = sign_context(Signer(b"z" * 32), BootRequest(machine, "x", interface="eth1"))
+        other = sign_context(self.signer, BootRequest(Machine(OTHER_MAC, architecture(7)), "x",
+                                                      interface="eth1"))
+        text = yield self.script(extra=f"&ctx={good}")
+        self.assertIn("exit 0", text)
+        for token in (forged, other, "garbage"):
+            text = yield self.script(extra=f"&ctx={token}")
+            self.assertIn("kernel ", text, token)
 
 
 class BeaconTests(HTTPTestCase):
@@ -245,17 +321,89 @@ class BeaconTests(HTTPTestCase):
         self.assertEqual(self.boot_log.machines(), [])
 
 
-class CatalogTests(unittest.TestCase):
-    def test_ids_stable(self) -> None:
-        self.assertEqual(FileCatalog.file_id("/srv/vmlinuz"), FileCatalog.file_id("/srv/vmlinuz"))
-        self.assertNotEqual(FileCatalog.file_id("/srv/vmlinuz"), FileCatalog.file_id("/srv/x"))
-        self.assertRegex(FileCatalog.file_id("/srv/vmlinuz"), r"^[0-9a-f]{20}$")
+class OnceTests(HTTPTestCase):
+    """
+    A 'once' rule boots until the beacon reports it booted, then the next
+    rule applies.
+    """
 
-    def test_url(self) -> None:
-        catalog = FileCatalog()
-        url = catalog.url("http://h:8", "/srv/vmlinuz")
-        fid = FileCatalog.file_id("/srv/vmlinuz")
-        self.assertEqual(url, f"http://h:8/_/file/{fid}/vmlinuz")
-        self.assertEqual(catalog.get(fid), Path("/srv/vmlinuz"))
-        self.assertEqual(catalog.url("http://h:8", "https://x/y"), "https://x/y")
-        self.assertIsNone(catalog.get("0" * 20))
+    def setUp(self) -> None:
+        super().setUp()
+        self.rules(Rule("install", Match((MacMatcher((MAC,)),)), self.spec, once=True),
+                   Rule("disk", Match(), LocalBoot()))
+
+    @defer.inlineCallbacks
+    def test_once_then_local(self) -> Any:
+        text = yield self.script()
+        self.assertIn("kernel ", text)
+        beacon = self.beacon_url(text)
+        self.assertIn("once=", beacon)
+        # Booting again before the beacon (a failed install) installs again.
+        text = yield self.script()
+        self.assertIn("kernel ", text)
+        response, _ = yield self.fetch(beacon)
+        self.assertEqual(response.code, 200)
+        done = yield self.store.once_done(MAC, "install")
+        self.assertTrue(done)
+        text = yield self.script()
+        self.assertIn("exit 0", text)
+        self.assertNotIn("kernel", text)
+
+    @defer.inlineCallbacks
+    def test_plain_rules_have_no_once_token(self) -> Any:
+        text = yield self.script(mac=OTHER_MAC)
+        self.assertIn("exit 0", text)
+        self.rules(Rule("plain", Match(), self.spec))
+        text = yield self.script()
+        self.assertNotIn("once=", self.beacon_url(text))
+
+    @defer.inlineCallbacks
+    def test_forged_once_token(self) -> Any:
+        text = yield self.script()
+        beacon = self.beacon_url(text)
+        query = parse_qs(urlsplit(beacon).query)
+        token = query["once"][0]
+        forged = Signer(b"f" * 32).sign("once", f"{MAC} install")
+        for mac, once in ((MAC, forged), (OTHER_MAC, token), (MAC, token[:-2] + "AA")):
+            yield self.fetch(f"/_/booting?mac={quote(mac)}&once={once}")
+        done = yield self.store.once_done(MAC, "install")
+        self.assertFalse(done)
+        other = yield self.store.once_done(OTHER_MAC, "install")
+        self.assertFalse(other)
+
+
+class AdminTests(HTTPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.calls: list[int] = []
+        self.answer = (True, "reloaded x")
+
+        def reload() -> tuple[bool, str]:
+            self.calls.append(1)
+            return self.answer
+
+        self.app.reload = reload
+
+    @defer.inlineCallbacks
+    def test_off_by_default(self) -> Any:
+        response, _ = yield self.fetch("/_/admin/reload", method="POST")
+        self.assertEqual(response.code, 404)
+        self.assertEqual(self.calls, [])
+
+    @defer.inlineCallbacks
+    def test_token(self) -> Any:
+        self.app.admin_token = "s3cret-admin-token"
+        for header in (None, "Bearer wrong", "s3cret-admin-token"):
+            headers = {b"Authorization": [header.encode()]} if header else {}
+            response, _ = yield self.fetch("/_/admin/reload", method="POST", headers=headers)
+            self.assertEqual(response.code, 403, header)
+        self.assertEqual(self.calls, [])
+        good = {b"Authorization": [b"Bearer s3cret-admin-token"]}
+        response, body = yield self.fetch("/_/admin/reload", method="POST", headers=good)
+        self.assertEqual((response.code, body), (200, b"reloaded x\n"))
+        self.answer = (False, "bad configuration: x: y")
+        response, body = yield self.fetch("/_/admin/reload", method="POST", headers=good)
+        self.assertEqual((response.code, body), (409, b"bad configuration: x: y\n"))
+        response, _ = yield self.fetch("/_/admin/reload", headers=good)
+        self.assertEqual(response.code, 405)
+        self.assertEqual(len(self.calls), 2)

@@ -114,15 +114,27 @@ class AnswerTests(ResponderTestCase):
         answer = self.answer(Machine(OTHER_MAC, architecture(7)))
         self.assertEqual(answer, BootAnswer(SERVER, "snponly.efi"))
 
-    def test_http_boot_silent(self) -> None:
+    def test_http_boot(self) -> None:
         """
-        UEFI HTTP Boot is not served yet, even with a program for its
-        architecture.
+        A UEFI HTTP Boot client is told the URL of its PXE twin's program
+        on pxed's HTTP server, with option 60 HTTPClient.
         """
-        self.responder.bootloaders["x64-uefi-http"] = self.bootloaders["x64-uefi"]
-        machine = Machine(MAC, architecture(16), http_boot=True)
-        self.assertIsNone(self.answer(machine))
-        self.assertIsNone(self.answer(Machine(MAC, architecture(7), http_boot=True)))
+        answer = self.answer(Machine(MAC, architecture(16), http_boot=True))
+        self.assertEqual(answer, BootAnswer(SERVER, "http://192.168.77.1:8080/_/boot/snponly.efi",
+                                            vendor_class=b"HTTPClient"))
+        self.assertEqual(self.boot_log.events(MAC)[0].fields["bootfile"], answer.bootfile)
+
+    def test_http_boot_own_program(self) -> None:
+        own = self.kernel.with_name("ipxe.efi")
+        own.write_bytes(b"efi")
+        self.responder.bootloaders["x64-uefi-http"] = own
+        answer = self.answer(Machine(MAC, architecture(16), http_boot=True))
+        assert answer is not None
+        self.assertEqual(answer.bootfile, "http://192.168.77.1:8080/_/boot/ipxe.efi")
+
+    def test_http_boot_unserved(self) -> None:
+        self.assertIsNone(self.answer(Machine(MAC, architecture(19), http_boot=True)))
+        self.assertIsNone(self.answer(Machine(MAC, architecture(20), http_boot=True)))
         self.assertEqual(self.boot_log.events(MAC), [])
 
     def test_records_boot_log(self) -> None:

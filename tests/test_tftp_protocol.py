@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from pxed.tftp import packet as P
@@ -301,7 +301,7 @@ class TransferTests(ServerTestCase):
 
 
 class LimitTests(ServerTestCase):
-    server_kw = {"timeout": 0.1, "retries": 2, "max_transfers": 1}
+    server_kw = {"timeout": 0.1, "retries": 2, "patience": 0, "max_transfers": 1}
 
     @defer.inlineCallbacks
     def test_timeout(self) -> Any:
@@ -388,3 +388,119 @@ class RobustnessTests(ServerTestCase):
         self.assertEqual(pkt, P.Error(0, "Server shutting down"))
         yield self.waitForEnds(1)
         self.assertEqual(self.ends[0][2].outcome, "aborted")
+
+
+class FakeTransport:
+    """Stands in for a UDP port: records what is written."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.written: list[tuple[P.Packet, tuple[str, int]]] = []
+        self.stopped = False
+
+    def write(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        self.written.append((P.decode(datagram), addr))
+
+    def getHost(self) -> Any:
+        from twisted.internet.address import IPv4Address
+
+        return IPv4Address("UDP", self.host, self.port)
+
+    def stopListening(self) -> None:
+        self.stopped = True
+
+
+class FakeReactor(Clock):
+    """A clock whose listenUDP records the binding and connects a fake port."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bound: list[tuple[str, FakeTransport, Any]] = []
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "") -> FakeTransport:
+        transport = FakeTransport(interface or "0.0.0.0", 40000 + len(self.bound))
+        self.bound.append((interface, transport, protocol))
+        protocol.makeConnection(transport)
+        return transport
+
+
+class Info:
+    def __init__(self, destination: str, local: str) -> None:
+        self.ifindex = 2
+        self.destination = destination
+        self.local = local
+
+
+class FakeNetworkTests(TestCase):
+    """Protocol behaviour that needs no real socket."""
+
+    def server(self, host: str = "0.0.0.0", source: Any = None, **kw: Any) -> Any:
+        reactor = FakeReactor()
+        server = TFTPServerProtocol(source or BytesSource({"f": b"x" * 2000}), reactor, **kw)
+        transport = FakeTransport(host, 69)
+        server.makeConnection(transport)  # type: ignore[arg-type]
+        return server, reactor, transport
+
+    def rrq(self, name: str = "f") -> bytes:
+        return P.encode(P.ReadRequest(name))
+
+    def test_bindsToRequestedAddress(self) -> None:
+        """With packet info, the transfer port binds to the address the client used."""
+        server, reactor, _ = self.server()
+        server.datagramReceivedWithInfo(
+            self.rrq(), ("10.0.0.9", 2000), Info("10.0.0.5", "10.0.0.5")
+        )
+        server.datagramReceivedWithInfo(
+            self.rrq(), ("10.0.0.9", 2001), Info("255.255.255.255", "10.0.1.5")
+        )
+        server.datagramReceivedWithInfo(self.rrq(), ("10.0.0.9", 2002), None)
+        server.datagramReceived(self.rrq(), ("10.0.0.9", 2003))
+        self.assertEqual([b[0] for b in reactor.bound], ["10.0.0.5", "10.0.1.5", "", ""])
+        _, transport, _ = reactor.bound[0]
+        self.assertEqual(transport.written, [(P.Data(1, b"x" * 512), ("10.0.0.9", 2000))])
+
+    def test_bindsToListeningAddress(self) -> None:
+        server, reactor, _ = self.server(host="192.0.2.1")
+        server.datagramReceived(self.rrq(), ("10.0.0.9", 2000))
+        self.assertEqual(reactor.bound[0][0], "192.0.2.1")
+
+    def test_perClientCap(self) -> None:
+        server, reactor, transport = self.server(max_per_client=2)
+        for port in (1, 2, 3):
+            server.datagramReceived(self.rrq(), ("10.0.0.9", port))
+        server.datagramReceived(self.rrq(), ("10.0.0.10", 1))
+        self.assertEqual(len(reactor.bound), 3)
+        self.assertEqual(transport.written, [(P.Error(0, "Too many transfers"), ("10.0.0.9", 3))])
+        self.assertEqual(server.active_transfers, 3)
+
+    def test_openTimeout(self) -> None:
+        """A source that never answers does not hold a slot forever."""
+
+        class Stuck:
+            def open(self, filename: str, peer: Any) -> defer.Deferred[Any]:
+                return defer.Deferred()
+
+        server, reactor, transport = self.server(source=Stuck(), open_timeout=5)
+        server.datagramReceived(self.rrq(), ("10.0.0.9", 2000))
+        self.assertEqual(server.active_transfers, 1)
+        reactor.advance(5)
+        self.assertEqual(server.active_transfers, 0)
+        self.assertEqual(
+            transport.written, [(P.Error(0, "Timed out opening the file"), ("10.0.0.9", 2000))]
+        )
+
+    def test_abandonedTransferReaped(self) -> None:
+        """A client that vanishes is dropped and its port closed."""
+        ends: list[Any] = []
+        server, reactor, _ = self.server(
+            retries=2, patience=10, on_transfer_end=lambda *a: ends.append(a)
+        )
+        server.datagramReceived(self.rrq(), ("10.0.0.9", 2000))
+        reactor.advance(9.5)
+        self.assertEqual(ends, [])
+        reactor.advance(0.5)
+        self.assertEqual(ends[0][2].outcome, "timeout")
+        self.assertTrue(reactor.bound[0][1].stopped)
+        self.assertEqual(server.active_transfers, 0)
+        self.assertEqual(reactor.getDelayedCalls(), [])

@@ -283,7 +283,7 @@ class ReadSessionTests(SynchronousTestCase):
 
     def test_retryLimit(self) -> None:
         """After the retry limit the session gives up and says so."""
-        h = Harness(b"x" * 2000, limits=SessionLimits(retries=3))
+        h = Harness(b"x" * 2000, limits=SessionLimits(retries=3, patience=0))
         h.take()
         for _ in range(3):
             h.clock.advance(1)
@@ -456,7 +456,10 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
         self.assertEqual(h.take(), [data(2, b"x" * 512)])
 
     def test_backoffAndGiveUp(self) -> None:
-        """Consecutive timeouts double up to the ceiling; the give-up time is unchanged."""
+        """
+        Consecutive timeouts double up to the ceiling; after `retries` at the
+        ceiling the server waits silently until its patience runs out.
+        """
         h = Harness(b"x" * 5000, limits=SessionLimits(retries=5))
         h.take()
         h.ack(1)
@@ -466,9 +469,18 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
             h.clock.advance(min(c.getTime() for c in h.clock.getDelayedCalls()) - h.clock.seconds())
             if h.take():
                 times.append(round(h.clock.seconds(), 6))
-        self.assertEqual(times, [0.05, 0.15, 0.35, 0.75, 1.55, 2.55, 3.55, 4.55, 5.55, 6.0])
+        self.assertEqual(times, [0.05, 0.15, 0.35, 0.75, 1.55, 2.55, 3.55, 4.55, 5.55, 6.55, 30.0])
         self.assertEqual(h.result.outcome, "timeout")
-        self.assertEqual(h.result.duration, 6.0)
+        self.assertEqual(h.result.duration, 30.0)
+
+    def test_lateAckAfterSilence(self) -> None:
+        """A client that repeats its ACK only on its own slow timer is not dropped."""
+        h = Harness(b"x" * 5000, limits=SessionLimits(retries=2))
+        h.take()
+        h.clock.pump([1] * 10)
+        self.assertEqual(len(h.take()), 2)  # two retransmissions, then silence
+        self.assertEqual(h.results, [])
+        self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
 
     def test_negotiatedTimeoutIsFixed(self) -> None:
         h = Harness(b"x" * 5000, {"timeout": "2"})

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pxed.config.boot import parse_boot
+from pxed.config.policy import PolicyConfig, parse_policy
 from pxed.config.reader import ConfigError, Reader
 from pxed.config.server import (
     DEFAULT_BOOTLOADERS,
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_BOOTLOADERS",
     "IPXE_PACKAGE",
+    "PolicyConfig",
     "Ports",
     "ServerConfig",
     "load_config",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 #: The top-level sections; each is parsed by its own module.
-SECTIONS = {"server", "boot", "bootloaders"}
+SECTIONS = {"server", "boot", "bootloaders", "policy"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Config:
     default: BootSpec | None
     machines: Mapping[str, BootSpec]
     bootloaders: Mapping[str, Path]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -68,6 +71,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         default=default,
         machines=machines,
         bootloaders=parse_bootloaders(reader, top.get("bootloaders")),
+        policy=parse_policy(reader, top.get("policy")),
     )
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pxed.config.reader import Reader
+from pxed.config.reader import Reader, type_name
+from pxed.dhcp.menu import MAX_TEXT, PXEMenu
 from pxed.machine import ARCHITECTURE_SLUGS
 
 __all__ = ["Ports", "ServerConfig", "DEFAULT_BOOTLOADERS", "IPXE_PACKAGE", "parse_server",
@@ -39,34 +40,110 @@ class ServerConfig:
     """
     @ivar address: the address advertised to clients; C{None} means the
         address of the interface each request arrived on.
-    @ivar interface: serve only on this interface, if set.
+    @ivar interface: serve only on this interface, if set (the socket is
+        bound to it).
+    @ivar interfaces: serve DHCP only on these interfaces (requests from
+        others are dropped); empty means every interface.
+    @ivar relays: (subnet, address) pairs: a relayed request whose giaddr
+        is in C{subnet} is told C{address}, for hosts whose relays reach
+        pxed on an address the relayed clients cannot.
+    @ivar menu: the native PXE boot menu, shown only when configured.
     """
 
     address: str | None = None
     interface: str | None = None
     ports: Ports = field(default_factory=Ports)
+    interfaces: tuple[str, ...] = ()
+    relays: tuple[tuple[ipaddress.IPv4Network, str], ...] = ()
+    menu: PXEMenu | None = None
+
+
+def _advertisable(reader: Reader, value: Any, key: str) -> str:
+    address = reader.string(value, key)
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise reader.fail(key, f"{address!r} is not an IPv4 address") from None
+    if parsed.is_unspecified or parsed.is_multicast or parsed == ipaddress.IPv4Address(
+            "255.255.255.255"):
+        raise reader.fail(key, f"{address} cannot be advertised to clients")
+    return address
+
+
+def _interfaces(reader: Reader, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise reader.fail("server.interfaces",
+                          f"must be a non-empty list of interface names, not {type_name(value)}")
+    names = tuple(reader.string(name, f"server.interfaces[{i}]") for i, name in enumerate(value))
+    if len(set(names)) != len(names):
+        raise reader.fail("server.interfaces", "lists an interface twice")
+    return names
+
+
+def _relays(reader: Reader, value: Any) -> tuple[tuple[ipaddress.IPv4Network, str], ...]:
+    section = reader.mapping(value, "server.relays", None)
+    relays = []
+    for subnet, address in section.items():
+        key = f"server.relays.{subnet}"
+        try:
+            network = ipaddress.IPv4Network(subnet, strict=False)
+        except ValueError:
+            raise reader.fail(key, "is not an IPv4 subnet like 10.0.2.0/24") from None
+        relays.append((network, _advertisable(reader, address, key)))
+    # Most specific subnet first, so 10.0.2.0/24 wins over 10.0.0.0/8.
+    relays.sort(key=lambda pair: -pair[0].prefixlen)
+    return tuple(relays)
+
+
+def _menu(reader: Reader, value: Any) -> PXEMenu | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return PXEMenu()
+    section = reader.mapping(value, "server.menu", {"prompt", "timeout", "network", "local"})
+    texts = {}
+    for name in ("prompt", "network", "local"):
+        if name in section:
+            text = reader.string(section[name], f"server.menu.{name}")
+            if not text.isascii() or not text.isprintable() or len(text) > MAX_TEXT:
+                raise reader.fail(f"server.menu.{name}",
+                                  f"must be printable ASCII of at most {MAX_TEXT} characters")
+            texts[name] = text
+    timeout = section.get("timeout", PXEMenu.timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= 255:
+        raise reader.fail("server.menu.timeout",
+                          f"must be seconds 0..255 (255: wait for a choice), not {timeout!r}")
+    return PXEMenu(
+        prompt=texts.get("prompt", PXEMenu.prompt),
+        timeout=timeout,
+        network_label=texts.get("network", PXEMenu.network_label),
+        local_label=texts.get("local", PXEMenu.local_label),
+    )
 
 
 def parse_server(reader: Reader, value: Any) -> ServerConfig:
-    section = reader.mapping(value, "server", {"address", "interface", "ports"})
+    section = reader.mapping(value, "server", {"address", "interface", "interfaces", "ports",
+                                                "relays", "menu"})
     address = section.get("address")
     if address is not None:
-        address = reader.string(address, "server.address")
-        try:
-            parsed = ipaddress.IPv4Address(address)
-        except ValueError:
-            raise reader.fail("server.address", f"{address!r} is not an IPv4 address") from None
-        if parsed.is_unspecified or parsed.is_multicast:
-            raise reader.fail("server.address", f"{address} cannot be advertised to clients")
+        address = _advertisable(reader, address, "server.address")
     interface = section.get("interface")
     if interface is not None:
         interface = reader.string(interface, "server.interface")
+    interfaces = _interfaces(reader, section.get("interfaces"))
+    if interface is not None and interfaces:
+        raise reader.fail("server.interfaces",
+                          "use either server.interface (one) or server.interfaces (several)")
     ports_section = reader.mapping(section.get("ports"), "server.ports",
                                    {"dhcp", "pxe", "tftp", "http"})
     ports = Ports(**{
         name: reader.port(number, f"server.ports.{name}") for name, number in ports_section.items()
     })
-    return ServerConfig(address=address, interface=interface, ports=ports)
+    return ServerConfig(address=address, interface=interface, ports=ports, interfaces=interfaces,
+                        relays=_relays(reader, section.get("relays")),
+                        menu=_menu(reader, section.get("menu")))
 
 
 def parse_bootloaders(reader: Reader, value: Any) -> dict[str, Path]:

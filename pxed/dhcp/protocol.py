@@ -2,56 +2,78 @@
 """
 The ProxyDHCP (UDP 67) and PXE boot server (UDP 4011) protocols.
 
-Thin: decode, classify, ask the L{BootResponder}, encode, send.  Each
-request is handled in its own Deferred so a slow policy lookup delays only
-the client that caused it; anything malformed is dropped with a debug log
+Thin: screen the datagram (L{pxed.dhcp.exchange}), ask the
+L{BootResponder}, encode, send.  Each request is handled in its own
+Deferred so a slow policy lookup delays only the client that caused it;
+anything malformed or not network-booting is dropped with a debug log
 and no reply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from pxed.dhcp.classify import NotNetworkBooting, classify
-from pxed.dhcp.packet import (
-    BOOTREQUEST,
-    DHCPPacket,
-    MalformedPacket,
-    MessageType,
-    decode,
-    encode,
+from pxed.dhcp.exchange import (
+    BOOTSERVER,
+    PROXYDHCP,
+    Ignored,
+    Relays,
+    Stage,
+    advertised_address,
+    screen,
 )
-from pxed.dhcp.reply import BootAnswer, boot_ack, proxy_offer
-from pxed.net import PacketInfo
+from pxed.dhcp.packet import DHCPPacket, encode
+from pxed.dhcp.reply import BootAnswer
+from pxed.net import PacketInfo, interface_name, route_source
 from pxed.responder import BootResponder
 
 __all__ = ["ProxyDHCPProtocol", "BootServerProtocol"]
 
 log = Logger()
 
-DHCP_SERVER_PORT = 67
-DHCP_CLIENT_PORT = 68
-BROADCAST = ("255.255.255.255", DHCP_CLIENT_PORT)
+_BROADCAST_ADDRESS = "255.255.255.255"
 
 
 class _BootProtocol(DatagramProtocol):
     """
-    What both ports share: parsing, classification, the advertised
-    address, and never letting one datagram hurt the service.
+    What both ports share: screening, the advertised address, the
+    interface restriction, coalescing of retransmissions, and never
+    letting one datagram hurt the service.
 
     @ivar address: the configured server address; C{None} means "the
         address of the interface the request arrived on".
+    @ivar relays: per-relay-subnet addresses (see
+        L{pxed.dhcp.exchange.advertised_address}).
+    @ivar interfaces: if not empty, only requests arriving on these
+        interfaces (by name) are answered.
     """
 
-    stage = ""
-    accepts: frozenset[int] = frozenset()
+    spec: Stage = PROXYDHCP
 
-    def __init__(self, responder: BootResponder, address: str | None = None) -> None:
+    def __init__(
+        self,
+        responder: BootResponder,
+        address: str | None = None,
+        relays: Relays = (),
+        interfaces: Iterable[str] = (),
+        ifname: Callable[[int], str | None] = interface_name,
+        route: Callable[[str], str | None] | None = route_source,
+    ) -> None:
         self.responder = responder
         self.address = address
-        self._pending: set[tuple[str, int]] = set()
+        self.relays = tuple(relays)
+        self.interfaces = frozenset(interfaces)
+        self._ifname = ifname
+        self._route = route
+        self._pending: set[tuple[bytes, int]] = set()
+
+    @property
+    def stage(self) -> str:
+        return self.spec.name
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         self.datagramReceivedWithInfo(data, addr, None)
@@ -59,58 +81,57 @@ class _BootProtocol(DatagramProtocol):
     def datagramReceivedWithInfo(
         self, data: bytes, addr: tuple[str, int], info: PacketInfo | None
     ) -> None:
-        try:
-            packet = decode(data)
-        except MalformedPacket as e:
-            log.debug("{stage}: dropping malformed datagram from {peer}: {why}",
-                      stage=self.stage, peer=addr, why=str(e))
-            return
-        if packet.op != BOOTREQUEST or packet.message_type not in self.accepts:
+        name = self._ifname(info.ifindex) if info is not None and info.ifindex else None
+        if self.interfaces and name not in self.interfaces:
+            log.debug("{stage}: ignoring a datagram that arrived on {name}, not on {allowed}",
+                      stage=self.stage, name=name or "an unknown interface",
+                      allowed=sorted(self.interfaces))
             return
         try:
-            machine = classify(packet)
-        except NotNetworkBooting as e:
-            log.debug("{stage}: ignoring {mac}: {why}", stage=self.stage, mac=packet.mac,
-                      why=str(e))
+            packet, machine = screen(data, self.spec)
+        except Ignored as e:
+            log.debug("{stage}: ignoring a datagram from {peer}: {why}", stage=self.stage,
+                      peer=addr, why=str(e))
             return
-        server = self._server_address(info)
+        server = advertised_address(packet, info, self.address, self.relays, self._route)
         if server is None:
             log.warn("{stage}: no address to advertise to {mac} (set server.address)",
                      stage=self.stage, mac=machine.mac)
             return
-        key = (machine.mac, packet.xid)
+        key = (packet.chaddr, packet.xid)
         if key in self._pending:
             # The client retransmitted while its answer is being decided:
             # coalesce rather than queue a second lookup.
             return
         self._pending.add(key)
+        relay = packet.giaddr if packet.relayed else None
         d: Deferred[BootAnswer | None] = ensureDeferred(
-            self.responder.answer(machine, server, self.stage)
+            self.responder.answer(machine, server, self.stage, interface=name, relay=relay)
         )
         d.addCallback(self._send, packet, addr, info)
         d.addErrback(lambda f: log.failure("{stage}: failed to answer {mac}", f,
                                            stage=self.stage, mac=machine.mac))
         d.addBoth(lambda _: self._pending.discard(key))
 
-    def _server_address(self, info: PacketInfo | None) -> str | None:
-        if self.address is not None:
-            return self.address
-        if info is not None and info.local != "0.0.0.0":
-            return info.local
-        return None
-
     def _send(self, answer: BootAnswer | None, request: DHCPPacket, addr: tuple[str, int],
               info: PacketInfo | None) -> None:
-        raise NotImplementedError
+        if answer is None:
+            return
+        reply = self.spec.build(request, answer)
+        self._write(encode(reply), self.spec.destination(request, addr), info)
 
     def _write(self, data: bytes, dest: tuple[str, int], info: PacketInfo | None) -> None:
         transport = self.transport
         if transport is None:
             return
         send_via = getattr(transport, "sendVia", None)
-        if send_via is not None:
+        if send_via is not None and dest[0] == _BROADCAST_ADDRESS:
+            # A broadcast must leave through the interface the request came
+            # in on; routing would pick the default route's interface.
             send_via(data, dest, info)
         else:
+            # Unicast (to a relay, or to a client with an address) follows
+            # the routing table, which knows the way back.
             transport.write(data, dest)
 
 
@@ -120,19 +141,7 @@ class ProxyDHCPProtocol(_BootProtocol):
     information, never an address.
     """
 
-    stage = "proxydhcp"
-    accepts = frozenset({MessageType.DISCOVER})
-
-    def _send(self, answer: BootAnswer | None, request: DHCPPacket, addr: tuple[str, int],
-              info: PacketInfo | None) -> None:
-        if answer is None:
-            return
-        reply = proxy_offer(request, answer)
-        if request.relayed:
-            dest = (request.giaddr, DHCP_SERVER_PORT)
-        else:
-            dest = BROADCAST
-        self._write(encode(reply), dest, info)
+    spec = PROXYDHCP
 
 
 class BootServerProtocol(_BootProtocol):
@@ -142,12 +151,4 @@ class BootServerProtocol(_BootProtocol):
     a DHCPACK naming the file to fetch by TFTP.
     """
 
-    stage = "bootserver"
-    accepts = frozenset({MessageType.REQUEST, MessageType.INFORM})
-
-    def _send(self, answer: BootAnswer | None, request: DHCPPacket, addr: tuple[str, int],
-              info: PacketInfo | None) -> None:
-        if answer is None:
-            return
-        # The requester has its address by now: answer where it asked from.
-        self._write(encode(boot_ack(request, answer)), addr, info)
+    spec = BOOTSERVER

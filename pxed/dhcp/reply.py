@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from pxed.dhcp.menu import PXEMenu, boot_item, boot_item_option, menu_option
 from pxed.dhcp.packet import BOOTREPLY, BROADCAST_FLAG, DHCPPacket, MessageType, Option
 
 __all__ = ["BootAnswer", "proxy_offer", "boot_ack", "DISCOVERY_CONTROL_BOOT_FILE"]
@@ -31,12 +32,17 @@ class BootAnswer:
     @ivar bootfile: a TFTP file name, or an C{http://} URL for iPXE.
     @ivar discovery_control: add option 43 telling a BIOS ROM to boot the
         file at once; left out for UEFI, which then asks on port 4011.
+    @ivar vendor_class: option 60 of the reply: C{PXEClient}, or
+        C{HTTPClient} for UEFI HTTP Boot clients.
+    @ivar menu: show this PXE boot menu instead (option 43 sub-options 6,
+        8, 9 and 10); the chosen item then comes to port 4011.
     """
 
     server: str
     bootfile: str
     discovery_control: bool = False
     vendor_class: bytes = b"PXEClient"
+    menu: PXEMenu | None = None
 
 
 def _reply(request: DHCPPacket, answer: BootAnswer, message_type: int) -> DHCPPacket:
@@ -49,7 +55,13 @@ def _reply(request: DHCPPacket, answer: BootAnswer, message_type: int) -> DHCPPa
     uuid = request.options.get(Option.CLIENT_UUID)
     if uuid is not None:
         options[Option.CLIENT_UUID] = uuid
-    if answer.discovery_control:
+    item = boot_item(request.options.get(Option.VENDOR_SPECIFIC))
+    if message_type == MessageType.ACK and item is not None:
+        # The answer to a menu choice names the item it answers.
+        options[Option.VENDOR_SPECIFIC] = boot_item_option(item)
+    elif answer.menu is not None:
+        options[Option.VENDOR_SPECIFIC] = menu_option(answer.menu, answer.server)
+    elif answer.discovery_control:
         options[Option.VENDOR_SPECIFIC] = DISCOVERY_CONTROL_BOOT_FILE
     # The file field is what most ROMs read; option 67 carries names too
     # long for it (URLs) and is what some UEFI stacks prefer.

@@ -1,78 +1,85 @@
 # -*- test-case-name: tests.test_http -*-
 """
-pxed's HTTP server (Klein): iPXE scripts, the files they name, and the
-"booting" beacon.
+pxed's HTTP server (Klein): iPXE scripts, the files they name, exported
+directories, boot programs for HTTP Boot, the "booting" beacon, and an
+optional admin endpoint.
 
-Only files the policy names are reachable, through opaque IDs: there is no
-path from a URL to the filesystem, so no traversal to guard against.
-Files are served by C{twisted.web.static.File}, which streams them with
-Content-Length and Range support (iPXE is very slow without the length).
+Only what the policy names (through IDs that pxed signs) or what the
+configuration exports is reachable: see L{pxed.http.files}.  Scripts are
+rendered here because only here is the client's view of pxed (its base
+URL) known.
 """
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
-from collections.abc import Iterable
+import hmac
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 from klein import Klein
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
 
 from pxed import ipxe
+from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
+from pxed.http.proxy import RemoteFetcher
 from pxed.machine import Machine, architecture
-from pxed.policy import IBootPolicy, is_url
+from pxed.policy import BootRequest, IBootPolicy, is_url
+from pxed.policy.request import read_context
 from pxed.responder import http_base
 from pxed.state import IBootLog
+from pxed.store import IStateStore, MemoryStateStore
+from pxed.templates import RenderError, ScriptEnv
 
 __all__ = ["BootHTTP", "FileCatalog"]
 
 log = Logger()
 
+#: The purpose signed into a beacon's 'once' token.
+ONCE_PURPOSE = "once"
 
-class FileCatalog:
+_NOT_FOUND = b"not found\n"
+
+
+class _TextPaths(Resource):
     """
-    The local files the policy names, each under a stable opaque ID (a
-    hash of its path, so URLs survive restarts and reloads).
+    Answers 404 to a path that is not UTF-8 (which the router would fail
+    on with an error page), and hands every other request to the router.
     """
 
-    def __init__(self, paths: Iterable[str] = ()) -> None:
-        self._by_id: dict[str, Path] = {}
-        for path in paths:
-            self.add(path)
+    isLeaf = True
 
-    @staticmethod
-    def file_id(path: str) -> str:
-        return hashlib.sha256(path.encode("utf-8")).hexdigest()[:20]
+    def __init__(self, inner: IResource) -> None:
+        super().__init__()
+        self.inner = inner
 
-    def add(self, path: str) -> str:
-        fid = self.file_id(path)
-        self._by_id[fid] = Path(path)
-        return fid
-
-    def get(self, fid: str) -> Path | None:
-        return self._by_id.get(fid)
-
-    def url(self, base: str, location: str) -> str:
-        """
-        The URL a client fetches C{location} from: remote URLs as they are,
-        local files through pxed.
-        """
-        if is_url(location):
-            return location
-        fid = self.add(location)
-        return f"{base}/_/file/{fid}/{quote(posixpath.basename(location))}"
+    def render(self, request: IRequest) -> Any:  # type: ignore[override]
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+            request.path.decode("utf-8")
+        except UnicodeDecodeError:
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"text/plain")
+            return _NOT_FOUND
+        return self.inner.render(request)
 
 
 class BootHTTP:
     """
     The Klein application.  C{resource()} gives the root resource to serve
     or to mount inside an embedding program's own site.
+
+    Everything a reload may change is a plain attribute (C{policy},
+    C{exports}, C{hostnames}, C{catalog}, C{fetcher}): the reload assigns
+    new values between two requests, and requests in flight keep the
+    objects they started with.
+
+    @ivar reload: called by the admin endpoint; returns (success, message).
     """
 
     app = Klein()
@@ -83,14 +90,29 @@ class BootHTTP:
         catalog: FileCatalog,
         boot_log: IBootLog,
         address: str | None = None,
+        programs: Mapping[str, Path] | None = None,
+        *,
+        store: IStateStore | None = None,
+        exports: Mapping[str, Path] | None = None,
+        hostnames: Mapping[str, str] | None = None,
+        fetcher: RemoteFetcher | None = None,
+        admin_token: str | None = None,
+        reload: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.policy = policy
         self.catalog = catalog
         self.boot_log = boot_log
         self.address = address
+        self.programs = dict(programs or {})
+        self.store = store if store is not None else MemoryStateStore()
+        self.exports = dict(exports or {})
+        self.hostnames = dict(hostnames or {})
+        self.fetcher = fetcher
+        self.admin_token = admin_token
+        self.reload = reload
 
     def resource(self) -> IResource:
-        return self.app.resource()
+        return _TextPaths(self.app.resource())
 
     def _base(self, request: IRequest) -> str:
         host = request.getHost()
@@ -103,11 +125,18 @@ class BootHTTP:
             return None
         return values[0].decode("utf-8", "replace")
 
+    @staticmethod
+    def _peer(request: IRequest) -> str | None:
+        return getattr(request.getClientAddress(), "host", None)
+
+    # -- the iPXE script ------------------------------------------------------
+
     @app.route("/_/ipxe", methods=["GET"])
     def script(self, request: IRequest):  # type: ignore[no-untyped-def]
         """
         The per-machine iPXE script.  The ProxyDHCP offer to iPXE names this
-        URL with the machine's MAC and architecture.
+        URL with the machine's MAC and architecture (and, signed, where on
+        the network its DHCP request came from).
         """
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         mac = (self._arg(request, "mac") or "").lower()
@@ -116,33 +145,108 @@ class BootHTTP:
         except ValueError:
             code = 0
         machine = Machine(mac=mac, arch=architecture(code), uuid=self._arg(request, "uuid"),
-                          ipxe=True)
-        return ensureDeferred(self._script(request, machine))
+                          ipxe=True, user_class="iPXE")
+        context = read_context(self.catalog.signer, self._arg(request, "ctx"), mac)
+        boot_request = BootRequest(machine, "script", client_address=self._peer(request),
+                                   **context)
+        return ensureDeferred(self._script(request, boot_request))
 
-    async def _script(self, request: IRequest, machine: Machine) -> bytes:
-        spec = await self.policy.boot_spec(machine)
-        if spec is None:
-            log.info("{mac}: asked for a script but has no boot entry", mac=machine.mac)
+    async def _script(self, request: IRequest, boot: BootRequest) -> bytes:
+        mac = boot.mac
+        action = await self.policy.boot_spec(boot)
+        if action is None:
+            log.info("{mac}: asked for a script but has no boot entry", mac=mac)
             return ipxe.no_boot_script("no boot entry for this machine").encode()
         base = self._base(request)
-        text = ipxe.linux_script(
-            spec,
-            file_url=lambda location: self.catalog.url(base, location),
-            beacon_url=f"{base}/_/booting?mac={quote(machine.mac)}",
+        catalog = self.catalog
+        beacon = f"{base}/_/booting?mac={quote(mac)}"
+        if action.once:
+            token = catalog.signer.sign(ONCE_PURPOSE, f"{mac} {action.once}")
+            beacon += f"&once={token}"
+        env = ScriptEnv(
+            request=boot,
+            server=self.address or request.getHost().host,
+            base_url=base,
+            beacon_url=beacon,
+            file_url=lambda location: catalog.url(base, location),
+            export_url=lambda name, path: self._export_url(base, name, path),
+            hostname=self.hostnames.get(mac, ""),
+            allow_local=not action.remote_only,
         )
-        self.boot_log.record(machine.mac, "script", arch=machine.arch.slug)
-        log.info("{mac}: served iPXE script", mac=machine.mac)
+        try:
+            text = action.ipxe_script(env)
+        except RenderError as e:
+            log.error("{mac}: cannot render the script of rule {rule}: {why}", mac=mac,
+                      rule=action.rule, why=str(e))
+            return ipxe.no_boot_script(f"cannot render the boot script: {e}").encode()
+        self.boot_log.record(mac, "script", arch=boot.arch.slug)
+        log.info("{mac}: served iPXE script ({action} from {rule})", mac=mac,
+                 action=type(action).__name__, rule=action.rule or "the policy")
         return text.encode("utf-8")
 
-    @app.route("/_/file/<string:fid>/<string:name>", methods=["GET", "HEAD"])
-    def file(self, request: IRequest, fid: str, name: str):  # type: ignore[no-untyped-def]
-        path = self.catalog.get(fid)
-        if path is None or posixpath.basename(str(path)) != name:
+    def _export_url(self, base: str, name: str, path: str) -> str:
+        if name not in self.exports:
+            raise RenderError(f"export(): no export named {name!r}")
+        return export_url(base, name, path)
+
+    # -- files ----------------------------------------------------------------
+
+    @app.route("/_/file/<string:token>/<string:name>", methods=["GET", "HEAD"])
+    def file(self, request: IRequest, token: str, name: str):  # type: ignore[no-untyped-def]
+        """
+        A file the policy named, by the signed ID its script carried.
+        """
+        location = self.catalog.resolve(token, name)
+        if location is None:
+            log.debug("{peer}: refused file ID {token}", peer=self._peer(request), token=token)
+            return self._not_found(request)
+        if is_url(location):
+            if self.fetcher is None:
+                return self._not_found(request)
+            log.info("{peer}: proxying {url}", peer=self._peer(request), url=location)
+            return self.fetcher.resource(location)
+        log.info("{peer}: serving {path}", peer=self._peer(request), path=location)
+        return LocalFile(location)
+
+    @app.route("/_/export/", branch=True, methods=["GET", "HEAD"])
+    def export(self, request: IRequest):  # type: ignore[no-untyped-def]
+        """
+        A file below an exported directory.
+        """
+        marker = b"/_/export/"
+        raw = request.path[request.path.index(marker) + len(marker):]
+        try:
+            path = export_path(self.exports, raw)
+        except ExportRefused as e:
+            log.info("{peer}: refused export path {path!r}: {why}", peer=self._peer(request),
+                     path=raw, why=str(e))
+            return self._not_found(request)
+        log.info("{peer}: serving {path}", peer=self._peer(request), path=str(path))
+        return LocalFile(path)
+
+    @staticmethod
+    def _not_found(request: IRequest) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", b"text/plain")
+        return _NOT_FOUND
+
+    @app.route("/_/boot/<string:name>", methods=["GET", "HEAD"])
+    def program(self, request: IRequest, name: str):  # type: ignore[no-untyped-def]
+        """
+        A network bootstrap program for UEFI HTTP Boot clients, by the file
+        name the ProxyDHCP offer gave them.  EDK2 decides what it fetched
+        from the Content-Type, so EFI binaries say application/efi.
+        """
+        path = self.programs.get(name)
+        if path is None:
             request.setResponseCode(404)
             return b"not found\n"
         peer = request.getClientAddress()
-        log.info("{peer}: serving {path}", peer=getattr(peer, "host", peer), path=str(path))
-        resource = File(str(path), defaultType="application/octet-stream")
+        log.info("{peer}: serving boot program {path}", peer=getattr(peer, "host", peer),
+                 path=str(path))
+        kind = "application/efi" if name.lower().endswith(".efi") else "application/octet-stream"
+        resource = File(str(path), defaultType=kind)
+        resource.type, resource.encoding = kind, None
         resource.isLeaf = True
         return resource
 
@@ -151,10 +255,50 @@ class BootHTTP:
         """
         The script fetches this just before C{boot}: the last moment pxed can
         see, so "booting" means "the kernel and initrds were all loaded".
+        A 'once' rule's token makes this boot its last from that rule.
         """
         mac = (self._arg(request, "mac") or "").lower()
         request.setHeader(b"Content-Type", b"text/plain")
         if mac:
             self.boot_log.record(mac, "booting")
             log.info("{mac}: booting", mac=mac)
+            self._once(mac, self._arg(request, "once"))
         return b"ok\n"
+
+    def _once(self, mac: str, token: str | None) -> None:
+        if not token:
+            return
+        signed = self.catalog.signer.verify(ONCE_PURPOSE, token)
+        if signed is None:
+            log.warn("{mac}: ignoring a beacon with a forged 'once' token", mac=mac)
+            return
+        owner, _, rule = signed.partition(" ")
+        if owner != mac:
+            log.warn("{mac}: ignoring a 'once' token made for {owner}", mac=mac, owner=owner)
+            return
+        d = self.store.mark_once(mac, rule)
+        d.addCallback(lambda _: log.info("{mac}: booted once-rule {rule}; its next boot falls "
+                                         "through", mac=mac, rule=rule))
+        d.addErrback(lambda f: log.failure("{mac}: cannot record once-rule {rule}", f,
+                                           mac=mac, rule=rule))
+
+    # -- administration -------------------------------------------------------
+
+    @app.route("/_/admin/reload", methods=["POST"])
+    def admin_reload(self, request: IRequest) -> bytes:
+        """
+        Reload the configuration (off unless C{policy.admin} sets a token;
+        the token is compared in constant time).
+        """
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        if self.admin_token is None or self.reload is None:
+            return self._not_found(request)
+        given = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        expected = f"Bearer {self.admin_token}"
+        if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+            request.setResponseCode(403)
+            return b"forbidden\n"
+        ok, message = self.reload()
+        if not ok:
+            request.setResponseCode(409)
+        return f"{message}\n".encode()

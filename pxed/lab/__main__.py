@@ -4,7 +4,8 @@ Command line for the lab.
 
   python -m pxed.lab selftest --firmware bios|uefi|both --workdir DIR
       boot a QEMU client from a reference dnsmasq ProxyDHCP server (no pxed)
-  python -m pxed.lab demo [--firmware bios|uefi] [--workdir DIR]
+  python -m pxed.lab demo [--firmware bios|uefi|uefi-http] [--lan relay|direct]
+                          [--workdir DIR]
       pxed's main job: boot a QEMU machine from a real pxed, console shown
   python -m pxed.lab cleanup --workdir DIR
       after a crash (e.g. SIGKILL), delete the namespaces recorded in
@@ -24,8 +25,9 @@ from pathlib import Path
 from types import FrameType
 
 from pxed.lab.demo import demo
+from pxed.lab.lan2 import SHAPES
 from pxed.lab.procs import netns_list, netns_pids, stop_pid
-from pxed.lab.qemu import FIRMWARES
+from pxed.lab.qemu import ALL_FIRMWARES, FIRMWARES
 from pxed.lab.selftest import run_selftest
 
 
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--ipv6-ra", action="store_true",
                     help="router also sends IPv6 RAs (skips iPXE's ~15 s IPv6 wait)")
     dm = sub.add_parser("demo", help="boot a QEMU machine from pxed and show its console")
-    dm.add_argument("--firmware", choices=FIRMWARES, default="bios")
+    dm.add_argument("--firmware", choices=ALL_FIRMWARES, default="bios")
+    dm.add_argument("--lan", choices=SHAPES, default=None,
+                    help="boot on a second LAN: behind a DHCP relay, or with pxed multi-homed")
     dm.add_argument("--workdir", type=Path, default=None,
                     help="where logs, the capture and the payload go (default: a new temp dir)")
     dm.add_argument("--timeout", type=float, default=300.0, help="seconds for the boot")
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return cleanup(args.workdir)
     if args.command == "demo":
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pxed-demo-"))
-        return demo(args.firmware, workdir.resolve(), args.timeout)
+        return demo(args.firmware, workdir.resolve(), args.timeout, args.lan)
     firmwares = FIRMWARES if args.firmware == "both" else (args.firmware,)
     results = []
     for firmware in firmwares:

@@ -35,10 +35,13 @@ def twistd() -> str:
     return str(Path(sys.executable).with_name("twistd"))
 
 
-def write_pxed_config(workdir: Path, mac: str, token: str) -> Path:
+def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "") -> Path:
     """
     A pxed configuration that boots C{mac} into the lab payload: Debian's
     kernel and a busybox initrd that prints L{MARKER} with C{token}.
+
+    @param server: more YAML lines for the C{server:} section, each
+        indented by two spaces.
     """
     kernel = find_kernel()
     initrd = build_initrd(workdir / "initrd.gz")
@@ -46,6 +49,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str) -> Path:
     config.write_text(
         "server:\n"
         "  ports: {dhcp: 67, pxe: 4011, tftp: 69, http: 80}\n"
+        f"{server}"
         "boot:\n"
         "  machines:\n"
         f'    "{mac}":\n'
@@ -109,6 +113,8 @@ def boot_from_pxed(
     console: IO[str] | None = None,
     ipv6_ra: bool = True,
     before_boot: object = None,
+    second_lan: str | None = None,
+    server: str = "",
 ) -> BootRun:
     """
     Build the lab, start pxed and boot one machine from it.
@@ -118,16 +124,21 @@ def boot_from_pxed(
         wait for one (as on most real LANs).
     @param before_boot: a callable given the L{Lab} once pxed listens and
         before the machine powers on (tests send garbage here).
+    @param second_lan: boot the machine on a second LAN, behind a relay
+        (C{"relay"}) or with pxed multi-homed on it (C{"direct"}).
+    @param server: more lines for pxed's C{server:} section.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
-    config = write_pxed_config(workdir, mac, token)
+    config = write_pxed_config(workdir, mac, token, server)
     serial = workdir / "serial.log"
     pxed_log = workdir / "pxed.log"
     needle = f"{MARKER}{token}".encode()
     started = time.monotonic()
-    with Lab(workdir) as lab:
+    with Lab(workdir, second_lan=second_lan) as lab:
         lab.start_router(ipv6_ra=ipv6_ra)
+        if second_lan == "relay":
+            lab.start_relay(ipv6_ra=ipv6_ra)
         pxed = start_pxed(lab, config, pxed_log)
         if callable(before_boot):
             before_boot(lab)
@@ -152,7 +163,7 @@ def boot_from_pxed(
                    survived)
 
 
-def demo(firmware: str, workdir: Path, timeout: float) -> int:
+def demo(firmware: str, workdir: Path, timeout: float, second_lan: str | None = None) -> int:
     """
     C{python -m pxed.lab demo}: boot one machine and narrate.
     """
@@ -160,8 +171,11 @@ def demo(firmware: str, workdir: Path, timeout: float) -> int:
     print(f"pxed demo: a {firmware.upper()} machine ({mac}) network-boots Linux from pxed.")
     print(f"  LAN 192.168.77.0/24: dnsmasq (plain DHCP) at {Lab.ROUTER_IP}, pxed at "
           f"{Lab.SERVER_IP}; files in {workdir}")
+    if second_lan is not None:
+        print(f"  the machine is on a second LAN ({second_lan}): see pxed/lab/lan2.py")
     print("---- serial console ----", flush=True)
-    run = boot_from_pxed(workdir, firmware, mac, timeout, console=sys.stdout)
+    run = boot_from_pxed(workdir, firmware, mac, timeout, console=sys.stdout,
+                         second_lan=second_lan)
     print("\n---- pxed's log of this boot ----")
     for line in run.pxed_log.read_text(errors="replace").splitlines():
         if "[pxed." in line or "starting on" in line:

@@ -15,6 +15,10 @@ must be tested next to a real DHCP server anyway.  Veth pairs are created
 directly inside the namespaces, so nothing ever appears in the host namespace
 and no packet can leave the lab.
 
+With C{second_lan="relay"} or C{"direct"} the lab also has a second LAN
+(bridge br1, QEMU on tap1): behind a DHCP relay agent, or with pxed and the
+DHCP server multi-homed on it; see L{pxed.lab.lan2}.
+
 L{Lab.close} (and so C{__exit__}) stops every process the lab started, by
 PID, and deletes the namespaces, which destroys the veths, bridge and tap.
 """
@@ -33,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from pxed.lab.lan2 import SecondLan
 from pxed.lab.procs import (
     netns_list,
     netns_pids,
@@ -71,12 +76,15 @@ class Lab:
     BRIDGE = "br0"
     TAP = "tap0"
 
-    def __init__(self, workdir: Path, name: str | None = None) -> None:
+    def __init__(self, workdir: Path, name: str | None = None,
+                 second_lan: str | None = None) -> None:
         """
         @param workdir: where logs, pid/lease files, the pcap and OVMF vars go;
             created if missing and kept afterwards for diagnosis.
         @param name: namespace prefix; a random C{pxlab-xxxxxx} by default so
             that parallel runs do not collide.
+        @param second_lan: C{None}, C{"relay"} or C{"direct"}: see
+            L{pxed.lab.lan2}.
         """
         self.workdir = Path(workdir).resolve()
         self.name = name or f"pxlab-{secrets.token_hex(3)}"
@@ -85,6 +93,8 @@ class Lab:
         self.lan = f"{self.name}-lan"
         self.rtr = f"{self.name}-rtr"
         self.srv = f"{self.name}-srv"
+        self.lan2 = SecondLan(second_lan) if second_lan is not None else None
+        self.rly = f"{self.name}-rly" if second_lan == "relay" else None
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._files: list[IO[bytes]] = []
         self._created: list[str] = []
@@ -113,11 +123,12 @@ class Lab:
     def _create(self) -> None:
         """Build namespaces, bridge, tap and veths; see the module docstring."""
         existing = netns_list()
-        for ns in (self.lan, self.rtr, self.srv):
+        namespaces = [self.lan, self.rtr, self.srv, *([self.rly] if self.rly else [])]
+        for ns in namespaces:
             # Refuse rather than adopt: deleting it later would break whoever owns it.
             if ns in existing:
                 raise RuntimeError(f"namespace {ns} already exists")
-        for ns in (self.lan, self.rtr, self.srv):
+        for ns in namespaces:
             _ip("netns", "add", ns)
             self._created.append(ns)
             self._save_state()
@@ -141,6 +152,8 @@ class Lab:
             _ip("-n", ns, "link", "set", iface, "up")
         _ip("-n", lan, "link", "set", self.TAP, "up")
         _ip("-n", lan, "link", "set", self.BRIDGE, "up")
+        if self.lan2 is not None:
+            self.lan2.create(self, _ip)
 
     def _no_bridge_netfilter(self) -> None:
         """
@@ -275,12 +288,37 @@ class Lab:
             address = f"{self.ULA_PREFIX}fe/64"
             _ip("-n", self.rtr, "addr", "add", address, "dev", self.ROUTER_IFACE, "nodad")
             argv += ["--enable-ra", f"--dhcp-range={self.ULA_PREFIX},ra-only,64"]
+        if self.lan2 is not None:
+            argv += self.lan2.router_args(self, ipv6_ra)
         proc = self.spawn_in(self.rtr, argv, self.workdir / "dnsmasq-router.out", label="router")
         if not self.wait_for(log, b"DHCP, IP range", 15, proc):
             raise RuntimeError(
                 f"router dnsmasq did not start:\n{tail(log)}\n"
                 f"{tail(self.workdir / 'dnsmasq-router.out')}"
             )
+
+    def start_relay(self, ipv6_ra: bool = False) -> None:
+        """
+        Start the second LAN's DHCP relay agent (C{second_lan="relay"}).
+        """
+        if self.lan2 is None or self.rly is None:
+            raise ValueError("this lab has no relay (second_lan='relay')")
+        log = self.workdir / "dnsmasq-relay.log"
+        log.unlink(missing_ok=True)
+        argv = self.lan2.relay_argv(self, str(log), ipv6_ra)
+        proc = self.spawn_in(self.rly, argv, self.workdir / "dnsmasq-relay.out", label="relay")
+        if not self.wait_listening(self.rly, 67, udp=True, timeout=15, proc=proc):
+            raise RuntimeError(
+                f"relay dnsmasq did not start:\n{tail(log)}\n"
+                f"{tail(self.workdir / 'dnsmasq-relay.out')}"
+            )
+
+    @property
+    def client_tap(self) -> str:
+        """
+        The tap QEMU boots on: the second LAN's when there is one.
+        """
+        return self.lan2.TAP if self.lan2 is not None else self.TAP
 
     def start_capture(self) -> Path:
         """
@@ -295,7 +333,7 @@ class Lab:
         log = self.workdir / "capture.log"
         log.unlink(missing_ok=True)
         tool = "dumpcap" if shutil.which("dumpcap") else "tshark"
-        proc = self.spawn_in(self.lan, [tool, "-i", self.TAP, "-w", str(pcap)], log,
+        proc = self.spawn_in(self.lan, [tool, "-i", self.client_tap, "-w", str(pcap)], log,
                              label="capture")  # fmt: skip
         if not self.wait_for(log, b"Capturing on", 20, proc):
             raise RuntimeError(f"{tool} did not start capturing:\n{tail(log)}")
@@ -310,7 +348,7 @@ class Lab:
         """
         serial_log = Path(serial_log).resolve()
         serial_log.unlink(missing_ok=True)
-        argv = qemu_argv(firmware, serial_log, mac, self.workdir, tap=self.TAP)
+        argv = qemu_argv(firmware, serial_log, mac, self.workdir, tap=self.client_tap)
         qlog = serial_log.with_name(serial_log.name + ".qemu.log")
         return self.spawn_in(self.lan, argv, qlog, label=f"qemu-{firmware}")
 

@@ -27,6 +27,8 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 IPXE_QEMU_ROMS = Path("/usr/lib/ipxe/qemu")
 FIRMWARES = ("bios", "uefi")
+#: Also accepted by L{qemu_argv}: OVMF doing UEFI HTTP Boot (no PXE).
+ALL_FIRMWARES = (*FIRMWARES, "uefi-http")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -92,7 +94,7 @@ def qemu_argv(
             "-machine", "pc",
             "-device", f"e1000,netdev=net0,mac={mac},bootindex=1",
         ]  # fmt: skip
-    elif firmware == "uefi":
+    elif firmware in ("uefi", "uefi-http"):
         for path in (OVMF_CODE, OVMF_VARS):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} missing: install the Debian package ovmf")
@@ -107,6 +109,10 @@ def qemu_argv(
             # the PXEv4 boot entry too).
             "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
         ]  # fmt: skip
+        if firmware == "uefi-http":
+            # No PXE at all, so OVMF's first network boot option is "UEFI
+            # HTTPv4": EDK2's HTTP Boot client with vendor class HTTPClient.
+            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no"]
     else:
-        raise ValueError(f"unknown firmware {firmware!r}: expected one of {FIRMWARES}")
+        raise ValueError(f"unknown firmware {firmware!r}: expected one of {ALL_FIRMWARES}")
     return argv

@@ -61,8 +61,11 @@ class _ReadClient(DatagramProtocol):
         request: P.ReadRequest,
         timeout: float,
         retries: int,
+        dally: float = 0.0,
     ) -> None:
         self.clock = clock
+        self.dally = dally
+        self._complete = False
         self.server = server
         self.request = request
         self.timeout = timeout
@@ -75,7 +78,7 @@ class _ReadClient(DatagramProtocol):
         self._chunks: list[bytes] = []
         self._received = 0  # absolute number of the last in-order block
         self._in_window = 0
-        self._gap_acked = False
+        self._gap_acked_at: float | None = None
         self._last_sent = b""
         self._tries = 0
         self._timer: IDelayedCall | None = None
@@ -146,12 +149,20 @@ class _ReadClient(DatagramProtocol):
         self._send(P.encode(P.Ack(0)))
 
     def _data(self, pkt: P.Data) -> None:
+        if self._complete:
+            # Dallying: the server did not get our final ACK.
+            if pkt.block == self._received & 0xFFFF and self.transport is not None:
+                self.transport.write(P.encode(P.Ack(pkt.block)), self._tid or self.server)
+            return
         expected = self._received + 1
         if pkt.block != expected & 0xFFFF:
-            # A gap or a duplicate: say once where we are (RFC 7440), then
-            # wait for the server to resume from there.
-            if not self._gap_acked:
-                self._gap_acked = True
+            # A gap or a duplicate: say where we are (RFC 7440), then wait
+            # for the server to resume from there.  Repeated at most every
+            # tenth of the timeout, in case that ACK is lost too, without
+            # answering every stray block.
+            now = self.clock.seconds()
+            if self._gap_acked_at is None or now - self._gap_acked_at >= self.timeout / 10:
+                self._gap_acked_at = now
                 self._in_window = 0
                 self._send(P.encode(P.Ack(self._received & 0xFFFF)))
             return
@@ -159,12 +170,19 @@ class _ReadClient(DatagramProtocol):
             self._refuse(P.ERR_ILLEGAL_OPERATION, "block larger than blksize")
             return
         self._received = expected
-        self._gap_acked = False
+        self._gap_acked_at = None
         self._chunks.append(pkt.payload)
         self._in_window += 1
         if len(pkt.payload) < self.blksize:
             self._send(P.encode(P.Ack(pkt.block)))
-            self._finish()
+            if self.dally > 0:
+                # RFC 1350: linger to repeat the final ACK if it was lost.
+                self._complete = True
+                if self._timer is not None and self._timer.active():
+                    self._timer.cancel()
+                self._timer = self.clock.callLater(self.dally, self._finish)
+            else:
+                self._finish()
         elif self._in_window >= self.windowsize:
             self._in_window = 0
             self._send(P.encode(P.Ack(pkt.block)))
@@ -217,6 +235,7 @@ def fetch_result(
     timeout: float = 1.0,
     retries: int = 5,
     interface: str = "",
+    dally: float = 0.0,
 ) -> Deferred[FetchResult]:
     """
     Download C{filename} from C{host}:C{port}.
@@ -227,6 +246,9 @@ def fetch_result(
         the result's C{options}.
     @param windowsize: request this window (RFC 7440).
     @param interface: local address to bind (the default binds all).
+    @param dally: after the final block, keep answering for this many
+        seconds in case the final ACK was lost (RFC 1350); the result
+        fires after that.
     @return: fires with a L{FetchResult}; fails with L{TFTPError} or
         L{TFTPTimeout}.
     """
@@ -238,7 +260,7 @@ def fetch_result(
     if windowsize is not None:
         options["windowsize"] = str(windowsize)
     request = P.ReadRequest(filename, "octet", options)
-    client = _ReadClient(reactor, (host, port), request, timeout, retries)
+    client = _ReadClient(reactor, (host, port), request, timeout, retries, dally)
     reactor.listenUDP(0, client, interface=interface)
     return client.result
 
@@ -255,6 +277,7 @@ def fetch(
     timeout: float = 1.0,
     retries: int = 5,
     interface: str = "",
+    dally: float = 0.0,
 ) -> Deferred[bytes]:
     """Download C{filename} and fire with its content; see L{fetch_result}."""
     d = fetch_result(
@@ -268,5 +291,6 @@ def fetch(
         timeout=timeout,
         retries=retries,
         interface=interface,
+        dally=dally,
     )
     return d.addCallback(lambda r: r.data)

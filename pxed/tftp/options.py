@@ -32,10 +32,19 @@ class SessionLimits:
 
     max_blksize: int = 1468
     max_windowsize: int = 16
+    # Retransmission timeout ceiling, in seconds; the timeout actually used
+    # follows the measured round trip (far shorter on a LAN), unless the
+    # client negotiated one (RFC 2349).
     timeout: float = 1.0
+    # Retransmissions at the full timeout before the server falls silent.
     retries: int = 5
-    # Largest client-requested timeout accepted: with the retry limit it
-    # bounds how long an abandoned transfer holds its port.
+    # Seconds without progress after which a transfer is given up (at least
+    # (retries + 1) * timeout).  After its retransmissions the server waits
+    # silently this long, because some clients (atftp, lock-step ROMs) only
+    # repeat a lost ACK on their own timer, every few seconds.
+    patience: float = 30.0
+    # Largest client-requested timeout accepted: it bounds how long an
+    # abandoned transfer holds its port.
     max_timeout: int = 30
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 __all__ = ["Pacing"]
 
 MIN_GAP = 0.0005
-MIN_RTO = 0.05
+MIN_RTO = 0.02
 
 
 class Pacing:
@@ -64,6 +64,11 @@ class Pacing:
         be matched to one transmission.
         """
         rtt = max(0.0, rtt)
+        if self.srtt is not None:
+            # An ACK can come late because the client waited for its own
+            # timer (its gap ACK was lost): such outliers are not the path's
+            # round trip, so one sample moves the estimate only so far.
+            rtt = min(rtt, 4 * self.srtt + MIN_RTO)
         if self.srtt is None:
             self.srtt = rtt
             self.rttvar = rtt / 2

@@ -65,8 +65,13 @@ class TransferProtocol(DatagramProtocol):
         self.session.start()
 
     def _send(self, datagram: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(datagram, self.peer)
+        if self.transport is not None:
+            self.transport.write(datagram, self.peer)
+
+    def stopProtocol(self) -> None:
+        # The port closed under a live session (reactor shutdown): end it.
+        if self.session is not None and not self.session.finished:
+            self.session.abort("Transfer port closed")
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         try:
@@ -100,8 +105,10 @@ class TFTPServerProtocol(DatagramProtocol):
     @param max_windowsize: largest RFC 7440 windowsize granted.
     @param timeout: retransmission timeout in seconds unless the client
         negotiates one.
-    @param retries: a client silent for (retries + 1) * timeout seconds is
-        given up (retransmissions in between follow the measured round trip).
+    @param retries: retransmissions at the full timeout (after quicker ones
+        at the measured round trip) before the server falls silent.
+    @param patience: seconds without progress before a transfer is given
+        up and its port closed (at least (retries + 1) * timeout).
     @param max_transfers: concurrent transfers (including files being
         opened); more requests get ERROR 0 "Server busy".
     @param max_per_client: concurrent transfers per client address, so one
@@ -121,6 +128,7 @@ class TFTPServerProtocol(DatagramProtocol):
         max_windowsize: int = 16,
         timeout: float = 1.0,
         retries: int = 5,
+        patience: float = 30.0,
         max_transfers: int = 500,
         max_per_client: int = 8,
         open_timeout: float = 10.0,
@@ -138,6 +146,7 @@ class TFTPServerProtocol(DatagramProtocol):
             max_windowsize=max_windowsize,
             timeout=timeout,
             retries=retries,
+            patience=patience,
         )
         self.max_transfers = max_transfers
         self.max_per_client = max_per_client
@@ -147,7 +156,7 @@ class TFTPServerProtocol(DatagramProtocol):
         # (peer, filename) -> the session once its port is up, else None
         # while the file is being opened.
         self._transfers: dict[tuple[Address, str], ReadSession | None] = {}
-        self._ports: dict[tuple[Address, str], IListeningPort] = {}
+        self._ports: dict[tuple[Address, str], tuple[IListeningPort, TransferProtocol]] = {}
         self._running = False
 
     @property
@@ -316,8 +325,9 @@ class TFTPServerProtocol(DatagramProtocol):
             self._notify(self.on_transfer_start, addr, request.filename, dict(request.options))
             return session
 
+        transfer = TransferProtocol(addr, makeSession)
         try:
-            port = self.reactor.listenUDP(0, TransferProtocol(addr, makeSession), interface=local)
+            port = self.reactor.listenUDP(0, transfer, interface=local)
         except CannotListenError:
             log.failure("no transfer port for {peer}", peer=addr)
             self._transfers.pop(key, None)
@@ -325,7 +335,7 @@ class TFTPServerProtocol(DatagramProtocol):
             self._reply(addr, P.ERR_UNDEFINED, "Internal error")
             return
         if key in self._transfers:
-            self._ports[key] = port
+            self._ports[key] = (port, transfer)
         else:
             # The session ended while the port was starting (a read error
             # on the first block).
@@ -334,7 +344,9 @@ class TFTPServerProtocol(DatagramProtocol):
     def _ended(self, result: TransferResult, request: P.ReadRequest, addr: Address) -> None:
         key = (addr, request.filename)
         self._transfers.pop(key, None)
-        port = self._ports.pop(key, None)
+        port, transfer = self._ports.pop(key, (None, None))
+        if transfer is not None and transfer.transport is None:
+            port = None  # already closed
         log.info(
             "TFTP {outcome}: {filename} to {host}:{port}, {bytes_sent} bytes in {duration:.2f}s "
             "(blksize {blksize}, window {windowsize}, {retransmits} retransmits){reason}",

@@ -138,6 +138,7 @@ class ReadSession:
         self._window_sent_at: float | None = None
         self._oack_pending = False
         self._retries = 0
+        self._full_retries = 0
         self._timer: IDelayedCall | None = None
         self._burst_timer: IDelayedCall | None = None
         self._finished = False
@@ -309,20 +310,28 @@ class ReadSession:
     # Timing
 
     def _progress(self) -> None:
-        self._retries = 0
+        self._retries = self._full_retries = 0
         self._progress_at = self._clock.seconds()
 
+    def _delay(self) -> float:
+        """The retransmission timeout for the next consecutive timeout."""
+        if not self._adaptive:
+            return self._timeout
+        return self.pacing.rto(self._timeout, self._retries)
+
     def _deadline(self) -> float:
-        """When to give up: (retries + 1) full timeouts without progress."""
-        return self._progress_at + (self.limits.retries + 1) * self._timeout
+        """When to give up: no progress for the limits' patience."""
+        limits = self.limits
+        return self._progress_at + max(limits.patience, (limits.retries + 1) * self._timeout)
 
     def _arm(self) -> None:
         _cancel(self._timer)
-        delay = self._timeout
-        if self._adaptive:
-            delay = self.pacing.rto(self._timeout, self._retries)
-        delay = min(delay, max(0.0, self._deadline() - self._clock.seconds()))
-        self._timer = self._clock.callLater(delay, self._timedOut)
+        remaining = max(0.0, self._deadline() - self._clock.seconds())
+        if self._full_retries < self.limits.retries:
+            remaining = min(remaining, self._delay())
+        # Otherwise retransmissions are exhausted: wait silently for the
+        # client's own retransmitted ACK until the deadline.
+        self._timer = self._clock.callLater(remaining, self._timedOut)
 
     def _timedOut(self) -> None:
         self._timer = None
@@ -331,8 +340,15 @@ class ReadSession:
         if self._clock.seconds() >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)
             self._send_error(P.ERR_UNDEFINED, "Timeout")
-            self._finish("timeout", "client stopped answering")
+            if self._last is not None and self._highest_sent >= self._last:
+                # Typical of a lost final ACK from a client that does not
+                # dally: it very probably has the whole file.
+                self._finish("timeout", "no ACK for the final block")
+            else:
+                self._finish("timeout", "client stopped answering")
             return
+        if self._delay() >= self._timeout - 1e-9:
+            self._full_retries += 1
         self._retries += 1
         if self._oack_pending:
             self.retransmits += 1

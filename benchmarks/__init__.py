@@ -1,0 +1,3 @@
+"""
+Benchmarks of pxed (run each as C{python -m benchmarks.NAME}).
+"""

@@ -1,0 +1,428 @@
+# -*- test-case-name: tests.test_dhcp_benchmark -*-
+"""
+Boot-storm benchmark of pxed's ProxyDHCP, next to dnsmasq in proxy mode.
+
+A whole rack powering on at once looks, to a ProxyDHCP server behind a
+relay, like a burst of DHCPDISCOVERs from many MACs, all relayed from one
+giaddr.  This plays that relay agent on loopback: it sends one PXE
+DISCOVER per simulated machine (distinct MACs, giaddr 127.0.0.1) and
+measures when each proxy offer comes back to it at 127.0.0.1:67, as a
+real relay would receive it.
+
+Each server runs alone on one core (pinned), the relay on the other, both
+in a network namespace with nothing but loopback that the benchmark
+creates and deletes, so port 67 is free and no packet can leave:
+
+    python -m benchmarks.dhcp                     # as root; prints a table
+    python -m benchmarks.dhcp --machines 1000 --rate 5000 --json out.json
+
+Two measurements per server and machine count:
+
+  - paced: DISCOVERs offered at C{--rate} per second (the target load):
+    offers/s achieved, p50/p99/max latency, lost replies;
+  - flood: as fast as the server answers, at most C{--window} requests
+    outstanding: the peak offers/s on one core.
+
+The server under test is pxed's real ProxyDHCP protocol, responder,
+policy (from a generated configuration) and packet-info UDP port, logging
+at info level to a file as C{twistd pxed} does; it is bound to 127.0.0.2
+so the relay can own 127.0.0.1:67.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["discovers", "drive", "main", "percentile"]
+
+SERVER_ADDRESS = "127.0.0.2"
+RELAY_ADDRESS = "127.0.0.1"
+DHCP_PORT = 67
+REPO = Path(__file__).resolve().parents[1]
+
+
+def discovers(count: int, giaddr: str = RELAY_ADDRESS) -> list[bytes]:
+    """
+    C{count} relayed PXE DISCOVERs from distinct MACs (02:00:...; locally
+    administered), transaction ids 0..count-1, as a BIOS PXE ROM sends
+    them (option 93 = 0, option 60 PXEClient, a GUID).
+    """
+    from pxed.dhcp.packet import DHCPPacket, Option, encode
+
+    out = []
+    for i in range(count):
+        mac = b"\x02\x00" + i.to_bytes(4, "big")
+        packet = DHCPPacket(
+            xid=i, hops=1, giaddr=giaddr, chaddr=mac + b"\x00" * 10,
+            options={
+                Option.MESSAGE_TYPE: b"\x01",
+                57: b"\x05\xc0",
+                Option.CLIENT_ARCH: b"\x00\x00",
+                Option.CLIENT_NDI: b"\x01\x02\x01",
+                Option.CLIENT_UUID: b"\x00" + mac * 2 + mac[:4],
+                Option.VENDOR_CLASS: b"PXEClient:Arch:00000:UNDI:002001",
+            },
+        )
+        out.append(encode(packet))
+    return out
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """
+    The nearest-rank percentile of C{values} (which need not be sorted).
+    """
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def drive(target: tuple[str, int], packets: list[bytes], rate: float, window: int,
+          timeout: float, bind: tuple[str, int] = (RELAY_ADDRESS, DHCP_PORT)) -> dict[str, Any]:
+    """
+    Send C{packets} to C{target} and collect the replies on C{bind}.
+
+    @param rate: DISCOVERs per second (0: as fast as the window allows).
+    @param window: at most this many requests without a reply (0: no
+        limit).
+    @param timeout: how long to wait for stragglers after the last send.
+    @return: counts, offers/s, and latencies in milliseconds.
+    """
+    n = len(packets)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # dnsmasq binds the wildcard address to port 67 with SO_REUSEPORT (with
+    # --bind-interfaces); sharing the port needs the same on this side.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    sock.bind(bind)
+    sock.setblocking(False)
+    sent_at = [0.0] * n
+    got_at = [0.0] * n
+    interval = 1.0 / rate if rate else 0.0
+    buf = bytearray(2048)
+    received = duplicates = strays = 0
+    next_i = 0
+    clock = time.perf_counter
+    start = clock()
+    hard_stop = start + (n * interval if rate else 0) + timeout + 60
+    last_send = start
+    try:
+        while received < n:
+            now = clock()
+            if now > hard_stop or (next_i == n and now - last_send > timeout):
+                break
+            while next_i < n and (not rate or start + next_i * interval <= now) and (
+                    not window or next_i - received < window):
+                sock.sendto(packets[next_i], target)
+                sent_at[next_i] = last_send = clock()
+                next_i += 1
+            while True:
+                try:
+                    size = sock.recv_into(buf)
+                except BlockingIOError:
+                    break
+                stamp = clock()
+                xid = int.from_bytes(buf[4:8], "big")
+                if size < 240 or buf[0] != 2 or xid >= n or not sent_at[xid]:
+                    strays += 1
+                elif got_at[xid]:
+                    duplicates += 1
+                else:
+                    got_at[xid] = stamp
+                    received += 1
+            if received < n:
+                due = start + next_i * interval - clock() if rate and next_i < n else 0.0005
+                select.select([sock], [], [], max(0.0, min(due, 0.0005)))
+    finally:
+        sock.close()
+    answered = [i for i in range(n) if got_at[i]]
+    latencies = [(got_at[i] - sent_at[i]) * 1000 for i in answered]
+    first = min((sent_at[i] for i in range(n) if sent_at[i]), default=start)
+    last = max((got_at[i] for i in answered), default=first)
+    span = last - first
+    return {
+        "machines": n,
+        "sent": next_i,
+        "offers": received,
+        "lost": n - received,
+        "duplicates": duplicates,
+        "strays": strays,
+        "seconds": round(span, 4),
+        "offers_per_s": round(received / span, 1) if span > 0 else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50), 3),
+        "p99_ms": round(percentile(latencies, 0.99), 3),
+        "max_ms": round(max(latencies), 3) if latencies else float("nan"),
+    }
+
+
+# -- the servers --------------------------------------------------------------
+
+
+def serve_pxed(config_path: str, log_path: str) -> None:
+    """
+    Run pxed's ProxyDHCP on SERVER_ADDRESS:67 until killed, logging at
+    info level to C{log_path} as C{twistd pxed} does.
+    """
+    from twisted.internet import reactor
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    from pxed.config import load_config
+    from pxed.dhcp.protocol import ProxyDHCPProtocol
+    from pxed.net import PacketInfoPort
+    from pxed.responder import BootResponder
+    from pxed.service import makePolicy
+    from pxed.state import MemoryBootLog
+
+    log_file = open(log_path, "a")  # noqa: SIM115 - open for the process's life
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(textFileLogObserver(log_file), [predicate])],
+        redirectStandardIO=False)
+    config = load_config(config_path)
+    responder = BootResponder(makePolicy(config), config.bootloaders, config.server.ports.http,
+                              MemoryBootLog(), menu=config.server.menu)
+    protocol = ProxyDHCPProtocol(responder, config.server.address, config.server.relays)
+    port = PacketInfoPort(DHCP_PORT, protocol, SERVER_ADDRESS, reactor=reactor)
+    port.startListening()
+    print("listening", flush=True)
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def _pxed_config(workdir: Path) -> Path:
+    kernel = workdir / "vmlinuz"
+    kernel.write_bytes(b"kernel")
+    loaders = {}
+    for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
+        (workdir / name).write_bytes(name.encode())
+        loaders[slug] = workdir / name
+    config = workdir / "pxed.yaml"
+    config.write_text(
+        "server:\n"
+        "  ports: {http: 80}\n"
+        "bootloaders:\n"
+        f"  x86-bios: {loaders['x86-bios']}\n"
+        f"  x64-uefi: {loaders['x64-uefi']}\n"
+        "boot:\n"
+        f"  default: {{kernel: {kernel}}}\n"
+    )
+    return config
+
+
+def _dnsmasq_argv(workdir: Path) -> list[str]:
+    """
+    dnsmasq as a PXE ProxyDHCP server for relayed 127.0.0.0/8 clients:
+    the same answer as pxed's (a BIOS boot file), no DNS, no TFTP, its
+    ordinary per-request log to a file.
+    """
+    return [
+        "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--user=root",
+        "--port=0", "--no-resolv", "--no-hosts", "--interface=lo", "--bind-interfaces",
+        "--dhcp-range=127.0.0.0,proxy,255.0.0.0",
+        "--pxe-service=x86PC,Network boot,undionly",
+        f"--log-facility={workdir / 'dnsmasq.log'}",
+        f"--pid-file={workdir / 'dnsmasq.pid'}",
+    ]
+
+
+# -- orchestration ------------------------------------------------------------
+
+
+class Namespace:
+    """
+    A network namespace with only loopback, deleted on exit; processes are
+    started in it pinned to one CPU and stopped by PID.
+    """
+
+    def __init__(self) -> None:
+        self.name = f"pxbench-{secrets.token_hex(3)}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Namespace:
+        subprocess.run(["ip", "netns", "add", self.name], check=True, timeout=30)
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True,
+                       timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        subprocess.run(["ip", "netns", "del", self.name], check=False, timeout=30)
+
+    def argv(self, cpu: int, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, "taskset", "-c", str(cpu), *argv]
+
+    def spawn(self, cpu: int, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        out = open(log, "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(self.argv(cpu, argv), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=_env())
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+    def listening(self, port: int, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / 0.1) + 1):
+            out = subprocess.run(["ip", "netns", "exec", self.name, "ss", "-Hlnu",
+                                  f"sport = :{port}"], capture_output=True, text=True, timeout=30)
+            if out.stdout.strip():
+                return True
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return False
+
+
+def _env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
+def _run_client(ns: Namespace, cpu: int, machines: int, rate: float, window: int,
+                timeout: float) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "benchmarks.dhcp", "drive", "--machines", str(machines),
+            "--rate", str(rate), "--window", str(window), "--timeout", str(timeout)]
+    out = subprocess.run(ns.argv(cpu, argv), capture_output=True, text=True, env=_env(),
+                         timeout=machines / max(rate, 1000) + timeout + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"the relay failed: {out.stderr.strip()}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window: int,
+               timeout: float) -> list[dict[str, Any]]:
+    """
+    Start C{server} (pxed or dnsmasq) alone on CPU 0 and measure it with
+    the relay on CPU 1, for each machine count.
+    """
+    results = []
+    with Namespace() as ns:
+        if server == "pxed":
+            argv = [sys.executable, "-m", "benchmarks.dhcp", "serve", "--config",
+                    str(_pxed_config(workdir)), "--log", str(workdir / "pxed.log")]
+        else:
+            argv = _dnsmasq_argv(workdir)
+        proc = ns.spawn(0, argv, workdir / f"{server}.out")
+        if not ns.listening(DHCP_PORT):
+            raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
+        # One small warm-up run, so imports and first-call costs are not measured.
+        _run_client(ns, 1, 200, 2000, 0, timeout)
+        for machines in sizes:
+            for mode, mode_rate, mode_window in (("paced", rate, 0), ("flood", 0, window)):
+                result = _run_client(ns, 1, machines, mode_rate, mode_window, timeout)
+                result.update(server=server, mode=mode, rate=mode_rate, window=mode_window)
+                results.append(result)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server} exited during the benchmark")
+    return results
+
+
+def _table(results: list[dict[str, Any]]) -> str:
+    head = (f"{'server':8} {'mode':6} {'machines':>8} {'offers/s':>9} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'max ms':>7} {'lost':>5}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r['server']:8} {r['mode']:6} {r['machines']:>8} {r['offers_per_s']:>9.0f} "
+                     f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
+                     f"{r['lost']:>5}")
+    return "\n".join(lines)
+
+
+def _ratios(results: list[dict[str, Any]]) -> list[str]:
+    by_key = {(r["server"], r["mode"], r["machines"]): r for r in results}
+    lines = []
+    for (server, mode, machines), r in sorted(by_key.items()):
+        peer = by_key.get(("dnsmasq", mode, machines))
+        if server != "pxed" or peer is None or not peer["offers_per_s"]:
+            continue
+        throughput = r["offers_per_s"] / peer["offers_per_s"]
+        p99 = r["p99_ms"] / peer["p99_ms"] if peer["p99_ms"] else float("nan")
+        lines.append(f"pxed/dnsmasq {mode} {machines}: offers/s x{throughput:.2f}, "
+                     f"p99 latency x{p99:.2f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dhcp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="(internal) run pxed's ProxyDHCP")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--log", required=True)
+    drv = sub.add_parser("drive", help="(internal) play the relay agent, print JSON")
+    for p in (parser, drv):
+        p.add_argument("--rate", type=float, default=5000.0,
+                       help="paced DISCOVERs per second (default 5000)")
+        p.add_argument("--window", type=int, default=64,
+                       help="outstanding requests in the flood run (default 64)")
+        p.add_argument("--timeout", type=float, default=2.0,
+                       help="seconds to wait for late replies (default 2)")
+    drv.add_argument("--machines", type=int, required=True)
+    parser.add_argument("--machines", default="1000,10000",
+                        help="comma-separated machine counts (default 1000,10000)")
+    parser.add_argument("--servers", default="pxed,dnsmasq",
+                        help="which servers to measure (default pxed,dnsmasq)")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        serve_pxed(args.config, args.log)
+        return 0
+    if args.command == "drive":
+        packets = discovers(args.machines)
+        result = drive((SERVER_ADDRESS, DHCP_PORT), packets, args.rate, args.window,
+                       args.timeout)
+        print(json.dumps(result))
+        return 0
+
+    if os.geteuid() != 0:
+        print("the benchmark needs root (a network namespace, port 67)", file=sys.stderr)
+        return 2
+    servers = [s for s in args.servers.split(",") if s]
+    if "dnsmasq" in servers and shutil.which("dnsmasq") is None:
+        print("dnsmasq is missing: install dnsmasq-base, or pass --servers pxed", file=sys.stderr)
+        return 2
+    sizes = [int(n) for n in args.machines.split(",")]
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pxed-bench-") as tmp:
+        for server in servers:
+            workdir = Path(tmp) / server
+            workdir.mkdir()
+            results += run_server(server, workdir, sizes, args.rate, args.window, args.timeout)
+    print(_table(results))
+    for line in _ratios(results):
+        print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r["lost"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

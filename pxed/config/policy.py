@@ -1,0 +1,379 @@
+# -*- test-case-name: tests.test_config_policy -*-
+"""
+The C{policy:} section: ordered rules with match keys and actions, an HTTP
+API backend, exported directories, remote files, signing, the state file
+and the admin endpoint.
+
+Everything is checked here, at load time, with the exact key of each
+mistake: template syntax, files that must exist, match values.  What comes
+out is plain data (rules with their matchers and actions) that
+L{pxed.service} turns into a running policy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pxed.config.boot import normal_mac, parse_linux, template
+from pxed.config.reader import Reader, join_key, type_name
+from pxed.machine import ARCHITECTURE_SLUGS, Firmware
+from pxed.policy import Chain, Ignore, IPXEScript, LocalBoot, Rule, is_url
+from pxed.policy.interfaces import IBootAction
+from pxed.policy.match import (
+    ArchMatcher,
+    FirmwareMatcher,
+    IMatcher,
+    InterfaceMatcher,
+    MacMatcher,
+    Match,
+    RelayMatcher,
+    SubnetMatcher,
+    UserClassMatcher,
+    UUIDMatcher,
+)
+
+__all__ = ["APIConfig", "PolicyConfig", "RemoteConfig", "parse_policy", "parse_duration"]
+
+_MAC_PATTERN = re.compile(r"^[0-9a-f:*?\[\]!-]+$")
+_FULL_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+_OUI = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){2}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+ACTIONS = ("linux", "ipxe", "chain", "local", "ignore")
+MATCH_KEYS = {"mac", "arch", "firmware", "uuid", "user_class", "interface", "subnet", "relay"}
+
+
+@dataclass(frozen=True)
+class APIConfig:
+    url: str
+    timeout: float = 5.0
+    cache: float = 30.0
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """
+    @ivar proxy: C{True} to fetch remote files through pxed (streamed,
+        with these timeouts), C{False} to hand their URLs to iPXE.
+    """
+
+    proxy: bool = False
+    connect_timeout: float = 10.0
+    idle_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    rules: tuple[Rule, ...] = ()
+    api: APIConfig | None = None
+    exports: Mapping[str, Path] = field(default_factory=dict)
+    hostnames: Mapping[str, str] = field(default_factory=dict)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
+    signing_key: bytes | None = None
+    state_file: Path | None = None
+    admin_token: str | None = None
+
+
+def parse_duration(reader: Reader, value: Any, key: str) -> float:
+    """
+    Seconds, as a number or with a unit: C{500ms}, C{5s}, C{2m}, C{1h}.
+    """
+    if isinstance(value, bool):
+        raise reader.fail(key, f"must be a duration like 5s, not {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if match is None:
+            raise reader.fail(key, f"must be a duration like 5s, 500ms or 2m, not {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= 86400:
+        raise reader.fail(key, "must be more than 0 and at most a day")
+    return seconds
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _strings(reader: Reader, value: Any, key: str) -> list[str]:
+    items = _list(value)
+    if not items:
+        raise reader.fail(key, "must not be empty")
+    out = []
+    for i, item in enumerate(items):
+        where = key if not isinstance(value, list) else f"{key}[{i}]"
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise reader.fail(where, f"must be a string, not {type_name(item)}")
+        out.append(str(item))
+    return out
+
+
+def _mac_matcher(reader: Reader, value: Any, key: str) -> IMatcher:
+    patterns = []
+    for item in _strings(reader, value, key):
+        pattern = normal_mac(item)
+        glob = any(c in pattern for c in "*?[")
+        if not (_FULL_MAC.match(pattern) or _OUI.match(pattern)
+                or (glob and _MAC_PATTERN.match(pattern))):
+            raise reader.fail(key, f"{item!r} is not a MAC address, an OUI like 52:54:00 "
+                                   "or a glob like 52:54:00:*")
+        patterns.append(pattern)
+    return MacMatcher(tuple(patterns))
+
+
+def _arch_matcher(reader: Reader, value: Any, key: str) -> IMatcher:
+    slugs, codes = set(), set()
+    for item in _list(value):
+        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 0xFFFF:
+            codes.add(item)
+        elif isinstance(item, str) and item in ARCHITECTURE_SLUGS:
+            slugs.add(item)
+        else:
+            known = ", ".join(sorted(ARCHITECTURE_SLUGS)[:6])
+            raise reader.fail(key, f"{item!r} is not an architecture (a name like {known}, ... "
+                                   "or an option 93 code)")
+    return ArchMatcher(frozenset(slugs), frozenset(codes))
+
+
+def _firmware_matcher(reader: Reader, value: Any, key: str) -> IMatcher:
+    kinds, ipxe = set(), False
+    for item in _strings(reader, value, key):
+        if item == "ipxe":
+            ipxe = True
+            continue
+        try:
+            kinds.add(Firmware(item))
+        except ValueError:
+            raise reader.fail(key, f"{item!r} is not one of bios, uefi, ipxe, other") from None
+    return FirmwareMatcher(frozenset(kinds), ipxe)
+
+
+def _uuid_matcher(reader: Reader, value: Any, key: str) -> IMatcher:
+    uuids = set()
+    for item in _strings(reader, value, key):
+        if not _UUID.match(item.lower()):
+            raise reader.fail(key, f"{item!r} is not a UUID like "
+                                   "12345678-9abc-def0-1122-334455667788")
+        uuids.add(item.lower())
+    return UUIDMatcher(frozenset(uuids))
+
+
+def _networks(reader: Reader, value: Any, key: str) -> tuple[ipaddress.IPv4Network, ...]:
+    networks = []
+    for item in _strings(reader, value, key):
+        try:
+            networks.append(ipaddress.IPv4Network(item, strict=False))
+        except ValueError:
+            raise reader.fail(key, f"{item!r} is not an IPv4 address or subnet") from None
+    return tuple(networks)
+
+
+def _match(reader: Reader, value: Any, key: str) -> Match:
+    section = reader.mapping(value, key, MATCH_KEYS)
+    builders = {
+        "mac": _mac_matcher,
+        "arch": _arch_matcher,
+        "firmware": _firmware_matcher,
+        "uuid": _uuid_matcher,
+        "user_class": lambda r, v, k: UserClassMatcher(tuple(_strings(r, v, k))),
+        "interface": lambda r, v, k: InterfaceMatcher(tuple(_strings(r, v, k))),
+        "subnet": lambda r, v, k: SubnetMatcher(_networks(r, v, k)),
+        "relay": lambda r, v, k: RelayMatcher(_networks(r, v, k)),
+    }
+    return Match(tuple(builders[name](reader, v, join_key(key, name))
+                       for name, v in section.items()))
+
+
+def _ipxe(reader: Reader, value: Any, key: str) -> IBootAction:
+    if isinstance(value, str):
+        value = {"script": value}
+    entry = reader.mapping(value, key, {"script", "file"})
+    if ("script" in entry) == ("file" in entry):
+        raise reader.fail(key, "needs exactly one of 'script' (inline) or 'file'")
+    if "file" in entry:
+        path = reader.file(entry["file"], join_key(key, "file"), urls=False)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise reader.fail(join_key(key, "file"), f"cannot read {path}: {e}") from None
+        where = join_key(key, "file")
+    else:
+        text, where = entry["script"], join_key(key, "script")
+    script = template(reader, text, where)
+    if not script.lstrip().startswith("#!ipxe"):
+        raise reader.fail(where, "an iPXE script must start with '#!ipxe'")
+    return IPXEScript(script.lstrip())
+
+
+def _chain(reader: Reader, value: Any, key: str) -> IBootAction:
+    if isinstance(value, str):
+        value = {"target": value}
+    entry = reader.mapping(value, key, {"target", "args"})
+    if "target" not in entry:
+        raise reader.fail(key, "missing key 'target' (a file or an http(s) URL)")
+    target = reader.file(entry["target"], join_key(key, "target"), urls=True)
+    args = template(reader, entry.get("args", ""), join_key(key, "args"))
+    return Chain(target, args)
+
+
+def _flag(reader: Reader, value: Any, key: str, action: IBootAction) -> IBootAction:
+    if value is not True:
+        raise reader.fail(key, "must be true (the action takes no parameters)")
+    return action
+
+
+def _rule(reader: Reader, value: Any, key: str, names: set[str]) -> Rule:
+    entry = reader.mapping(value, key, {"name", "match", "once", *ACTIONS})
+    if value is None:
+        raise reader.fail(key, "must be a mapping with a match and an action")
+    chosen = [name for name in ACTIONS if name in entry]
+    if len(chosen) != 1:
+        raise reader.fail(key, "needs exactly one action: " + ", ".join(ACTIONS))
+    kind = chosen[0]
+    where = join_key(key, kind)
+    actions = {
+        "linux": lambda: parse_linux(reader, entry[kind], where),
+        "ipxe": lambda: _ipxe(reader, entry[kind], where),
+        "chain": lambda: _chain(reader, entry[kind], where),
+        "local": lambda: _flag(reader, entry[kind], where, LocalBoot()),
+        "ignore": lambda: _flag(reader, entry[kind], where, Ignore()),
+    }
+    action = actions[kind]()
+    once = entry.get("once", False)
+    if not isinstance(once, bool):
+        raise reader.fail(join_key(key, "once"), "must be true or false")
+    name = entry.get("name")
+    if name is None:
+        if once:
+            raise reader.fail(key, "a rule with 'once: true' needs a 'name' (its flag is kept "
+                                   "under that name in the state file)")
+        name = key
+    else:
+        name = reader.string(name, join_key(key, "name"))
+        if not _NAME.match(name):
+            raise reader.fail(join_key(key, "name"), "use letters, digits, '.', '_' and '-'")
+        if name in names:
+            raise reader.fail(join_key(key, "name"), f"another rule is already named {name!r}")
+    names.add(name)
+    return Rule(name, _match(reader, entry.get("match"), join_key(key, "match")), action, once)
+
+
+def _api(reader: Reader, value: Any) -> APIConfig | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"url": value}
+    entry = reader.mapping(value, "policy.api", {"url", "timeout", "cache"})
+    url = reader.string(entry.get("url"), "policy.api.url")
+    if not is_url(url):
+        raise reader.fail("policy.api.url", f"{url!r} is not an http(s) URL")
+    timeout = parse_duration(reader, entry.get("timeout", 5), "policy.api.timeout")
+    cache = entry.get("cache", 30)
+    cache_seconds = 0.0 if cache in (0, "0", "0s") else parse_duration(
+        reader, cache, "policy.api.cache")
+    return APIConfig(url.rstrip("/"), timeout, cache_seconds)
+
+
+def _exports(reader: Reader, value: Any) -> dict[str, Path]:
+    exports = {}
+    for name, directory in reader.mapping(value, "policy.exports", None).items():
+        key = f"policy.exports.{name}"
+        if not _NAME.match(name):
+            raise reader.fail(key, "an export name uses letters, digits, '.', '_' and '-'")
+        location = reader.string(directory, key)
+        path = Path(location)
+        if not path.is_absolute():
+            raise reader.fail(key, f"{location!r} must be an absolute path")
+        if not path.is_dir():
+            raise reader.fail(key, f"directory {location} does not exist")
+        exports[name] = path.resolve()
+    return exports
+
+
+def _hostnames(reader: Reader, value: Any) -> dict[str, str]:
+    hostnames = {}
+    for mac, hostname in reader.mapping(value, "policy.hostnames", None).items():
+        key = f"policy.hostnames.{mac}"
+        normal = normal_mac(mac)
+        if not _FULL_MAC.match(normal):
+            raise reader.fail(key, "is not a MAC address like 52:54:00:12:34:56")
+        hostnames[normal] = reader.string(hostname, key)
+    return hostnames
+
+
+def _remote(reader: Reader, value: Any) -> RemoteConfig:
+    entry = reader.mapping(value, "policy.remote", {"mode", "connect_timeout", "idle_timeout"})
+    mode = entry.get("mode", "direct")
+    if mode not in ("direct", "proxy"):
+        raise reader.fail("policy.remote.mode", f"must be 'direct' or 'proxy', not {mode!r}")
+    return RemoteConfig(
+        proxy=mode == "proxy",
+        connect_timeout=parse_duration(reader, entry.get("connect_timeout", 10),
+                                       "policy.remote.connect_timeout"),
+        idle_timeout=parse_duration(reader, entry.get("idle_timeout", 30),
+                                    "policy.remote.idle_timeout"),
+    )
+
+
+def _secret(reader: Reader, value: Any, key: str, what: str) -> bytes | None:
+    """
+    A secret given inline (C{key}/C{token}) or in a file (C{..._file}).
+    """
+    entry = reader.mapping(value, key, {what, f"{what}_file"})
+    if what in entry and f"{what}_file" in entry:
+        raise reader.fail(key, f"give '{what}' or '{what}_file', not both")
+    if what in entry:
+        secret = reader.string(entry[what], join_key(key, what)).encode("utf-8")
+        where = join_key(key, what)
+    elif f"{what}_file" in entry:
+        where = join_key(key, f"{what}_file")
+        path = reader.file(entry[f"{what}_file"], where, urls=False)
+        try:
+            secret = Path(path).read_bytes().strip()
+        except OSError as e:
+            raise reader.fail(where, f"cannot read {path}: {e.strerror}") from None
+    else:
+        return None
+    if len(secret) < 16:
+        raise reader.fail(where, "must be at least 16 characters long")
+    return secret
+
+
+def parse_policy(reader: Reader, value: Any) -> PolicyConfig:
+    section = reader.mapping(value, "policy", {
+        "rules", "api", "exports", "hostnames", "remote", "signing", "state_file", "admin"})
+    rules_value = section.get("rules") or []
+    if not isinstance(rules_value, list):
+        raise reader.fail("policy.rules", f"must be a list of rules, not {type_name(rules_value)}")
+    names: set[str] = set()
+    rules = tuple(_rule(reader, item, f"policy.rules[{i}]", names)
+                  for i, item in enumerate(rules_value))
+    state_file = section.get("state_file")
+    if state_file is not None:
+        location = reader.string(state_file, "policy.state_file")
+        state_path = Path(location)
+        if not state_path.is_absolute():
+            raise reader.fail("policy.state_file", f"{location!r} must be an absolute path")
+        if not state_path.parent.is_dir():
+            raise reader.fail("policy.state_file", f"directory {state_path.parent} does not exist")
+        state_file = state_path
+    token = _secret(reader, section.get("admin"), "policy.admin", "token")
+    return PolicyConfig(
+        rules=rules,
+        api=_api(reader, section.get("api")),
+        exports=_exports(reader, section.get("exports")),
+        hostnames=_hostnames(reader, section.get("hostnames")),
+        remote=_remote(reader, section.get("remote")),
+        signing_key=_secret(reader, section.get("signing"), "policy.signing", "key"),
+        state_file=state_file,
+        admin_token=token.decode("utf-8", "replace") if token is not None else None,
+    )

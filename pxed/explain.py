@@ -1,0 +1,331 @@
+# -*- test-case-name: tests.test_explain -*-
+"""
+C{pxed explain}: what pxed would answer to each DHCP packet of a capture
+(or one packet given in hex), without opening a socket.
+
+Users debug "my machine never got an answer" with it: for each packet it
+prints how the client was classified, which policy entry matched, and the
+exact reply, field by field and as bytes, or why there is none.  It runs
+the very functions the protocols run (L{pxed.dhcp.exchange}) and the real
+responder, so its answer is the server's answer.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dpkt  # type: ignore[import-untyped]
+from twisted.internet.defer import ensureDeferred
+from zope.interface import implementer
+
+from pxed.config import Config
+from pxed.dhcp.exchange import STAGES, Ignored, Stage, advertised_address, screen
+from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
+from pxed.dhcp.reply import BootAnswer
+from pxed.machine import Machine
+from pxed.policy import IBootPolicy
+from pxed.responder import BootResponder
+from pxed.service import makePolicy
+from pxed.state import MemoryBootLog
+
+__all__ = ["Datagram", "Explanation", "read_capture", "explain", "render", "CaptureError"]
+
+#: Where the address is unknown without a socket: the capture's packets
+#: arrived on an interface whose address we cannot see.
+UNKNOWN_ADDRESS = "the receiving interface's address (pass --address to choose one)"
+
+_OPTION_NAMES = {
+    Option.VENDOR_SPECIFIC: "vendor specific",
+    Option.MESSAGE_TYPE: "message type",
+    Option.SERVER_ID: "server identifier",
+    Option.VENDOR_CLASS: "vendor class",
+    Option.BOOTFILE_NAME: "bootfile name",
+    Option.USER_CLASS: "user class",
+    Option.CLIENT_ARCH: "client architecture",
+    Option.CLIENT_NDI: "client NDI",
+    Option.CLIENT_UUID: "client machine GUID",
+    Option.IPXE_ENCAPSULATED: "iPXE options",
+}
+
+
+class CaptureError(Exception):
+    """
+    The capture cannot be read.
+    """
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """
+    One UDP datagram to explain; C{frame} counts from 1 like Wireshark.
+    """
+
+    frame: int
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload: bytes
+
+
+@dataclass
+class Explanation:
+    """
+    What pxed makes of one datagram.
+
+    @ivar stage: the port's role (C{proxydhcp}, C{bootserver}), or C{None}
+        for a datagram to a port pxed does not answer on (a reply to a
+        client, for instance).
+    @ivar ignored: why there is no reply, when there is none.
+    @ivar entry: the policy entry that matched, if any.
+    """
+
+    datagram: Datagram
+    stage: str | None
+    packet: DHCPPacket | None = None
+    machine: Machine | None = None
+    server: str | None = None
+    entry: str | None = None
+    answer: BootAnswer | None = None
+    reply: DHCPPacket | None = None
+    reply_bytes: bytes = b""
+    destination: tuple[str, int] | None = None
+    ignored: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_capture(path: Path) -> list[Datagram]:
+    """
+    The IPv4 UDP datagrams of a pcap or pcapng file (Ethernet or Linux
+    cooked captures), in capture order.
+    """
+    try:
+        with open(path, "rb") as f:
+            reader = dpkt.pcap.UniversalReader(f)
+            linktype = reader.datalink()
+            frames = [buf for _ts, buf in reader]
+    except OSError as e:
+        raise CaptureError(f"{path}: {e.strerror or e}") from None
+    except (ValueError, dpkt.dpkt.Error) as e:
+        raise CaptureError(f"{path}: not a capture pxed can read ({e})") from None
+    out = []
+    for number, frame in enumerate(frames, start=1):
+        found = _udp(linktype, frame)
+        if found is not None:
+            src, dst, payload = found
+            out.append(Datagram(number, src, dst, payload))
+    return out
+
+
+def _udp(linktype: int, frame: bytes) -> tuple[tuple[str, int], tuple[str, int], bytes] | None:
+    try:
+        if linktype == dpkt.pcap.DLT_LINUX_SLL:
+            ip = dpkt.sll.SLL(frame).data
+        elif linktype == dpkt.pcap.DLT_RAW or linktype == 101:
+            ip = dpkt.ip.IP(frame)
+        else:
+            ip = dpkt.ethernet.Ethernet(frame).data
+    except (dpkt.dpkt.Error, ValueError):
+        return None
+    if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.udp.UDP):
+        return None
+    udp = ip.data
+    return ((socket.inet_ntoa(ip.src), udp.sport), (socket.inet_ntoa(ip.dst), udp.dport),
+            bytes(udp.data))
+
+
+@implementer(IBootPolicy)
+class _Recording:
+    """
+    Wraps the configured policy to see what it decided, so the report
+    can name the entry that matched.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.decided: list[Any] = []
+
+    def boot_spec(self, *args: Any, **kwargs: Any) -> Any:
+        d = self.inner.boot_spec(*args, **kwargs)
+        d.addCallback(self._record)
+        return d
+
+    def _record(self, result: Any) -> Any:
+        self.decided.append(result)
+        return result
+
+
+def _entry(config: Config, machine: Machine, decided: Any) -> str:
+    """
+    A name for the policy entry that produced C{decided}: the rule name
+    when the policy gives one, else the configuration key it came from.
+    """
+    if decided is None:
+        return "none: no entry for this machine (pxed stays silent)"
+    rule = getattr(decided, "rule", None)
+    if rule:
+        return str(rule)
+    machines = getattr(config, "machines", {}) or {}
+    if machine.mac in machines and machines[machine.mac] == decided:
+        return f'boot.machines."{machine.mac}"'
+    if getattr(config, "default", None) == decided:
+        return "boot.default"
+    return "the policy's answer"
+
+
+def explain(
+    datagrams: list[Datagram],
+    config: Config,
+    address: str | None = None,
+    interface: str | None = None,
+) -> Iterator[Explanation]:
+    """
+    Explain each datagram in turn, as pxed configured by C{config} would
+    handle it.
+
+    @param address: the address pxed's receiving interface would have;
+        used where the configuration leaves the advertised address to it.
+    @param interface: the name of the interface the packets arrived on,
+        for C{server.interfaces} and for policies that match on it.
+    """
+    ports = {config.server.ports.dhcp: STAGES["proxydhcp"],
+             config.server.ports.pxe: STAGES["bootserver"]}
+    policy = _Recording(makePolicy(config))
+    responder = BootResponder(policy, config.bootloaders, config.server.ports.http,
+                              MemoryBootLog(), menu=config.server.menu)
+    for datagram in datagrams:
+        stage = ports.get(datagram.dst[1])
+        if stage is None:
+            if datagram.dst[1] in (67, 68, 4011) or datagram.src[1] in (67, 4011):
+                yield _not_for_us(datagram)
+            continue
+        yield _explain_one(datagram, stage, config, address, interface, responder, policy)
+
+
+def _not_for_us(datagram: Datagram) -> Explanation:
+    result = Explanation(datagram, None)
+    try:
+        result.packet = decode(datagram.payload)
+    except ValueError as e:
+        result.ignored = f"malformed: {e}"
+        return result
+    result.ignored = f"sent to port {datagram.dst[1]}, where pxed does not listen"
+    return result
+
+
+def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str | None,
+                 interface: str | None, responder: BootResponder,
+                 policy: _Recording) -> Explanation:
+    result = Explanation(datagram, stage.name)
+    allowed = config.server.interfaces
+    if allowed and interface not in allowed:
+        result.ignored = (f"arrived on {interface or 'an unnamed interface (pass --interface)'}, "
+                          f"and server.interfaces is {', '.join(allowed)}")
+        return result
+    try:
+        result.packet, result.machine = screen(datagram.payload, stage)
+    except Ignored as e:
+        result.ignored = str(e)
+        try:
+            result.packet = decode(datagram.payload)
+        except ValueError:
+            pass
+        return result
+    packet, machine = result.packet, result.machine
+    local = address
+    if local is None and datagram.dst[0] not in ("255.255.255.255", "0.0.0.0"):
+        local = datagram.dst[0]  # a unicast request names the address it reached
+    server = advertised_address(packet, None, config.server.address, config.server.relays)
+    if server is None:
+        server = local
+    if server is None:
+        result.ignored = f"no address to advertise: pxed would use {UNKNOWN_ADDRESS}"
+        return result
+    result.server = server
+    policy.decided.clear()
+    outcome: list[Any] = []
+    relay = packet.giaddr if packet.relayed else None
+    d = ensureDeferred(responder.answer(machine, server, stage.name, interface=interface,
+                                        relay=relay))
+    d.addBoth(outcome.append)
+    if not outcome:
+        result.ignored = "the policy did not answer at once (a slow policy: try the server)"
+        return result
+    answer = outcome[0]
+    if not (answer is None or isinstance(answer, BootAnswer)):
+        result.ignored = f"the policy failed: {answer.getErrorMessage()}"
+        return result
+    result.entry = _entry(config, machine, policy.decided[0] if policy.decided else None)
+    if answer is None:
+        if policy.decided and policy.decided[0] is not None:
+            result.ignored = (f"no network bootstrap program for architecture "
+                              f"{machine.arch.code} ({machine.arch.slug}): add "
+                              f"bootloaders.{machine.arch.slug}")
+        else:
+            result.ignored = "the policy has no boot for this machine"
+        return result
+    result.answer = answer
+    result.reply = stage.build(packet, answer)
+    result.reply_bytes = encode(result.reply)
+    result.destination = stage.destination(packet, datagram.src)
+    return result
+
+
+def _show(code: int, value: bytes) -> str:
+    if code == Option.MESSAGE_TYPE and len(value) == 1:
+        return MessageType.NAMES.get(value[0], str(value[0]))
+    if code == Option.SERVER_ID and len(value) == 4:
+        return socket.inet_ntoa(value)
+    if value and all(32 <= b < 127 for b in value):
+        return f'"{value.decode("ascii")}"'
+    return value.hex(" ")
+
+
+def _describe(packet: DHCPPacket) -> str:
+    kind = packet.message_type
+    name = MessageType.NAMES.get(kind, str(kind)) if kind is not None else "BOOTP"
+    direction = "from" if packet.op == 1 else "for"
+    return f"DHCP{name} xid 0x{packet.xid:08x} {direction} {packet.mac}"
+
+
+def render(result: Explanation) -> str:
+    """
+    The human-readable report of one explanation.
+    """
+    d = result.datagram
+    head = (f"frame {d.frame}: {d.src[0]}:{d.src[1]} -> {d.dst[0]}:{d.dst[1]}"
+            f"{f' ({result.stage})' if result.stage else ''}")
+    if result.packet is not None:
+        head += f", {_describe(result.packet)}"
+        if result.packet.relayed:
+            head += f" via relay {result.packet.giaddr}"
+    lines = [head]
+    machine = result.machine
+    if machine is not None:
+        kind = ("iPXE" if machine.ipxe else "UEFI HTTP Boot" if machine.http_boot
+                else f"{machine.firmware.value.upper()} PXE firmware")
+        lines.append(f"  client: {kind}, architecture {machine.arch.code} "
+                     f"({machine.arch.description}, {machine.arch.slug}), "
+                     f"GUID {machine.uuid or '-'}")
+    if result.entry is not None:
+        lines.append(f"  policy: {result.entry}")
+    if result.ignored is not None:
+        lines.append(f"  no reply: {result.ignored}")
+        return "\n".join(lines)
+    reply = result.reply
+    assert reply is not None and result.destination is not None
+    how = ("broadcast out of the receiving interface"
+           if result.destination[0] == "255.255.255.255"
+           else "unicast to the relay" if reply.relayed and result.stage == "proxydhcp"
+           else "unicast to the requester")
+    lines.append(f"  reply: {_describe(reply)} to {result.destination[0]}:"
+                 f"{result.destination[1]} ({how})")
+    lines.append(f"    yiaddr {reply.yiaddr}, siaddr {reply.siaddr}, giaddr {reply.giaddr}, "
+                 f"flags 0x{reply.flags:04x}, file \"{reply.file.decode('utf-8', 'replace')}\"")
+    for code, value in reply.options.items():
+        name = _OPTION_NAMES.get(code, "")
+        lines.append(f"    option {code}{f' ({name})' if name else ''}: {_show(code, value)}")
+    lines.append(f"    {len(result.reply_bytes)} bytes: {result.reply_bytes.hex()}")
+    return "\n".join(lines)

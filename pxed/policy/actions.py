@@ -1,0 +1,155 @@
+# -*- test-case-name: tests.test_policy -*-
+"""
+The actions a rule can take: boot Linux, run an iPXE script, chain another
+boot program, boot from the local disk, or ignore the machine.
+
+Each is plain, comparable data that expresses itself through
+L{IBootAction}: the protocols ask an action for its iPXE script or for a
+file to hand PXE firmware, and never need to know which action it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from zope.interface import implementer
+
+from pxed import ipxe
+from pxed.policy.interfaces import IBootAction
+
+if TYPE_CHECKING:
+    from pxed.templates import ScriptEnv
+
+__all__ = ["BootSpec", "IPXEScript", "Chain", "LocalBoot", "Ignore", "is_url", "firmware_name"]
+
+
+def is_url(location: str) -> bool:
+    """
+    A file location is either a local path or an http(s) URL.
+    """
+    return location.startswith(("http://", "https://"))
+
+
+def firmware_name(path: str) -> str:
+    """
+    The TFTP name under which PXE firmware fetches a chained local file:
+    its base name in a folder named after a hash of its path, so that two
+    files with one name never collide, nor collide with the iPXE binaries,
+    and the name stays the same across restarts.
+    """
+    digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:12]
+    return f"chain-{digest}/{posixpath.basename(path)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Action:
+    """
+    What every action carries besides its own parameters: where it came
+    from, for logs, 'once' and trust.
+    """
+
+    silent: ClassVar[bool] = False
+    rule: str = field(default="", compare=False)
+    once: str | None = field(default=None, compare=False)
+    remote_only: bool = False
+
+    def firmware_file(self) -> str | None:
+        return None
+
+
+@implementer(IBootAction)
+@dataclass(frozen=True)
+class BootSpec(_Action):
+    """
+    A Linux boot: a kernel, zero or more initrds and a command line.
+
+    Each file is a local path (served by pxed's HTTP server) or an http(s)
+    URL.  The command line is a template.
+
+    @ivar initrd_args: add C{initrd=NAME} for each initrd to the command
+        line, which Linux's EFI stub needs to find them.
+    @ivar message: shown on the console before loading (the API's
+        C{message}).
+    """
+
+    kernel: str
+    initrds: tuple[str, ...] = field(default_factory=tuple)
+    cmdline: str = ""
+    initrd_args: bool = True
+    message: str = ""
+
+    def files(self) -> tuple[str, ...]:
+        return (self.kernel, *self.initrds)
+
+    def ipxe_script(self, env: ScriptEnv) -> str:
+        return ipxe.linux_script(
+            self, env.url, env.beacon_url, cmdline=env.render(self.cmdline),
+            message=env.render(self.message),
+        )
+
+
+@implementer(IBootAction)
+@dataclass(frozen=True)
+class IPXEScript(_Action):
+    """
+    An iPXE script of the user's (inline, or read from a file when the
+    configuration was loaded), rendered as a template.
+    """
+
+    script: str
+
+    def ipxe_script(self, env: ScriptEnv) -> str:
+        text = env.render(self.script)
+        if not text.startswith("#!ipxe"):
+            text = "#!ipxe\n" + text
+        return text if text.endswith("\n") else text + "\n"
+
+
+@implementer(IBootAction)
+@dataclass(frozen=True)
+class Chain(_Action):
+    """
+    Another boot program (GRUB, shim, wimboot, netboot.xyz ...): a local
+    file or an http(s) URL, with optional arguments (a template).
+
+    PXE firmware fetches a local file directly by TFTP; iPXE (and firmware
+    sent to a URL, through iPXE) fetches it over HTTP.  No C{initrd=}
+    arguments are added: they would break wimboot and others.
+    """
+
+    target: str
+    args: str = ""
+
+    def firmware_file(self) -> str | None:
+        return None if is_url(self.target) else self.target
+
+    def ipxe_script(self, env: ScriptEnv) -> str:
+        return ipxe.chain_script(env.url(self.target), env.render(self.args), env.beacon_url)
+
+
+@implementer(IBootAction)
+@dataclass(frozen=True)
+class LocalBoot(_Action):
+    """
+    Boot from the local disk: iPXE exits back to the firmware, which moves
+    on to its next boot device.
+    """
+
+    def ipxe_script(self, env: ScriptEnv) -> str:
+        return ipxe.local_script()
+
+
+@implementer(IBootAction)
+@dataclass(frozen=True)
+class Ignore(_Action):
+    """
+    No answer at all, as if pxed were not there.
+    """
+
+    silent: ClassVar[bool] = True
+
+    def ipxe_script(self, env: ScriptEnv) -> str:
+        return ipxe.no_boot_script("this machine is ignored")

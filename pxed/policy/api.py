@@ -1,0 +1,281 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+An HTTP API decides: pxed asks C{GET <url>/v1/boot/<mac>?arch=...} and
+boots what the answer says.
+
+The answer is Pixiecore's JSON (C{kernel}, C{initrd}, C{cmdline},
+C{message}, C{ipxe-script}) or one of pxed's own actions
+(C{{"action": "chain", "url": ...}}, C{"local"}, C{"ignore"}).  Relative
+URLs are resolved against the API's URL, as Pixiecore does.  Anything
+else (a timeout, a non-200 status, bad JSON, an answer that makes no
+sense) means "ignore this machine for now", with the reason logged: a
+broken API must never boot a machine into something half-specified.
+
+Answers, good or bad, are cached per machine and boot stage, and
+concurrent questions share one request, so the API is asked at most once
+per stage and machine within the cache time, however hard a machine
+retries.  Everything the API names is marked C{remote_only}: its URLs are
+served only through pxed's signed IDs (or handed to iPXE), and its
+templates can never name a file on pxed's disk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from zope.interface import implementer
+
+from pxed.policy.actions import BootSpec, Chain, Ignore, IPXEScript, LocalBoot, is_url
+from pxed.policy.interfaces import IBootAction, IRule
+from pxed.policy.match import IMatcher, Match
+from pxed.policy.request import BootRequest
+
+__all__ = ["APIRule", "APIError", "parse_answer"]
+
+log = Logger()
+
+#: One word, printable ASCII: anything else in a URL could inject script lines.
+_URL_SAFE = re.compile(r"^[\x21-\x7e]+$")
+#: An answer is a few hundred bytes; refuse to buffer a runaway one.
+MAX_ANSWER = 1 << 20
+#: Bound on remembered answers (expired ones are swept first).
+MAX_CACHE = 10_000
+
+
+class APIError(ValueError):
+    """
+    The API's answer cannot be used; the message says why.
+    """
+
+
+def _url(api_url: str, value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise APIError(f"{what} must be a non-empty string")
+    if not _URL_SAFE.match(value):  # before urljoin, which drops tabs and newlines
+        raise APIError(f"{what} {value!r} contains spaces or control characters")
+    url = urljoin(api_url + "/", value)
+    if not is_url(url) or not _URL_SAFE.match(url):
+        raise APIError(f"{what} {value!r} is not an http(s) URL")
+    return url
+
+
+def _cmdline(value: Any) -> str:
+    """
+    A string, or Pixiecore's object form: C{{"console": "ttyS0", "quiet":
+    true}} becomes C{console=ttyS0 quiet}.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        words = []
+        for key, item in value.items():
+            if item is True:
+                words.append(str(key))
+            elif item is not False and item is not None:
+                words.append(f"{key}={item}")
+        return " ".join(words)
+    raise APIError("cmdline must be a string or an object")
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise APIError(f"{key} must be a string")
+    return value
+
+
+def parse_answer(data: Any, api_url: str) -> IBootAction:
+    """
+    Turn the API's decoded JSON into an action.
+
+    @raise APIError: if it is not a usable answer.
+    """
+    if not isinstance(data, dict):
+        raise APIError("the answer is not a JSON object")
+    kind = data.get("action")
+    if kind is None:
+        if "ipxe-script" in data:
+            kind = "ipxe"
+        elif "kernel" in data:
+            kind = "linux"
+        else:
+            raise APIError("the answer has neither 'kernel', 'ipxe-script' nor 'action'")
+    if kind == "linux":
+        initrds = data.get("initrd", [])
+        if isinstance(initrds, str):
+            initrds = [initrds]
+        if not isinstance(initrds, list):
+            raise APIError("initrd must be a list of URLs")
+        return BootSpec(
+            _url(api_url, data.get("kernel"), "kernel"),
+            tuple(_url(api_url, item, "initrd") for item in initrds),
+            _cmdline(data.get("cmdline")),
+            message=_text(data, "message"),
+            remote_only=True,
+        )
+    if kind == "ipxe":
+        script = data.get("ipxe-script", data.get("script"))
+        if not isinstance(script, str) or not script.strip():
+            raise APIError("ipxe-script must be a non-empty string")
+        return IPXEScript(script.lstrip(), remote_only=True)
+    if kind == "chain":
+        return Chain(_url(api_url, data.get("url"), "url"), _text(data, "args"),
+                     remote_only=True)
+    if kind == "local":
+        return LocalBoot(remote_only=True)
+    if kind == "ignore":
+        return Ignore(remote_only=True)
+    raise APIError(f"unknown action {kind!r}")
+
+
+@dataclass
+class _Entry:
+    expires: float = 0.0
+    result: IBootAction | None = None
+    waiting: list[Deferred[IBootAction | None]] | None = field(default_factory=list)
+
+
+@implementer(IRule)
+class APIRule:
+    """
+    A rule whose action comes from the API.
+
+    @param clock: for the cache and the timeout (tests pass a C{Clock}).
+    """
+
+    once = False
+
+    def __init__(
+        self,
+        client: HTTPClient,
+        url: str,
+        clock: IReactorTime,
+        timeout: float = 5.0,
+        cache: float = 30.0,
+        name: str = "policy.api",
+        match: IMatcher | None = None,
+    ) -> None:
+        self.client = client
+        self.url = url.rstrip("/")
+        self.clock = clock
+        self.timeout = timeout
+        self.cache = cache
+        self.name = name
+        self.match = match if match is not None else Match()
+        self._entries: dict[tuple[str, str, bool], _Entry] = {}
+
+    def decide(self, request: BootRequest) -> Deferred[IBootAction | None]:
+        if not self.match.matches(request):
+            return succeed(None)
+        key = (request.mac, request.stage, request.ipxe)
+        now = self.clock.seconds()
+        entry = self._entries.get(key)
+        if entry is not None and entry.waiting is None and entry.expires > now:
+            return succeed(entry.result)
+        d: Deferred[IBootAction | None] = Deferred()
+        if entry is not None and entry.waiting is not None:
+            entry.waiting.append(d)  # a question for this machine is on its way
+            return d
+        self._sweep(now)
+        entry = self._entries[key] = _Entry()
+        assert entry.waiting is not None
+        entry.waiting.append(d)
+        asking = ensureDeferred(self._ask(request))
+        asking.addTimeout(self.timeout, self.clock)
+        asking.addErrback(self._failed, request)
+        asking.addCallback(self._answered, key, entry)
+        return d
+
+    def _sweep(self, now: float) -> None:
+        if len(self._entries) < MAX_CACHE:
+            return
+        for key in [k for k, e in self._entries.items() if e.waiting is None and e.expires <= now]:
+            del self._entries[key]
+        while len(self._entries) >= MAX_CACHE:
+            oldest = next(iter(self._entries))
+            if self._entries[oldest].waiting is not None:
+                break
+            del self._entries[oldest]
+
+    def _answered(self, result: IBootAction, key: tuple[str, str, bool], entry: _Entry) -> None:
+        waiting, entry.waiting = entry.waiting or [], None
+        entry.result = result
+        entry.expires = self.clock.seconds() + self.cache
+        if self.cache <= 0 and self._entries.get(key) is entry:
+            del self._entries[key]
+        for d in waiting:
+            d.callback(result)
+
+    def _failed(self, failure: Failure, request: BootRequest) -> IBootAction:
+        why = failure.getErrorMessage()
+        if failure.check(APIError) is None:
+            why = f"{type(failure.value).__name__}: {why}"
+        if failure.check(DeferredTimeout):
+            why = f"no answer within {self.timeout:g} s"
+        log.warn("{mac}: the policy API gave no usable answer ({why}); ignoring the machine "
+                 "for now", mac=request.mac, why=why, stage=request.stage)
+        return Ignore(remote_only=True)
+
+    async def _ask(self, request: BootRequest) -> IBootAction:
+        params = {
+            "arch": request.arch.slug,
+            "arch_code": str(request.arch.code),
+            "firmware": request.firmware.value,
+            "uuid": request.uuid,
+            "user_class": request.user_class,
+            "interface": request.interface,
+            "relay": request.relay,
+            "stage": request.stage,
+            "ipxe": "1" if request.ipxe else "0",
+        }
+        url = f"{self.url}/v1/boot/{quote(request.mac)}"
+        response = await self.client.get(
+            url, params={k: v for k, v in params.items() if v},
+            headers=Headers({b"Accept": [b"application/json"]}), unbuffered=True,
+        )
+        if response.code != 200:
+            response.deliverBody(_Drop())
+            raise APIError(f"HTTP {response.code}")
+        if isinstance(response.length, int) and response.length > MAX_ANSWER:
+            response.deliverBody(_Drop())
+            raise APIError(f"answer of {response.length} bytes is too large")
+        body = await treq.content(response)
+        if len(body) > MAX_ANSWER:
+            raise APIError(f"answer of {len(body)} bytes is too large")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise APIError(f"bad JSON: {e}") from None
+        action = parse_answer(data, self.url)
+        log.info("{mac}: the policy API says {action}", mac=request.mac,
+                 action=type(action).__name__, stage=request.stage)
+        return action
+
+
+class _Drop(Protocol):
+    """
+    Drops a body we do not want (closing that connection).
+    """
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.stopProducing()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        pass

@@ -1,0 +1,117 @@
+# -*- test-case-name: tests.test_policy -*-
+"""
+The question asked of the policy: which machine, at which stage, and from
+where on the network.
+
+Where a request came from (the receiving interface, a relay) is known only
+to the DHCP side; the machine itself is what the client says about itself.
+Keeping the two apart lets L{pxed.machine.Machine} stay a pure description
+of the client while rules can still match on the network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pxed.machine import Architecture, Firmware, Machine
+
+if TYPE_CHECKING:
+    from pxed.signing import Signer
+
+__all__ = ["BootRequest", "sign_context", "read_context"]
+
+
+@dataclass(frozen=True)
+class BootRequest:
+    """
+    @ivar stage: C{"proxydhcp"}, C{"bootserver"} or C{"script"} (the iPXE
+        script fetched over HTTP).
+    @ivar interface: the name of the interface the DHCP request arrived on.
+    @ivar relay: the relay agent's address (giaddr) when the request was
+        relayed.
+    @ivar local_address: pxed's address on the receiving interface.
+    @ivar client_address: the client's own address, once it has one (HTTP).
+    """
+
+    machine: Machine
+    stage: str = ""
+    interface: str | None = None
+    relay: str | None = None
+    local_address: str | None = None
+    client_address: str | None = None
+
+    @property
+    def mac(self) -> str:
+        return self.machine.mac
+
+    @property
+    def arch(self) -> Architecture:
+        return self.machine.arch
+
+    @property
+    def uuid(self) -> str | None:
+        return self.machine.uuid
+
+    @property
+    def firmware(self) -> Firmware:
+        return self.machine.firmware
+
+    @property
+    def ipxe(self) -> bool:
+        return self.machine.ipxe
+
+    @property
+    def user_class(self) -> str | None:
+        return self.machine.user_class
+
+    @property
+    def network_address(self) -> str | None:
+        """
+        An address on the client's network: its own once it has one, else
+        the relay's (a relay's giaddr is its address on the client's
+        subnet), else pxed's address on the interface the request came in on.
+        """
+        return self.client_address or self.relay or self.local_address
+
+
+#: The purpose signed into a script URL's network context.
+CONTEXT_PURPOSE = "context"
+
+
+def sign_context(signer: Signer, request: BootRequest) -> str | None:
+    """
+    The network side of C{request} (interface, relay, pxed's address),
+    signed for the script URL, or C{None} when there is nothing to carry.
+
+    Only the DHCP side knows where a request came from; iPXE fetches its
+    script over HTTP, and rules that match on the network must decide
+    the same way then.  Signed, so a client cannot claim another network.
+    """
+    fields = {"m": request.mac, "i": request.interface, "r": request.relay,
+              "l": request.local_address}
+    if not any((request.interface, request.relay, request.local_address)):
+        return None
+    return signer.sign(CONTEXT_PURPOSE, json.dumps(fields, separators=(",", ":")))
+
+
+def read_context(signer: Signer, token: str | None, mac: str) -> dict[str, str | None]:
+    """
+    The context signed into C{token} for C{mac}; empty if the token is
+    missing, forged or was made for another machine.
+    """
+    if not token:
+        return {}
+    text = signer.verify(CONTEXT_PURPOSE, token)
+    if text is None:
+        return {}
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(fields, dict) or fields.get("m") != mac:
+        return {}
+    names = {"i": "interface", "r": "relay", "l": "local_address"}
+    return {name: fields.get(short) if isinstance(fields.get(short), str) else None
+            for short, name in names.items()}

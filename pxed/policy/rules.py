@@ -1,0 +1,112 @@
+# -*- test-case-name: tests.test_policy -*-
+"""
+Ordered rules, first match wins.
+
+A L{RulePolicy} walks its L{IRule}s in order and returns the first answer.
+'Once' rules are skipped for a machine that has already booted them
+(their flag lives in an L{IStateStore}, set by the boot beacon), so a
+machine installs once and then falls through to the next rule, typically
+C{local}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pxed.policy.actions import BootSpec
+from pxed.policy.interfaces import IBootAction, IBootPolicy, IRule
+from pxed.policy.match import IMatcher, MacMatcher, Match
+from pxed.policy.request import BootRequest
+from pxed.store import IStateStore, MemoryStateStore
+
+__all__ = ["Rule", "RulePolicy", "StaticPolicy", "boot_section_rules"]
+
+log = Logger()
+
+
+@implementer(IRule)
+@dataclass(frozen=True)
+class Rule:
+    """
+    A rule from the configuration: a match and a fixed action.
+    """
+
+    name: str
+    match: IMatcher
+    action: IBootAction
+    once: bool = False
+
+    def decide(self, request: BootRequest) -> Deferred[IBootAction | None]:
+        return succeed(self.action if self.match.matches(request) else None)
+
+
+@implementer(IBootPolicy)
+class RulePolicy:
+    """
+    The first of C{rules} that answers decides; an C{ignore} answer, or no
+    answer, means silence.
+    """
+
+    def __init__(self, rules: Sequence[IRule], store: IStateStore | None = None) -> None:
+        self.rules = tuple(rules)
+        self.store = store if store is not None else MemoryStateStore()
+
+    def boot_spec(self, request: BootRequest) -> Deferred[IBootAction | None]:
+        return ensureDeferred(self._decide(request))
+
+    async def _decide(self, request: BootRequest) -> IBootAction | None:
+        for rule in self.rules:
+            if rule.once and await self.store.once_done(request.mac, rule.name):
+                log.debug("{mac}: once-rule {rule} already booted; falling through",
+                          mac=request.mac, rule=rule.name)
+                continue
+            action = await rule.decide(request)
+            if action is None:
+                continue
+            log.debug("{mac}: {stage} matched rule {rule}", mac=request.mac,
+                      stage=request.stage, rule=rule.name)
+            if action.silent:
+                return None
+            return dataclasses.replace(  # type: ignore[type-var]
+                action, rule=rule.name, once=rule.name if rule.once else None
+            )
+        return None
+
+
+@implementer(IBootPolicy)
+class StaticPolicy:
+    """
+    The configuration file's C{boot:} section on its own: per-MAC entries,
+    then the default.  Kept for embedding programs and tests that need
+    nothing more.
+    """
+
+    def __init__(
+        self, machines: Mapping[str, BootSpec], default: BootSpec | None = None
+    ) -> None:
+        self.machines = dict(machines)
+        self.default = default
+
+    def boot_spec(self, request: BootRequest) -> Deferred[IBootAction | None]:
+        return succeed(self.machines.get(request.mac, self.default))
+
+
+def boot_section_rules(
+    machines: Mapping[str, BootSpec], default: BootSpec | None
+) -> tuple[list[Rule], list[Rule]]:
+    """
+    The C{boot:} section as rules: one per listed machine (to go before
+    the policy's rules) and the default (to go after them).
+    """
+    first = [
+        Rule(f"boot.machines.{mac}", Match((MacMatcher((mac,)),)), spec)
+        for mac, spec in machines.items()
+    ]
+    last = [Rule("boot.default", Match(), default)] if default is not None else []
+    return first, last

@@ -1,0 +1,238 @@
+# -*- test-case-name: tests.test_reload -*-
+"""
+The policy-dependent parts of a running pxed, and how a reload swaps them.
+
+L{pxed.service.makeBootService} wires the protocols once; what a new
+configuration can change (the policy, the files TFTP may serve for it,
+the HTTP server's exports, hostnames and remote-file mode, the boot
+programs) is built here and handed to them as plain attributes.  A reload
+builds a complete new set first and assigns it only if the whole new
+configuration is valid, between two reactor events: a request that began
+before the swap finishes with the objects it started with, and open TFTP
+transfers and HTTP downloads keep their open files.
+
+What a reload cannot change (ports, addresses, the state file) is only
+reported: those need a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from treq.client import HTTPClient
+from twisted.application import service
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
+from zope.interface import implementer
+
+from pxed.config import Config, ConfigError, load_config
+from pxed.http.files import FileCatalog
+from pxed.http.proxy import RemoteFetcher
+from pxed.policy import Chain, IBootPolicy, IRule, Rule, RulePolicy
+from pxed.policy.actions import firmware_name
+from pxed.policy.api import APIRule
+from pxed.policy.rules import boot_section_rules
+from pxed.signing import Signer
+from pxed.store import FileStateStore, IStateStore, MemoryStateStore
+from pxed.tftp.source import ChainSource, IFileSource, MappingSource
+
+__all__ = ["PolicyRuntime", "SwitchSource", "make_store", "policy_from_config", "tftp_source"]
+
+log = Logger()
+
+
+def make_store(config: Config) -> IStateStore:
+    """
+    The state store the configuration asks for: the state file, or memory.
+    """
+    if config.policy.state_file is not None:
+        return FileStateStore(config.policy.state_file)
+    return MemoryStateStore()
+
+
+def policy_from_config(
+    config: Config, store: IStateStore | None = None, api: IRule | None = None
+) -> RulePolicy:
+    """
+    The configuration's rules, in the order they are tried: C{boot.machines}
+    (one rule per MAC), C{policy.rules}, the API (if configured and given),
+    then C{boot.default}.
+    """
+    first, last = boot_section_rules(config.machines, config.default)
+    rules: list[IRule] = [*first, *config.policy.rules]
+    if api is not None:
+        rules.append(api)
+    rules += last
+    return RulePolicy(rules, store)
+
+
+def _chained_files(config: Config) -> Iterator[str]:
+    for rule in config.policy.rules:
+        action = rule.action if isinstance(rule, Rule) else None
+        if isinstance(action, Chain) and action.firmware_file() is not None:
+            yield action.target
+
+
+def tftp_source(config: Config) -> IFileSource:
+    """
+    What TFTP serves: the boot programs under their file names, and files
+    that rules chain PXE firmware into under their L{firmware_name}.
+    """
+    programs = MappingSource({path.name: path for path in config.bootloaders.values()})
+    chained = MappingSource({firmware_name(path): Path(path) for path in _chained_files(config)})
+    return ChainSource([programs, chained])
+
+
+@implementer(IFileSource)
+class SwitchSource:
+    """
+    An L{IFileSource} whose content a reload replaces: new transfers open
+    from the new source, running ones keep the file they opened.
+    """
+
+    def __init__(self, current: IFileSource) -> None:
+        self.current = current
+
+    def open(self, filename: str, peer: tuple[str, int]) -> Deferred[Any]:
+        return self.current.open(filename, peer)
+
+
+@dataclass
+class _Parts:
+    policy: IBootPolicy
+    catalog: FileCatalog
+    fetcher: RemoteFetcher | None
+    pools: list[HTTPConnectionPool]
+
+
+class PolicyRuntime(service.Service):
+    """
+    Owns the parts a configuration decides, for the protocol objects it
+    was given, and replaces them on L{reload}.
+
+    @param responder: gets C{policy}, C{bootloaders}, C{signer}, C{menu}.
+    @param web: the L{pxed.http.app.BootHTTP}: gets C{policy}, C{catalog},
+        C{fetcher}, C{exports}, C{hostnames}, C{programs}, C{admin_token}.
+    @param tftp: the TFTP server's source, switched to the new files.
+    @param override: an embedding program's own policy, kept across
+        reloads instead of the configuration's.
+    """
+
+    name = "policy"
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        responder: Any,
+        web: Any,
+        tftp: SwitchSource,
+        store: IStateStore,
+        reactor: Any,
+        override: IBootPolicy | None = None,
+        load: Callable[[str], Config] = load_config,
+    ) -> None:
+        self.config = config
+        self.responder = responder
+        self.web = web
+        self.tftp = tftp
+        self.store = store
+        self.reactor = reactor
+        self.override = override
+        self.load = load
+        self._parts: _Parts | None = None
+        self.apply(config)
+        web.reload = self.reload
+
+    def _signer(self, config: Config) -> Signer:
+        return Signer(config.policy.signing_key or self.store.signing_key())
+
+    def _build(self, config: Config) -> _Parts:
+        pools = []
+        api = None
+        if config.policy.api is not None:
+            settings = config.policy.api
+            pool = HTTPConnectionPool(self.reactor, persistent=True)
+            pools.append(pool)
+            client = HTTPClient(Agent(self.reactor, connectTimeout=settings.timeout, pool=pool))
+            api = APIRule(client, settings.url, self.reactor, settings.timeout, settings.cache)
+        fetcher = None
+        remote = config.policy.remote
+        if remote.proxy:
+            fetcher = RemoteFetcher(self.reactor, remote.connect_timeout, remote.idle_timeout)
+            pools.append(fetcher.pool)
+        policy = self.override or policy_from_config(config, self.store, api)
+        catalog = FileCatalog(self._signer(config), proxy_remote=remote.proxy)
+        return _Parts(policy, catalog, fetcher, pools)
+
+    def apply(self, config: Config, parts: _Parts | None = None) -> None:
+        """
+        Build everything for C{config} (unless already built), then hand
+        it out in one go.
+        """
+        parts = parts if parts is not None else self._build(config)
+        source = tftp_source(config)
+        old, self._parts = self._parts, parts
+        responder, web = self.responder, self.web
+        responder.policy = parts.policy
+        responder.bootloaders = dict(config.bootloaders)
+        responder.signer = parts.catalog.signer
+        responder.menu = config.server.menu
+        web.policy = parts.policy
+        web.catalog = parts.catalog
+        web.fetcher = parts.fetcher
+        web.exports = dict(config.policy.exports)
+        web.hostnames = dict(config.policy.hostnames)
+        web.programs = {path.name: path for path in config.bootloaders.values()}
+        web.admin_token = config.policy.admin_token
+        web.store = self.store
+        self.tftp.current = source
+        self.config = config
+        if old is not None:
+            # Idle connections only: downloads in flight keep theirs.
+            for pool in old.pools:
+                pool.closeCachedConnections()
+
+    def _restart_only(self, new: Config) -> list[str]:
+        old = self.config
+        changed = []
+        if new.server != old.server:
+            changed.append("server")
+        if new.policy.state_file != old.policy.state_file:
+            changed.append("policy.state_file")
+        return changed
+
+    def reload(self) -> tuple[bool, str]:
+        """
+        Load the configuration file again and switch to it; a bad file is
+        rejected with the same message as at start-up, and the running
+        configuration keeps serving.
+        """
+        source = self.config.source
+        try:
+            new = self.load(source)
+            parts = self._build(new)  # everything the new parts need must work
+        except ConfigError as e:
+            log.error("reload rejected: bad configuration: {error}; still serving the "
+                      "configuration loaded before", error=str(e))
+            return False, f"bad configuration: {e}; kept the running configuration"
+        except Exception as e:
+            log.failure("reload rejected: {error}", error=str(e))
+            return False, f"reload failed: {e}; kept the running configuration"
+        later = self._restart_only(new)
+        self.apply(new, parts)
+        note = f" ({', '.join(later)} changes need a restart)" if later else ""
+        log.info("reloaded the configuration from {source}{note}", source=source, note=note)
+        return True, f"reloaded {source}{note}"
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        parts = self._parts
+        if parts is None:
+            return succeed(None)
+        return gatherResults([pool.closeCachedConnections() for pool in parts.pools])
+

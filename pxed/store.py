@@ -1,0 +1,175 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+State that outlives a boot: 'once' flags, and the key that signs pxed's
+URLs.
+
+Behind L{IStateStore} so that sites running several pxed can keep it in a
+shared store (Redis, PostgreSQL) without touching the rest of pxed.  Two
+implementations ship: in memory (the default, lost on restart) and a small
+JSON file, rewritten atomically (write a temporary file, fsync, rename,
+fsync the directory) so a crash or power cut leaves either the old or the
+new state, never a torn one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+__all__ = ["IStateStore", "MemoryStateStore", "FileStateStore", "StateFileError"]
+
+log = Logger()
+
+#: Enough for HMAC-SHA256.
+KEY_BYTES = 32
+
+
+class StateFileError(Exception):
+    """
+    The state file exists but cannot be used; the message says why.
+    """
+
+
+class IStateStore(Interface):
+    def once_done(mac: str, rule: str) -> Deferred[bool]:
+        """
+        Whether C{mac} has booted the 'once' rule C{rule} already.
+        """
+
+    def mark_once(mac: str, rule: str) -> Deferred[None]:
+        """
+        Record that C{mac} booted C{rule}; the next boot falls through.
+        """
+
+    def clear_once(mac: str, rule: str | None = None) -> Deferred[None]:
+        """
+        Forget one flag, or all of C{mac}'s (to install a machine again).
+        """
+
+    def signing_key() -> bytes:
+        """
+        The secret that signs pxed's URLs, created on first use.  Called
+        once at start-up, so a networked store may block briefly here.
+        """
+
+
+@implementer(IStateStore)
+class MemoryStateStore:
+    """
+    Flags and key in memory: correct for one process, forgotten on restart.
+    """
+
+    def __init__(self) -> None:
+        self._once: dict[str, set[str]] = {}
+        self._key: bytes | None = None
+
+    def once_done(self, mac: str, rule: str) -> Deferred[bool]:
+        return succeed(rule in self._once.get(mac, ()))
+
+    def mark_once(self, mac: str, rule: str) -> Deferred[None]:
+        self._once.setdefault(mac, set()).add(rule)
+        return succeed(None)
+
+    def clear_once(self, mac: str, rule: str | None = None) -> Deferred[None]:
+        if rule is None:
+            self._once.pop(mac, None)
+        else:
+            self._once.get(mac, set()).discard(rule)
+        return succeed(None)
+
+    def signing_key(self) -> bytes:
+        if self._key is None:
+            self._key = secrets.token_bytes(KEY_BYTES)
+        return self._key
+
+
+@implementer(IStateStore)
+class FileStateStore(MemoryStateStore):
+    """
+    The memory store, loaded from and saved to a JSON file after every
+    change.  The file is private (mode 0600): it holds the signing key.
+
+    @raise StateFileError: from the constructor, if the file exists but is
+        unreadable or not pxed's.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError) as e:
+            raise StateFileError(f"{self.path}: cannot read: {e}") from None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("version") != 1:
+                raise ValueError("not a pxed state file (version 1)")
+            once = data.get("once", {})
+            self._once = {str(mac): set(map(str, rules)) for mac, rules in once.items()}
+            key = data.get("signing_key")
+            if key is not None:
+                self._key = base64.b64decode(key, validate=True)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise StateFileError(f"{self.path}: {e}") from None
+
+    def _save(self) -> None:
+        data: dict[str, Any] = {
+            "version": 1,
+            "once": {mac: sorted(rules) for mac, rules in sorted(self._once.items()) if rules},
+        }
+        if self._key is not None:
+            data["signing_key"] = base64.b64encode(self._key).decode("ascii")
+        directory = self.path.parent
+        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _saved(self, d: Deferred[None]) -> Deferred[None]:
+        try:
+            self._save()
+        except OSError:
+            return fail(Failure())
+        return d
+
+    def mark_once(self, mac: str, rule: str) -> Deferred[None]:
+        if rule in self._once.get(mac, ()):
+            return succeed(None)
+        return self._saved(super().mark_once(mac, rule))
+
+    def clear_once(self, mac: str, rule: str | None = None) -> Deferred[None]:
+        return self._saved(super().clear_once(mac, rule))
+
+    def signing_key(self) -> bytes:
+        if self._key is None:
+            super().signing_key()
+            self._save()
+        assert self._key is not None
+        return self._key

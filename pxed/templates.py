@@ -1,0 +1,145 @@
+# -*- test-case-name: tests.test_templates -*-
+"""
+Templates for kernel command lines and iPXE scripts (Jinja2, sandboxed).
+
+A template sees the machine (C{mac}, C{arch}, C{arch_code}, C{firmware},
+C{uuid}, C{hostname}, C{user_class}), the server (C{server}, C{base_url})
+and three functions: C{url(location)} turns a local path or a remote URL
+into one the client can fetch from pxed, C{export(name, path="")} gives
+the URL of an exported directory or a file in it, and C{beacon} is the
+iPXE line that reports "booting" (needed for 'once' rules in scripts).
+
+The sandbox matters because a template may come from an HTTP API rather
+than from the administrator: it can only format text and call the
+functions above.  Undefined names are errors rather than empty strings,
+so a typo fails loudly instead of booting a machine with half a command
+line.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from pxed.ipxe import beacon_line
+from pxed.policy.actions import is_url
+from pxed.policy.request import BootRequest
+
+__all__ = ["ScriptEnv", "RenderError", "check_template", "render"]
+
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+#: A URL put into a script must stay one word on one line.
+_URL_SAFE = re.compile(r"^[\x21-\x7e]+$")
+
+
+class RenderError(Exception):
+    """
+    A template could not be rendered, or named something it may not.
+    """
+
+
+def check_template(text: str) -> str | None:
+    """
+    The syntax error in C{text}, or C{None}; the configuration reports it
+    at load time.
+    """
+    try:
+        _ENV.parse(text)
+    except TemplateSyntaxError as e:
+        return f"template error on line {e.lineno}: {e.message}"
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(text: str) -> Any:
+    return _ENV.from_string(text)
+
+
+def render(text: str, context: dict[str, Any]) -> str:
+    """
+    Render C{text}; text without template syntax is returned as it is.
+
+    @raise RenderError: on any template error.
+    """
+    if "{" not in text:
+        return text
+    try:
+        return str(_compile(text).render(context))
+    except TemplateError as e:
+        raise RenderError(f"template error: {e}") from None
+    except RenderError:
+        raise
+    except Exception as e:  # a function called by the template failed
+        raise RenderError(f"template error: {e}") from None
+
+
+@dataclass
+class ScriptEnv:
+    """
+    Everything a script or command line for one machine may refer to.
+
+    @ivar file_url: maps an allowed location to the URL the client uses.
+    @ivar export_url: maps an export's name and a path inside it to a URL.
+    @ivar allow_local: C{False} for actions that came from the HTTP API:
+        they may name remote URLs only, never files on pxed's disk.
+    """
+
+    request: BootRequest
+    server: str
+    base_url: str
+    beacon_url: str
+    file_url: Callable[[str], str]
+    export_url: Callable[[str, str], str]
+    hostname: str = ""
+    allow_local: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, location: str) -> str:
+        """
+        The URL the client fetches C{location} from.
+
+        @raise RenderError: for a relative path, a local path when local
+            paths are not allowed, or a URL that is not one safe word.
+        """
+        if not isinstance(location, str) or not location:
+            raise RenderError(f"url(): {location!r} is not a path or URL")
+        if is_url(location):
+            if not _URL_SAFE.match(location):
+                raise RenderError(f"url(): {location!r} contains spaces or control characters")
+        elif not self.allow_local:
+            raise RenderError(f"url(): {location!r}: only http(s) URLs are allowed here")
+        elif not location.startswith("/"):
+            raise RenderError(f"url(): {location!r} must be an absolute path or an http(s) URL")
+        return self.file_url(location)
+
+    def export(self, name: str, path: str = "") -> str:
+        return self.export_url(name, path)
+
+    def context(self) -> dict[str, Any]:
+        request = self.request
+        return {
+            "mac": request.mac,
+            "arch": request.arch.slug,
+            "arch_code": request.arch.code,
+            "firmware": request.firmware.value,
+            "uuid": request.uuid or "",
+            "user_class": request.user_class or "",
+            "hostname": self.hostname,
+            "server": self.server,
+            "base_url": self.base_url,
+            "beacon": beacon_line(self.beacon_url),
+            "url": self.url,
+            "export": self.export,
+            **self.extra,
+        }
+
+    def render(self, text: str) -> str:
+        return render(text, self.context())

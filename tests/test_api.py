@@ -1,0 +1,330 @@
+"""
+Tests for L{pxed.policy.api}: the HTTP API backend, against the example
+server in C{examples/} (and a few misbehaving servers) for real over
+127.0.0.1; timeouts and the cache run on an injected clock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface.verify import verifyObject
+
+from pxed.http.app import BootHTTP
+from pxed.http.files import FileCatalog
+from pxed.http.proxy import RemoteFetcher
+from pxed.machine import Machine, architecture
+from pxed.policy import (
+    BootRequest,
+    BootSpec,
+    Chain,
+    Ignore,
+    IPXEScript,
+    IRule,
+    LocalBoot,
+    RulePolicy,
+)
+from pxed.policy.api import APIError, APIRule, parse_answer
+from pxed.signing import Signer
+from pxed.state import MemoryBootLog
+
+REPO = Path(__file__).resolve().parents[1]
+MAC = "52:54:00:aa:00:01"
+GUID = "12345678-9abc-def0-1122-334455667788"
+
+
+def load_example() -> Any:
+    spec = importlib.util.spec_from_file_location("policy_api", REPO / "examples/policy_api.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ask(mac: str = MAC, stage: str = "proxydhcp", ipxe: bool = False) -> BootRequest:
+    return BootRequest(Machine(mac, architecture(7), uuid=GUID, ipxe=ipxe), stage,
+                       interface="eth1")
+
+
+class Misbehaving(Resource):
+    """
+    /status/N answers N, /badjson answers garbage, /stall never answers.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled: list[Request] = []
+        self.count = 0
+
+    def render_GET(self, request: Request) -> Any:
+        self.count += 1
+        path = request.path.decode()
+        if path.startswith("/status/"):
+            request.setResponseCode(int(path.split("/")[2]))
+            return b'{"kernel": "http://h/k"}'
+        if path.startswith("/badjson/"):
+            return b'{"kernel": '
+        if path.startswith("/notobject/"):
+            return b'["kernel"]'
+        self.stalled.append(request)
+        return NOT_DONE_YET
+
+
+class APITestCase(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.files = Path(self.mktemp()).absolute()
+        self.files.mkdir()
+        self.kernel = os.urandom(200_000)
+        (self.files / "vmlinuz").write_bytes(self.kernel)
+        (self.files / "initrd.gz").write_bytes(b"initrd")
+        example = load_example()
+        self.api = example.PolicyAPI({
+            MAC: {"kernel": "/files/vmlinuz", "initrd": ["/files/initrd.gz"],
+                  "cmdline": {"console": "ttyS0", "quiet": True, "off": False},
+                  "message": "installing"},
+            "52:54:00:aa:00:02": {"ipxe-script": "#!ipxe\necho {{ mac }}\nexit\n"},
+            "52:54:00:aa:00:03": {"action": "chain", "url": "/files/vmlinuz", "args": "x=1"},
+            "52:54:00:aa:00:04": {"action": "local"},
+            "52:54:00:aa:00:05": {"action": "ignore"},
+            "52:54:00:aa:00:06": {"action": "reboot"},
+            "52:54:00:aa:00:07": {"kernel": "file:///etc/passwd"},
+        }, self.files)
+        port = reactor.listenTCP(0, Site(self.api.app.resource()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.url = f"http://127.0.0.1:{port.getHost().port}"
+        self.bad = Misbehaving()
+        bad_port = reactor.listenTCP(0, Site(self.bad), interface="127.0.0.1")
+        self.addCleanup(bad_port.stopListening)
+        self.bad_url = f"http://127.0.0.1:{bad_port.getHost().port}"
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.client = HTTPClient(Agent(reactor, pool=self.pool))
+        self.clock = task.Clock()
+
+    def rule(self, url: str | None = None, **kwargs: Any) -> APIRule:
+        return APIRule(self.client, url or self.url, self.clock, **kwargs)
+
+
+class AnswerTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_linux(self) -> Any:
+        rule = self.rule()
+        verifyObject(IRule, rule)
+        action = yield rule.decide(ask())
+        self.assertEqual(action, BootSpec(
+            f"{self.url}/files/vmlinuz", (f"{self.url}/files/initrd.gz",),
+            "console=ttyS0 quiet", message="installing", remote_only=True))
+        self.assertTrue(action.remote_only)
+
+    @defer.inlineCallbacks
+    def test_question(self) -> Any:
+        """
+        pxed asks for the MAC with the architecture, firmware, UUID,
+        interface and stage.
+        """
+        yield self.rule().decide(ask(stage="bootserver"))
+        [(mac, args)] = self.api.asked
+        self.assertEqual(mac, MAC)
+        self.assertEqual(args, {"arch": "x64-uefi", "arch_code": "7", "firmware": "uefi",
+                                "uuid": GUID, "interface": "eth1", "stage": "bootserver",
+                                "ipxe": "0"})
+
+    @defer.inlineCallbacks
+    def test_other_actions(self) -> Any:
+        rule = self.rule()
+        results = []
+        for n in range(2, 6):
+            results.append((yield rule.decide(ask(f"52:54:00:aa:00:0{n}"))))
+        self.assertEqual(results, [
+            IPXEScript("#!ipxe\necho {{ mac }}\nexit\n", remote_only=True),
+            Chain(f"{self.url}/files/vmlinuz", "x=1", remote_only=True),
+            LocalBoot(remote_only=True), Ignore(remote_only=True)])
+
+    @defer.inlineCallbacks
+    def test_unusable_answers_ignore(self) -> Any:
+        """
+        Unknown machines (404), unknown actions and non-http URLs: ignored
+        for now, and the reason logged.
+        """
+        rule = self.rule()
+        for mac in ("52:54:00:aa:00:99", "52:54:00:aa:00:06", "52:54:00:aa:00:07"):
+            action = yield rule.decide(ask(mac))
+            self.assertEqual(action, Ignore(remote_only=True), mac)
+            policy_answer = yield RulePolicy([self.rule()]).boot_spec(ask(mac))
+            self.assertIsNone(policy_answer)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    @defer.inlineCallbacks
+    def test_non_200_and_bad_json(self) -> Any:
+        for path in ("/status/500", "/status/302", "/status/201", "/badjson", "/notobject"):
+            action = yield self.rule(self.bad_url + path).decide(ask())
+            self.assertEqual(action, Ignore(remote_only=True), path)
+        self.assertEqual(self.bad.count, 5)
+
+    @defer.inlineCallbacks
+    def test_timeout(self) -> Any:
+        rule = self.rule(self.bad_url + "/stall", timeout=5)
+        d = rule.decide(ask())
+        for _ in range(200):  # bounded wait for the request to arrive
+            if self.bad.stalled:
+                break
+            yield task.deferLater(reactor, 0.01)
+        self.assertEqual(len(self.bad.stalled), 1)
+        self.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.clock.advance(0.2)
+        action = yield d
+        self.assertEqual(action, Ignore(remote_only=True))
+        gone = self.bad.stalled[0].notifyFinish()
+        yield self.assertFailure(gone, Exception)  # the request was abandoned
+
+
+class CacheTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_once_per_stage_within_cache_time(self) -> Any:
+        rule = self.rule(cache=30)
+        for _ in range(3):
+            yield rule.decide(ask())
+        self.assertEqual(len(self.api.asked), 1)
+        yield rule.decide(ask(stage="bootserver"))
+        yield rule.decide(ask(ipxe=True))
+        self.assertEqual(len(self.api.asked), 3)
+        self.clock.advance(29)
+        yield rule.decide(ask())
+        self.assertEqual(len(self.api.asked), 3)
+        self.clock.advance(2)
+        yield rule.decide(ask())
+        self.assertEqual(len(self.api.asked), 4)
+
+    @defer.inlineCallbacks
+    def test_concurrent_questions_share_one_request(self) -> Any:
+        rule = self.rule()
+        answers = yield defer.gatherResults([rule.decide(ask()) for _ in range(5)])
+        self.assertEqual(len(self.api.asked), 1)
+        self.assertEqual(len({id(a) for a in answers}), 1)
+        self.assertIsInstance(answers[0], BootSpec)
+
+    @defer.inlineCallbacks
+    def test_failures_cached_too(self) -> Any:
+        rule = self.rule(self.bad_url + "/status/500")
+        for _ in range(3):
+            yield rule.decide(ask())
+        self.assertEqual(self.bad.count, 1)
+
+    @defer.inlineCallbacks
+    def test_no_cache(self) -> Any:
+        rule = self.rule(cache=0)
+        yield rule.decide(ask())
+        yield rule.decide(ask())
+        self.assertEqual(len(self.api.asked), 2)
+
+
+class ParseTests(unittest.TestCase):
+    def test_relative_and_absolute(self) -> None:
+        answer = parse_answer({"kernel": "k", "initrd": "https://cdn/i"}, "http://api:1/base")
+        self.assertEqual((answer.kernel, answer.initrds), ("http://api:1/base/k",
+                                                           ("https://cdn/i",)))
+
+    def test_refused(self) -> None:
+        for data in ([], {}, {"kernel": 3}, {"kernel": "http://h/a b"},
+                     {"kernel": "http://h/k\nshell"}, {"kernel": "k", "initrd": 4},
+                     {"kernel": "k", "cmdline": 5}, {"ipxe-script": ""},
+                     {"action": "chain"}, {"action": "chain", "url": "ftp://x"}):
+            self.assertRaises(APIError, parse_answer, data, "http://api")
+
+
+class SignedURLTests(APITestCase):
+    """
+    What the API names is reachable only through IDs pxed signs, and a
+    script from the API cannot name pxed's own files.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.catalog = FileCatalog(Signer(b"s" * 32), proxy_remote=True)
+        self.fetcher = RemoteFetcher(reactor, 5, 30)
+        self.addCleanup(self.fetcher.close)
+        app = BootHTTP(RulePolicy([self.rule()]), self.catalog, MemoryBootLog(),
+                       fetcher=self.fetcher)
+        port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = f"http://127.0.0.1:{port.getHost().port}"
+
+    def get(self, url: str) -> Any:
+        return treq.get(url, pool=self.pool, timeout=20)
+
+    @defer.inlineCallbacks
+    def test_proxied_through_signed_ids(self) -> Any:
+        response = yield self.get(f"{self.base}/_/ipxe?mac={quote(MAC)}&arch=7")
+        script = (yield treq.content(response)).decode()
+        self.assertNotIn(self.url, script)  # the API's own URLs never reach the client
+        kernel = re.search(r"^kernel (\S+)", script, re.M).group(1)  # type: ignore[union-attr]
+        self.assertTrue(kernel.startswith(self.base + "/_/file/"), kernel)
+        response = yield self.get(kernel)
+        body = yield treq.content(response)
+        self.assertEqual((response.code, body), (200, self.kernel))
+        # Tampered: another URL under the same tag, or a flipped character.
+        token = urlsplit(kernel).path.split("/")[3]
+        payload, tag = token.split(".")
+        evil = FileCatalog(Signer(b"e" * 32), True).url("", f"{self.url}/files/initrd.gz")
+        for path in (f"/_/file/{evil.split('/')[3].split('.')[0]}.{tag}/initrd.gz",
+                     f"/_/file/{payload}.{tag[:-1]}{'A' if tag[-1] != 'A' else 'B'}/vmlinuz"):
+            response = yield self.get(self.base + path)
+            yield treq.content(response)
+            self.assertEqual(response.code, 404, path)
+
+    @defer.inlineCallbacks
+    def test_api_script_rendered_remote_only(self) -> Any:
+        response = yield self.get(f"{self.base}/_/ipxe?mac=52:54:00:aa:00:02&arch=7")
+        script = (yield treq.content(response)).decode()
+        self.assertEqual(script, "#!ipxe\necho 52:54:00:aa:00:02\nexit\n")
+
+
+class ExampleServerTests(unittest.TestCase):
+    """
+    The example runs as its own program, as a user would start it.
+    """
+
+    timeout = 60
+
+    def test_runs(self) -> None:
+        answers = Path(self.mktemp())
+        answers.write_text(json.dumps({"default": {"action": "local"}}))
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "examples/policy_api.py"), "--answers", str(answers),
+             "--port", "0"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+            self.assertIsNotNone(match, line)
+            assert match is not None
+            out = subprocess.run(
+                [sys.executable, "-c",
+                 "import sys,urllib.request;"
+                 "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+                 f"http://127.0.0.1:{match.group(1)}/v1/boot/52:54:00:00:00:01?arch=x64-uefi"],
+                capture_output=True, text=True, timeout=30)
+            self.assertEqual(json.loads(out.stdout), {"action": "local"})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -1,0 +1,201 @@
+"""
+Tests for L{pxed.policy}: actions, rules in order with first match
+winning, 'once', the C{boot:} section as rules, and the signed network
+context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.trial import unittest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from pxed.machine import Machine, architecture
+from pxed.policy import (
+    BootRequest,
+    BootSpec,
+    Chain,
+    IBootAction,
+    IBootPolicy,
+    Ignore,
+    IPXEScript,
+    IRule,
+    LocalBoot,
+    Rule,
+    RulePolicy,
+    StaticPolicy,
+)
+from pxed.policy.actions import firmware_name
+from pxed.policy.match import ArchMatcher, MacMatcher, Match
+from pxed.policy.request import read_context, sign_context
+from pxed.policy.rules import boot_section_rules
+from pxed.signing import Signer
+from pxed.store import MemoryStateStore
+from pxed.templates import ScriptEnv
+
+MAC = "52:54:00:12:34:56"
+OTHER = "52:54:00:99:99:99"
+LINUX = BootSpec("/srv/vmlinuz", ("/srv/initrd",), "quiet")
+
+
+def ask(mac: str = MAC, code: int = 7) -> BootRequest:
+    return BootRequest(Machine(mac, architecture(code)), "proxydhcp")
+
+
+def env(request: BootRequest | None = None) -> ScriptEnv:
+    return ScriptEnv(request or ask(), "10.0.0.1", "http://10.0.0.1", "http://10.0.0.1/b",
+                     file_url=lambda loc: loc if "://" in loc else "F" + loc,
+                     export_url=lambda n, p: f"E{n}{p}")
+
+
+def on(mac: str) -> Match:
+    return Match((MacMatcher((mac,)),))
+
+
+class ActionTests(unittest.TestCase):
+    def test_interfaces(self) -> None:
+        for action in (LINUX, IPXEScript("#!ipxe\n"), Chain("/x"), LocalBoot(), Ignore()):
+            verifyObject(IBootAction, action)
+
+    def test_silent_only_for_ignore(self) -> None:
+        self.assertEqual([a.silent for a in (LINUX, IPXEScript(""), Chain("/x"), LocalBoot(),
+                                             Ignore())], [False, False, False, False, True])
+
+    def test_firmware_file(self) -> None:
+        self.assertEqual(Chain("/srv/grubx64.efi").firmware_file(), "/srv/grubx64.efi")
+        self.assertIsNone(Chain("http://h/netboot.xyz.efi").firmware_file())
+        for action in (LINUX, IPXEScript(""), LocalBoot()):
+            self.assertIsNone(action.firmware_file())
+
+    def test_firmware_name(self) -> None:
+        name = firmware_name("/srv/tftp/grubx64.efi")
+        self.assertRegex(name, r"^chain-[0-9a-f]{12}/grubx64\.efi$")
+        self.assertEqual(name, firmware_name("/srv/tftp/grubx64.efi"))
+        self.assertNotEqual(name, firmware_name("/other/grubx64.efi"))
+
+    def test_linux_script(self) -> None:
+        text = BootSpec("/k", ("http://h/i",), "m={{ mac }}", message="hi {{ arch }}") \
+            .ipxe_script(env())
+        self.assertIn(f"kernel F/k initrd=i m={MAC}", text)
+        self.assertIn("initrd --name i http://h/i", text)
+        self.assertIn("echo hi x64-uefi", text)
+
+    def test_linux_without_initrd_args(self) -> None:
+        text = BootSpec("/k", ("/i",), "q", initrd_args=False).ipxe_script(env())
+        self.assertIn("kernel F/k q\n", text)
+
+    def test_chain_and_local(self) -> None:
+        self.assertIn("chain --autofree F/g.efi x\n", Chain("/g.efi", "x").ipxe_script(env()))
+        self.assertIn("chain --autofree http://h/n.efi\n",
+                      Chain("http://h/n.efi").ipxe_script(env()))
+        self.assertIn("exit 0", LocalBoot().ipxe_script(env()))
+
+    def test_cmdline_newlines_cannot_add_commands(self) -> None:
+        text = BootSpec("/k", (), "a\nshell\nb").ipxe_script(env())
+        self.assertNotIn("\nshell", text)
+        self.assertIn("a shell b", text)
+
+
+class RulePolicyTests(unittest.TestCase):
+    def decide(self, policy: Any, request: BootRequest | None = None) -> Any:
+        return self.successResultOf(policy.boot_spec(request or ask()))
+
+    def test_first_match_wins(self) -> None:
+        policy = RulePolicy([
+            Rule("uefi", Match((ArchMatcher(codes=frozenset({7})),)), LocalBoot()),
+            Rule("mine", on(MAC), LINUX),
+            Rule("all", Match(), Chain("/x")),
+        ])
+        verifyObject(IBootPolicy, policy)
+        self.assertEqual(self.decide(policy), LocalBoot())
+        self.assertEqual(self.decide(policy).rule, "uefi")
+        self.assertEqual(self.decide(policy, ask(code=0)), LINUX)
+        self.assertEqual(self.decide(policy, ask(OTHER, 0)), Chain("/x"))
+
+    def test_no_match_is_silence(self) -> None:
+        self.assertIsNone(self.decide(RulePolicy([Rule("m", on(OTHER), LINUX)])))
+        self.assertIsNone(self.decide(RulePolicy([])))
+
+    def test_ignore_stops_the_search(self) -> None:
+        policy = RulePolicy([Rule("i", on(MAC), Ignore()), Rule("all", Match(), LINUX)])
+        self.assertIsNone(self.decide(policy))
+        self.assertEqual(self.decide(policy, ask(OTHER)), LINUX)
+
+    def test_once(self) -> None:
+        store = MemoryStateStore()
+        policy = RulePolicy([Rule("install", on(MAC), LINUX, once=True),
+                             Rule("disk", Match(), LocalBoot())], store)
+        first = self.decide(policy)
+        self.assertEqual((first, first.once, first.rule), (LINUX, "install", "install"))
+        self.successResultOf(store.mark_once(OTHER, "install"))
+        self.assertEqual(self.decide(policy), LINUX)
+        self.successResultOf(store.mark_once(MAC, "install"))
+        later = self.decide(policy)
+        self.assertEqual((later, later.once), (LocalBoot(), None))
+        self.successResultOf(store.clear_once(MAC))
+        self.assertEqual(self.decide(policy), LINUX)
+
+    def test_async_rules(self) -> None:
+        @implementer(IRule)
+        class Later:
+            name = "later"
+            once = False
+
+            def __init__(self) -> None:
+                self.d: Deferred[Any] = Deferred()
+
+            def decide(self, request: BootRequest) -> Deferred[Any]:
+                return self.d
+
+        rule = Later()
+        verifyObject(IRule, rule)
+        d = RulePolicy([rule, Rule("all", Match(), LINUX)]).boot_spec(ask())
+        self.assertNoResult(d)
+        rule.d.callback(None)
+        self.assertEqual(self.successResultOf(d), LINUX)
+
+    def test_boot_section_order(self) -> None:
+        """
+        C{boot.machines} come first, C{boot.default} last, around the rules.
+        """
+        first, last = boot_section_rules({MAC: LINUX}, BootSpec("/default"))
+        policy = RulePolicy([*first, Rule("r", Match(), Chain("/c")), *last])
+        self.assertEqual(self.decide(policy), LINUX)
+        self.assertEqual(self.decide(policy).rule, f"boot.machines.{MAC}")
+        self.assertEqual(self.decide(policy, ask(OTHER)), Chain("/c"))
+        only_default = RulePolicy([*boot_section_rules({}, BootSpec("/default"))[1]])
+        self.assertEqual(self.decide(only_default, ask(OTHER)).rule, "boot.default")
+        self.assertEqual(boot_section_rules({}, None), ([], []))
+
+    def test_static_policy(self) -> None:
+        policy = StaticPolicy({MAC: LINUX}, default=BootSpec("/d"))
+        verifyObject(IBootPolicy, policy)
+        self.assertEqual(self.successResultOf(policy.boot_spec(ask())), LINUX)
+        self.assertEqual(self.successResultOf(policy.boot_spec(ask(OTHER))), BootSpec("/d"))
+        self.assertIsNone(self.successResultOf(StaticPolicy({}).boot_spec(ask())))
+
+    def test_rule_interface(self) -> None:
+        rule = Rule("r", Match(), LINUX)
+        verifyObject(IRule, rule)
+        self.assertEqual(self.successResultOf(rule.decide(ask())), LINUX)
+        self.assertIsNone(self.successResultOf(Rule("r", on(OTHER), LINUX).decide(ask())))
+        self.assertIsInstance(succeed(None), Deferred)
+
+
+class ContextTests(unittest.TestCase):
+    def test_round_trip(self) -> None:
+        signer = Signer(b"c" * 32)
+        request = BootRequest(Machine(MAC, architecture(7)), "proxydhcp", interface="eth1",
+                              relay="10.9.0.1", local_address="10.0.0.1")
+        token = sign_context(signer, request)
+        assert token is not None
+        self.assertEqual(read_context(signer, token, MAC),
+                         {"interface": "eth1", "relay": "10.9.0.1", "local_address": "10.0.0.1"})
+        self.assertEqual(read_context(signer, token, OTHER), {})
+        self.assertEqual(read_context(Signer(b"d" * 32), token, MAC), {})
+        self.assertEqual(read_context(signer, None, MAC), {})
+        self.assertEqual(read_context(signer, signer.sign("context", "[1]"), MAC), {})
+        self.assertIsNone(sign_context(signer, ask()))

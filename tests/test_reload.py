@@ -1,0 +1,177 @@
+"""
+Tests for reloading (L{pxed.runtime}, SIGHUP in L{pxed.tap}): a new
+configuration replaces the policy-dependent parts at once, a bad one is
+rejected while the old one keeps serving, and open transfers go on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial import unittest
+
+from pxed.config import load_config
+from pxed.machine import Machine, architecture
+from pxed.policy import BootRequest, BootSpec, Chain, LocalBoot
+from pxed.policy.actions import firmware_name
+from pxed.service import makeBootService, makePolicy
+from pxed.tap import ReloadOnSignal
+from pxed.tftp.source import FileNotFound
+
+MAC = "52:54:00:12:34:56"
+OTHER = "52:54:00:00:00:99"
+
+
+class ReloadTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).absolute()
+        self.dir.mkdir()
+        for name in ("undionly.kpxe", "snponly.efi", "vmlinuz", "grubx64.efi"):
+            (self.dir / name).write_bytes(name.encode() * 100)
+        self.path = self.dir / "pxed.yaml"
+        self.write("local: true")
+        self.top = makeBootService(load_config(self.path), reactor=MemoryReactorClock())
+        self.runtime: Any = self.top.getServiceNamed("policy")
+        self.responder = self.runtime.responder
+        self.web = self.runtime.web
+
+    def write(self, action: str, extra: str = "") -> None:
+        self.path.write_text(textwrap.dedent(f"""\
+            server: {{ports: {{dhcp: 0, pxe: 0, tftp: 0, http: 0}}}}
+            bootloaders:
+              x86-bios: {self.dir}/undionly.kpxe
+              x64-uefi: {self.dir}/snponly.efi
+            policy:
+              rules:
+                - match: {{mac: "{MAC}"}}
+                  {action}
+            {extra}"""))
+
+    def decide(self, policy: Any, mac: str = MAC) -> Any:
+        request = BootRequest(Machine(mac, architecture(7)), "proxydhcp")
+        return self.successResultOf(policy.boot_spec(request))
+
+    def test_reload_switches_everything(self) -> None:
+        grub = str(self.dir / "grubx64.efi")
+        self.assertEqual(self.decide(self.responder.policy), LocalBoot())
+        self.failureResultOf(self.runtime.tftp.open(firmware_name(grub), ("h", 1)), FileNotFound)
+        self.write(f"chain: {grub}", "  exports: {seed: " + str(self.dir) + "}")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok, message)
+        self.assertIn(str(self.path), message)
+        self.assertEqual(self.decide(self.responder.policy), Chain(grub))
+        self.assertIs(self.web.policy, self.responder.policy)
+        self.assertEqual(self.web.exports, {"seed": self.dir})
+        readable = self.successResultOf(self.runtime.tftp.open(firmware_name(grub), ("h", 1)))
+        self.assertEqual(readable.read(0, 11), b"grubx64.efi")
+        readable.close()
+
+    def test_bad_config_keeps_the_old(self) -> None:
+        before = self.responder.policy
+        for broken in ("local: maybe", "chain: /nonexistent/grub.efi"):
+            self.write(broken)
+            ok, message = self.runtime.reload()
+            self.assertFalse(ok)
+            self.assertIn(f"bad configuration: {self.path}: policy.rules[0]", message)
+            self.assertIs(self.responder.policy, before)
+            self.assertEqual(self.decide(self.responder.policy), LocalBoot())
+        self.path.write_text("server: [unclosed")
+        ok, message = self.runtime.reload()
+        self.assertFalse(ok)
+        self.assertIn("invalid YAML", message)
+        self.path.unlink()
+        ok, message = self.runtime.reload()
+        self.assertFalse(ok)
+        self.assertIn("cannot read", message)
+        self.assertIs(self.responder.policy, before)
+
+    def test_open_transfers_survive(self) -> None:
+        """
+        A file TFTP opened before a reload reads to the end after it, even
+        though the new configuration no longer names it.
+        """
+        grub = str(self.dir / "grubx64.efi")
+        self.write(f"chain: {grub}")
+        self.assertTrue(self.runtime.reload()[0])
+        readable = self.successResultOf(self.runtime.tftp.open(firmware_name(grub), ("h", 1)))
+        self.write("local: true")
+        self.assertTrue(self.runtime.reload()[0])
+        self.failureResultOf(self.runtime.tftp.open(firmware_name(grub), ("h", 1)), FileNotFound)
+        self.assertEqual(readable.read(0, 2000), b"grubx64.efi" * 100)
+        readable.close()
+        self.assertEqual(self.successResultOf(
+            self.runtime.tftp.open("undionly.kpxe", ("h", 1))).size, 1300)
+
+    def test_signing_key_kept(self) -> None:
+        url = self.web.catalog.url("http://h", str(self.dir / "vmlinuz"))
+        self.assertTrue(self.runtime.reload()[0])
+        token, name = url.split("/")[-2:]
+        self.assertEqual(self.web.catalog.resolve(token, name), str(self.dir / "vmlinuz"))
+
+    def test_restart_only_settings_noted(self) -> None:
+        text = self.path.read_text().replace("http: 0", "http: 8080")
+        self.path.write_text(text)
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok)
+        self.assertIn("server changes need a restart", message)
+
+    def test_order_of_sections(self) -> None:
+        """
+        C{boot.machines}, then C{policy.rules}, then C{boot.default}.
+        """
+        kernel = self.dir / "vmlinuz"
+        self.path.write_text(textwrap.dedent(f"""\
+            bootloaders: {{x86-bios: {self.dir}/undionly.kpxe, x64-uefi: {self.dir}/snponly.efi}}
+            boot:
+              default: {{kernel: {kernel}, cmdline: default}}
+              machines: {{"{MAC}": {{kernel: {kernel}, cmdline: machine}}}}
+            policy:
+              rules: [{{match: {{mac: "52:54:00:00:00:*"}}, local: true}}]
+            """))
+        policy = makePolicy(load_config(self.path))
+        self.assertEqual(self.decide(policy).cmdline, "machine")
+        self.assertEqual(self.decide(policy, OTHER), LocalBoot())
+        self.assertEqual(self.decide(policy, "52:54:00:11:11:11"),
+                         BootSpec(str(kernel), (), "default"))
+
+
+class SignalTests(unittest.TestCase):
+    def test_sighup_reloads_on_the_reactor(self) -> None:
+        calls: list[str] = []
+
+        class Reactor:
+            def callFromThread(self, f: Any, *args: Any) -> None:
+                calls.append("scheduled")
+                f(*args)
+
+        previous = signal.getsignal(signal.SIGHUP)
+        service = ReloadOnSignal(lambda: calls.append("reload"), reactor=Reactor())
+        service.startService()
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            self.assertEqual(calls, ["scheduled", "reload"])
+        finally:
+            service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+    def test_twistd_service_has_it(self) -> None:
+        from pxed.tap import Options, makeService
+
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        for name in ("undionly.kpxe", "snponly.efi"):
+            (base / name).write_bytes(b"x")
+        config = base / "pxed.yaml"
+        config.write_text(f"bootloaders: {{x86-bios: {base}/undionly.kpxe, "
+                          f"x64-uefi: {base}/snponly.efi}}\n")
+        options = Options()
+        options.parseOptions(["--config", str(config)])
+        top: Any = makeService(options)
+        kinds = [type(s).__name__ for s in top]
+        self.assertIn("ReloadOnSignal", kinds)
+        self.assertIn("PolicyRuntime", kinds)

@@ -1,0 +1,85 @@
+"""
+Tests for L{pxed.templates}: the variables and functions templates see,
+the sandbox, and the errors.
+"""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from pxed.machine import Machine, architecture
+from pxed.policy import BootRequest
+from pxed.templates import RenderError, ScriptEnv, check_template, render
+
+MAC = "52:54:00:12:34:56"
+GUID = "12345678-9abc-def0-1122-334455667788"
+
+
+def make_env(**kwargs: object) -> ScriptEnv:
+    request = BootRequest(Machine(MAC, architecture(0), uuid=GUID, user_class="iPXE"),
+                          "script")
+    defaults: dict[str, object] = dict(
+        request=request, server="10.0.0.1", base_url="http://10.0.0.1:8080",
+        beacon_url="http://10.0.0.1:8080/_/booting?mac=x",
+        file_url=lambda loc: f"<{loc}>", export_url=lambda n, p: f"[{n}|{p}]",
+        hostname="web1")
+    defaults.update(kwargs)
+    return ScriptEnv(**defaults)  # type: ignore[arg-type]
+
+
+class RenderTests(unittest.TestCase):
+    def test_variables(self) -> None:
+        text = make_env().render(
+            "{{ mac }} {{ arch }} {{ arch_code }} {{ firmware }} {{ uuid }} {{ user_class }} "
+            "{{ hostname }} {{ server }} {{ base_url }}")
+        self.assertEqual(text, f"{MAC} x86-bios 0 bios {GUID} iPXE web1 10.0.0.1 "
+                               "http://10.0.0.1:8080")
+
+    def test_filters(self) -> None:
+        self.assertEqual(make_env().render("{{ mac | replace(':', '-') | upper }}"),
+                         "52-54-00-12-34-56")
+
+    def test_url(self) -> None:
+        e = make_env()
+        self.assertEqual(e.render("{{ url('/srv/k') }}"), "</srv/k>")
+        self.assertEqual(e.render("{{ url('https://h/x?a=1') }}"), "<https://h/x?a=1>")
+        for bad in ("relative/path", "ftp://h/x", "http://h/a b", ""):
+            self.assertRaises(RenderError, e.render, "{{ url('" + bad + "') }}")
+
+    def test_url_remote_only(self) -> None:
+        e = make_env(allow_local=False)
+        self.assertEqual(e.render("{{ url('http://h/x') }}"), "<http://h/x>")
+        error = self.assertRaises(RenderError, e.render, "{{ url('/etc/shadow') }}")
+        self.assertIn("only http(s) URLs", str(error))
+
+    def test_export_and_beacon(self) -> None:
+        e = make_env()
+        self.assertEqual(e.render("{{ export('seed') }}{{ export('seed', 'a/b') }}"),
+                         "[seed|][seed|a/b]")
+        self.assertEqual(e.render("{{ beacon }}"),
+                         "imgfetch --name pxed-beacon http://10.0.0.1:8080/_/booting?mac=x "
+                         "&& imgfree pxed-beacon ||")
+
+    def test_undefined_is_an_error(self) -> None:
+        error = self.assertRaises(RenderError, make_env().render, "{{ hostnme }}")
+        self.assertIn("hostnme", str(error))
+
+    def test_plain_text_untouched(self) -> None:
+        self.assertEqual(render("console=ttyS0 }", {}), "console=ttyS0 }")
+
+    def test_sandboxed(self) -> None:
+        """
+        A template cannot reach Python internals or change what it is given.
+        """
+        for text in ("{{ url.__globals__ }}", "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+                     "{{ mac.__class__ }}", "{% set x = [] %}{{ x.append(1) }}"):
+            self.assertRaises(RenderError, make_env().render, text)
+
+
+class CheckTests(unittest.TestCase):
+    def test_syntax(self) -> None:
+        self.assertIsNone(check_template("{{ mac }} {% if uuid %}u{% endif %}"))
+        problem = check_template("line one\n{{ mac ")
+        assert problem is not None
+        self.assertIn("line 2", problem)
+        self.assertIsNotNone(check_template("{% if x %}"))
