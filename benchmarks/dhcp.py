@@ -16,28 +16,30 @@ creates and deletes, so port 67 is free and no packet can leave:
     python -m benchmarks.dhcp                     # as root; prints a table
     python -m benchmarks.dhcp --machines 1000 --rate 5000 --json out.json
 
-Two measurements per server and machine count:
+Two measurements per server and machine count, each repeated (C{--repeat},
+default 3; the table shows the medians):
 
   - paced: DISCOVERs offered at C{--rate} per second (the target load):
     offers/s achieved, p50/p99/max latency, lost replies;
   - flood: as fast as the server answers, at most C{--window} requests
     outstanding: the peak offers/s on one core.
 
-The server under test is pxed's real ProxyDHCP protocol, responder,
-policy (from a generated configuration) and packet-info UDP port, logging
-at info level to a file as C{twistd pxed} does; it is bound to 127.0.0.2
-so the relay can own 127.0.0.1:67.
+The server under test is the ProxyDHCP protocol that pxed's service
+builds from a generated configuration (responder, policy, boot log,
+metrics), on its packet-info UDP port, logging to a file as C{twistd pxed}
+does; it is bound to 127.0.0.2 so the relay can own 127.0.0.1:67.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import secrets
 import select
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +47,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["discovers", "drive", "main", "percentile"]
+from benchmarks.servers import (
+    DHCP_PORT,
+    RELAY_ADDRESS,
+    SERVER_ADDRESS,
+    Namespace,
+    dnsmasq_argv,
+    env,
+    pxed_config,
+    serve_pxed,
+)
 
-SERVER_ADDRESS = "127.0.0.2"
-RELAY_ADDRESS = "127.0.0.1"
-DHCP_PORT = 67
-REPO = Path(__file__).resolve().parents[1]
+__all__ = ["discovers", "drive", "main", "percentile"]
 
 
 def discovers(count: int, giaddr: str = RELAY_ADDRESS) -> list[bytes]:
@@ -86,7 +94,7 @@ def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
     return ordered[rank]
 
 
@@ -170,145 +178,11 @@ def drive(target: tuple[str, int], packets: list[bytes], rate: float, window: in
     }
 
 
-# -- the servers --------------------------------------------------------------
-
-
-def serve_pxed(config_path: str, log_path: str) -> None:
-    """
-    Run pxed's ProxyDHCP on SERVER_ADDRESS:67 until killed, logging at
-    info level to C{log_path} as C{twistd pxed} does.
-    """
-    from twisted.internet import reactor
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    from pxed.config import load_config
-    from pxed.dhcp.protocol import ProxyDHCPProtocol
-    from pxed.net import PacketInfoPort
-    from pxed.responder import BootResponder
-    from pxed.service import makePolicy
-    from pxed.state import MemoryBootLog
-
-    log_file = open(log_path, "a")  # noqa: SIM115 - open for the process's life
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(textFileLogObserver(log_file), [predicate])],
-        redirectStandardIO=False)
-    config = load_config(config_path)
-    responder = BootResponder(makePolicy(config), config.bootloaders, config.server.ports.http,
-                              MemoryBootLog(), menu=config.server.menu)
-    protocol = ProxyDHCPProtocol(responder, config.server.address, config.server.relays)
-    port = PacketInfoPort(DHCP_PORT, protocol, SERVER_ADDRESS, reactor=reactor)
-    port.startListening()
-    print("listening", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
-
-
-def _pxed_config(workdir: Path) -> Path:
-    kernel = workdir / "vmlinuz"
-    kernel.write_bytes(b"kernel")
-    loaders = {}
-    for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-        (workdir / name).write_bytes(name.encode())
-        loaders[slug] = workdir / name
-    config = workdir / "pxed.yaml"
-    config.write_text(
-        "server:\n"
-        "  ports: {http: 80}\n"
-        "bootloaders:\n"
-        f"  x86-bios: {loaders['x86-bios']}\n"
-        f"  x64-uefi: {loaders['x64-uefi']}\n"
-        "boot:\n"
-        f"  default: {{kernel: {kernel}}}\n"
-    )
-    return config
-
-
-def _dnsmasq_argv(workdir: Path) -> list[str]:
-    """
-    dnsmasq as a PXE ProxyDHCP server for relayed 127.0.0.0/8 clients:
-    the same answer as pxed's (a BIOS boot file), no DNS, no TFTP, its
-    ordinary per-request log to a file.
-    """
-    return [
-        "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--user=root",
-        "--port=0", "--no-resolv", "--no-hosts", "--interface=lo", "--bind-interfaces",
-        "--dhcp-range=127.0.0.0,proxy,255.0.0.0",
-        "--pxe-service=x86PC,Network boot,undionly",
-        f"--log-facility={workdir / 'dnsmasq.log'}",
-        f"--pid-file={workdir / 'dnsmasq.pid'}",
-    ]
-
-
-# -- orchestration ------------------------------------------------------------
-
-
-class Namespace:
-    """
-    A network namespace with only loopback, deleted on exit; processes are
-    started in it pinned to one CPU and stopped by PID.
-    """
-
-    def __init__(self) -> None:
-        self.name = f"pxbench-{secrets.token_hex(3)}"
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def __enter__(self) -> Namespace:
-        subprocess.run(["ip", "netns", "add", self.name], check=True, timeout=30)
-        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True,
-                       timeout=30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        subprocess.run(["ip", "netns", "del", self.name], check=False, timeout=30)
-
-    def argv(self, cpu: int, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, "taskset", "-c", str(cpu), *argv]
-
-    def spawn(self, cpu: int, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        out = open(log, "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(self.argv(cpu, argv), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=_env())
-        out.close()
-        self.procs.append(proc)
-        return proc
-
-    def listening(self, port: int, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.1) + 1):
-            out = subprocess.run(["ip", "netns", "exec", self.name, "ss", "-Hlnu",
-                                  f"sport = :{port}"], capture_output=True, text=True, timeout=30)
-            if out.stdout.strip():
-                return True
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        return False
-
-
-def _env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
-
-
 def _run_client(ns: Namespace, cpu: int, machines: int, rate: float, window: int,
                 timeout: float) -> dict[str, Any]:
     argv = [sys.executable, "-m", "benchmarks.dhcp", "drive", "--machines", str(machines),
             "--rate", str(rate), "--window", str(window), "--timeout", str(timeout)]
-    out = subprocess.run(ns.argv(cpu, argv), capture_output=True, text=True, env=_env(),
+    out = subprocess.run(ns.argv(cpu, argv), capture_output=True, text=True, env=env(),
                          timeout=machines / max(rate, 1000) + timeout + 120)
     if out.returncode != 0:
         raise RuntimeError(f"the relay failed: {out.stderr.strip()}")
@@ -316,19 +190,35 @@ def _run_client(ns: Namespace, cpu: int, machines: int, rate: float, window: int
     return result
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    One result from repeated runs: the median of each rate and latency
+    (a shared machine has noisy moments; the median is the typical run),
+    the worst maximum, and every loss of every run.
+    """
+    out = dict(runs[0])
+    for key in ("offers_per_s", "p50_ms", "p99_ms", "seconds"):
+        out[key] = statistics.median(run[key] for run in runs)
+    out["max_ms"] = max(run["max_ms"] for run in runs)
+    for key in ("lost", "duplicates", "strays"):
+        out[key] = sum(run[key] for run in runs)
+    out["runs"] = runs
+    return out
+
+
 def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window: int,
-               timeout: float) -> list[dict[str, Any]]:
+               timeout: float, repeat: int = 3) -> list[dict[str, Any]]:
     """
     Start C{server} (pxed or dnsmasq) alone on CPU 0 and measure it with
-    the relay on CPU 1, for each machine count.
+    the relay on CPU 1, for each machine count, C{repeat} times each.
     """
     results = []
     with Namespace() as ns:
         if server == "pxed":
             argv = [sys.executable, "-m", "benchmarks.dhcp", "serve", "--config",
-                    str(_pxed_config(workdir)), "--log", str(workdir / "pxed.log")]
+                    str(pxed_config(workdir)), "--log", str(workdir / "pxed.log")]
         else:
-            argv = _dnsmasq_argv(workdir)
+            argv = dnsmasq_argv(workdir)
         proc = ns.spawn(0, argv, workdir / f"{server}.out")
         if not ns.listening(DHCP_PORT):
             raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
@@ -336,7 +226,9 @@ def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window
         _run_client(ns, 1, 200, 2000, 0, timeout)
         for machines in sizes:
             for mode, mode_rate, mode_window in (("paced", rate, 0), ("flood", 0, window)):
-                result = _run_client(ns, 1, machines, mode_rate, mode_window, timeout)
+                runs = [_run_client(ns, 1, machines, mode_rate, mode_window, timeout)
+                        for _ in range(repeat)]
+                result = combine(runs)
                 result.update(server=server, mode=mode, rate=mode_rate, window=mode_window)
                 results.append(result)
         if proc.poll() is not None:
@@ -389,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated machine counts (default 1000,10000)")
     parser.add_argument("--servers", default="pxed,dnsmasq",
                         help="which servers to measure (default pxed,dnsmasq)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each measurement; the table shows medians (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
 
@@ -415,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             workdir = Path(tmp) / server
             workdir.mkdir()
-            results += run_server(server, workdir, sizes, args.rate, args.window, args.timeout)
+            results += run_server(server, workdir, sizes, args.rate, args.window, args.timeout,
+                                  max(1, args.repeat))
+    print(f"median of {max(1, args.repeat)} runs each; max and lost over all runs")
     print(_table(results))
     for line in _ratios(results):
         print(line)

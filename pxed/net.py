@@ -13,19 +13,26 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet import udp
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 __all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address", "interface_name",
-           "route_source"]
+           "InterfaceNames", "route_source"]
 
 #: Linux's value; Python's socket module does not export it.
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+#: Receive buffer asked for: a rack powering on sends thousands of
+#: DISCOVERs in a second, and the default (about 200 kB, a few hundred
+#: datagrams) overflows during any pause of the process.
+RECEIVE_BUFFER = 4 << 20
 _IN_PKTINFO = struct.Struct("=i4s4s")  # ifindex, spec_dst (local), addr (header dst)
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_IN_PKTINFO.size)
 
@@ -86,6 +93,12 @@ class PacketInfoPort(udp.Port):
         skt = super().createInternetSocket()
         skt.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         skt.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        try:
+            # Past net.core.rmem_max, which needs CAP_NET_ADMIN ...
+            skt.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            # ... else as much of it as the limit allows.
+            skt.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         if self.device:
             skt.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.device.encode() + b"\0")
         return skt
@@ -161,6 +174,32 @@ def interface_name(ifindex: int) -> str | None:
         return socket.if_indextoname(ifindex)
     except OSError:
         return None
+
+
+class InterfaceNames:
+    """
+    L{interface_name} with a short memory: the name of an interface index
+    is asked once a second at most, not once per datagram (it is a system
+    call), yet a renamed or replaced interface is noticed soon.
+    """
+
+    def __init__(self, clock: IReactorTime, ttl: float = 1.0,
+                 lookup: Callable[[int], str | None] = interface_name) -> None:
+        self.clock = clock
+        self.ttl = ttl
+        self.lookup = lookup
+        self._names: dict[int, tuple[float, str | None]] = {}
+
+    def name(self, ifindex: int) -> str | None:
+        now = self.clock.seconds()
+        cached = self._names.get(ifindex)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        name = self.lookup(ifindex)
+        if len(self._names) > 4096:
+            self._names.clear()
+        self._names[ifindex] = (now, name)
+        return name
 
 
 def route_source(destination: str) -> str | None:

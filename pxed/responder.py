@@ -158,13 +158,14 @@ class BootResponder:
                 kind = "bootloader"
                 if stage == "proxydhcp":
                     menu = self.menu
-        self.boot_log.record(machine.mac, stage, arch=machine.arch.slug, bootfile=bootfile)
-        log.info("{mac}: {stage} {arch} -> {bootfile}", stage=stage, bootfile=bootfile,
-                 kind=kind, **fields)
+        self.boot_log.record(machine.mac, stage, arch=machine.arch.slug, bootfile=bootfile,
+                             kind=kind)
+        # The protocols log each answer once it is sent, within a log budget.
         return BootAnswer(
             server=server,
             bootfile=bootfile,
             discovery_control=machine.firmware is Firmware.BIOS and not machine.http_boot,
             vendor_class=vendor_class,
             menu=menu,
+            kind=kind,
         )

@@ -204,6 +204,8 @@ class PolicyRuntime(service.Service):
             changed.append("server")
         if new.policy.state_file != old.policy.state_file:
             changed.append("policy.state_file")
+        if new.status != old.status:
+            changed.append("status")
         return changed
 
     def reload(self) -> tuple[bool, str]:

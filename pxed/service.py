@@ -19,7 +19,11 @@ from twisted.web.server import Site
 from pxed.config import Config
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
 from pxed.http.app import BootHTTP, FileCatalog
+from pxed.http.meter import MeteredResource
+from pxed.http.status import StatusPages
+from pxed.metrics import Metrics
 from pxed.net import PacketInfoPort, interface_address
+from pxed.observe import BootRecorder
 from pxed.policy import IBootPolicy, RulePolicy
 from pxed.responder import BootResponder
 from pxed.runtime import PolicyRuntime, SwitchSource, make_store, policy_from_config, tftp_source
@@ -105,6 +109,7 @@ def makeBootService(
     boot_log: IBootLog | None = None,
     reactor: Any = None,
     store: IStateStore | None = None,
+    metrics: Metrics | None = None,
 ) -> service.MultiService:
     """
     Build pxed's services (ProxyDHCP, boot server, TFTP, HTTP) from a
@@ -112,7 +117,11 @@ def makeBootService(
 
     @param policy: overrides the configuration's C{boot:} and C{policy:}
         rules, for programs that decide boots themselves.
-    @param boot_log: where boot timelines go (default: in memory).
+    @param boot_log: where boot timelines go (default: in memory, sized by
+        C{status.history}).
+    @param metrics: the Prometheus metrics to update (default: new ones, in
+        a registry of their own), served at C{/metrics} unless
+        C{status.metrics} is false.
     @param store: where 'once' flags and the signing key live (default:
         C{policy.state_file}, else memory).
     @return: the service; its child named C{"policy"} is the
@@ -124,7 +133,15 @@ def makeBootService(
 
         reactor = default_reactor
     store = store if store is not None else make_store(config)
-    boot_log = boot_log if boot_log is not None else MemoryBootLog()
+    observing = config.status
+    if boot_log is None:
+        boot_log = MemoryBootLog(observing.machines, observing.events, clock=reactor.seconds)
+    metrics = metrics if metrics is not None else Metrics()
+    # Every stage of every boot goes through the recorder: it keeps the
+    # timeline in boot_log, the metrics, and watches for loops.
+    recorder = BootRecorder(boot_log, metrics, reactor, loop_after=observing.loop_after,
+                            loop_window=observing.loop_window)
+    boot_log = recorder
     server = config.server
     address = server.address
     if address is None and server.interface is not None:
@@ -138,21 +155,26 @@ def makeBootService(
     responder = BootResponder(policy or RulePolicy(()), config.bootloaders, server.ports.http,
                               boot_log, menu=server.menu)
 
-    dhcp = UDPService(server.ports.dhcp,
-                      ProxyDHCPProtocol(responder, address, server.relays, server.interfaces),
-                      bind, device, reactor)
+    offers = ProxyDHCPProtocol(responder, address, server.relays, server.interfaces,
+                               log_packets=server.log_packets)
+    offers.observer = recorder
+    dhcp = UDPService(server.ports.dhcp, offers, bind, device, reactor)
     dhcp.setName("proxydhcp")
     dhcp.setServiceParent(top)
 
-    pxe = UDPService(server.ports.pxe,
-                     BootServerProtocol(responder, address, server.relays, server.interfaces),
-                     bind, device, reactor)
+    acks = BootServerProtocol(responder, address, server.relays, server.interfaces,
+                              log_packets=server.log_packets)
+    acks.observer = recorder
+    pxe = UDPService(server.ports.pxe, acks, bind, device, reactor)
     pxe.setName("bootserver")
     pxe.setServiceParent(top)
 
     source = SwitchSource(tftp_source(config))
-    tftp = UDPService(server.ports.tftp, TFTPServerProtocol(source, reactor=reactor), bind, device,
-                      reactor)
+    transfers = TFTPServerProtocol(source, reactor=reactor,
+                                   on_transfer_start=recorder.tftp_started,
+                                   on_transfer_end=recorder.tftp_ended)
+    metrics.track_tftp(lambda: transfers.active_transfers)
+    tftp = UDPService(server.ports.tftp, transfers, bind, device, reactor)
     tftp.setName("tftp")
     tftp.setServiceParent(top)
 
@@ -160,7 +182,11 @@ def makeBootService(
     programs = {path.name: path for path in config.bootloaders.values()}
     web = BootHTTP(responder.policy, FileCatalog(Signer(store.signing_key())), boot_log, address,
                    programs=programs, store=store)
-    http = TCPService(server.ports.http, Site(web.resource()), bind, reactor)
+    status = StatusPages(recorder, reactor, page=observing.page, api=observing.api,
+                         metrics=metrics if observing.metrics else None)
+    root = MeteredResource(status.mount(web.resource()), recorder, reactor,
+                           status_page=observing.page)
+    http = TCPService(server.ports.http, Site(root), bind, reactor)
     http.setName("http")
     http.setServiceParent(top)
 

@@ -3,7 +3,10 @@
 Boot timelines: what each machine did, stage by stage.
 
 Behind L{IBootLog} so a site running several pxed can share one store
-(Redis, PostgreSQL); the default keeps a bounded history in memory.
+(Redis, PostgreSQL); the default keeps a bounded history in memory.  The
+store only keeps events: what they mean (the current stage, progress,
+loops) is worked out from them by L{pxed.timeline}, so every pxed sharing
+a store draws the same conclusions.
 """
 
 from __future__ import annotations
@@ -47,6 +50,19 @@ class IBootLog(Interface):
         The machines with events, least recently active first.
         """
 
+    def last(mac: str) -> BootEvent | None:
+        """
+        The most recent event of one machine, or C{None}.  Asked on every
+        event recorded (to time stages), so it must be cheap.
+        """
+
+    def version() -> int:
+        """
+        A number that changes whenever an event is recorded, so that a
+        status page polling the store can be told "nothing new" cheaply
+        (it is the JSON API's ETag).
+        """
+
 
 @implementer(IBootLog)
 class MemoryBootLog:
@@ -66,6 +82,7 @@ class MemoryBootLog:
         self.max_machines = max_machines
         self.max_events = max_events
         self.clock = clock
+        self._version = 0
 
     def record(self, mac: str, stage: str, **fields: Any) -> None:
         events = self._machines.get(mac)
@@ -76,9 +93,17 @@ class MemoryBootLog:
         else:
             self._machines.move_to_end(mac)
         events.append(BootEvent(mac, stage, self.clock(), fields))
+        self._version += 1
 
     def events(self, mac: str) -> list[BootEvent]:
         return list(self._machines.get(mac, ()))
 
     def machines(self) -> list[str]:
         return list(self._machines)
+
+    def last(self, mac: str) -> BootEvent | None:
+        events = self._machines.get(mac)
+        return events[-1] if events else None
+
+    def version(self) -> int:
+        return self._version

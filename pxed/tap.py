@@ -18,6 +18,7 @@ from typing import Any
 from twisted.application.service import IService, Service
 from twisted.python import usage
 
+from pxed import logs
 from pxed.config import ConfigError, load_config
 from pxed.service import makeBootService
 
@@ -35,15 +36,36 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", DEFAULT_CONFIG, "The YAML configuration file."],
+        ["log-format", None, "text", "text, or json: one JSON object per line with each event's "
+         "fields (mac, arch, stage, peer ...), for log shippers."],
     ]
 
     def postOptions(self) -> None:
+        self._log_format()
         try:
             self["loaded"] = load_config(self["config"])
         except ConfigError as e:
             # usage.UsageError makes twistd print one line and exit non-zero,
             # with no traceback: a config mistake is the user's to fix.
             raise usage.UsageError(f"bad configuration: {e}") from None
+
+    def _log_format(self) -> None:
+        """
+        C{--log-format json} hands twistd (whose options are C{parent}, and
+        whose C{postOptions} runs after this one) pxed's JSON observer as
+        its C{--logger}.
+        """
+        fmt = self["log-format"]
+        if fmt not in ("text", "json"):
+            raise usage.UsageError(f"--log-format must be text or json, not {fmt!r}")
+        parent = getattr(self, "parent", None)
+        if fmt == "text" or parent is None:
+            return
+        if parent.get("logger"):
+            raise usage.UsageError("--log-format json and twistd's --logger cannot be combined")
+        logfile = parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log")
+        logs.write_to(logfile)
+        parent["logger"] = "pxed.logs.json_observer"
 
 
 class ReloadOnSignal(Service):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from pxed.dhcp.classify import NotNetworkBooting, classify
@@ -255,3 +257,35 @@ class MachineTests(unittest.TestCase):
     def test_hashable_value(self) -> None:
         self.assertEqual(Machine(MAC, architecture(7)), Machine(MAC, architecture(7)))
         self.assertEqual(len({Machine(MAC, architecture(7)), Machine(MAC, architecture(9))}), 2)
+
+
+class HTTPTwinTests(unittest.TestCase):
+    def test_every_http_code_has_its_pxe_twin(self) -> None:
+        """
+        Each UEFI (and U-Boot) "from HTTP" code runs what its PXE twin
+        runs: the same slug without C{-http}, which is a registry slug too.
+        """
+        twins = {code: ARCHITECTURES[code].pxe_slug for code in ARCHITECTURES
+                 if ARCHITECTURES[code].http}
+        self.assertEqual(twins, {
+            15: "x86-uefi", 16: "x64-uefi", 17: None, 18: "arm32-uefi", 19: "arm64-uefi",
+            20: None, 23: "arm32-uboot", 24: "arm64-uboot", 26: "riscv32-uefi",
+            28: "riscv64-uefi", 30: "riscv128-uefi", 38: "loongarch32-uefi",
+            40: "loongarch64-uefi",
+        })
+
+    def test_pxe_codes_have_no_twin(self) -> None:
+        for code, arch in ARCHITECTURES.items():
+            if not arch.http:
+                self.assertIsNone(arch.pxe_slug, code)
+        self.assertIsNone(architecture(500).pxe_slug)
+
+
+class GUIDFormatTests(unittest.TestCase):
+    @given(st.binary(min_size=16, max_size=16))
+    def test_same_as_uuid_module(self, raw: bytes) -> None:
+        """
+        The fast GUID formatting agrees with the standard library's.
+        """
+        machine = classify(discover(o97=b"\x00" + raw))
+        self.assertEqual(machine.uuid, str(uuid.UUID(bytes_le=raw)))

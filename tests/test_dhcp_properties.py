@@ -225,6 +225,9 @@ class PropertyTests(unittest.TestCase):
         """
         protocol, transport = self.protocols[0]
         protocol.interfaces = frozenset({"eth1"})
+        # One protocol serves every example: start each with nothing sent.
+        transport.written.clear()
+        transport.via.clear()
         protocol.datagramReceivedWithInfo(encode(request), SOURCE,
                                           PacketInfo(ifindex, SERVER, SERVER))
         if ifindex != 3:

@@ -120,7 +120,14 @@ class ScriptTests(HTTPTestCase):
         self.assertIn("initrd --name fw.img http://mirror.invalid/fw.img", lines)
         self.assertEqual(lines[-1], "boot")
         self.assertEqual([e.stage for e in self.boot_log.events(MAC)], ["script"])
-        self.assertEqual(self.boot_log.events(MAC)[0].fields, {"arch": "x64-uefi"})
+        fields = self.boot_log.events(MAC)[0].fields
+        self.assertEqual(fields["arch"], "x64-uefi")
+        self.assertEqual(fields["peer"], "127.0.0.1")
+        # What the script loads from pxed (not the mirror's file), by path.
+        initrd = re.search(r"initrd --name initrd.img (\S+)", text)
+        assert initrd is not None, text
+        self.assertEqual(fields["files"], {urlsplit(kernel).path: "kernel",
+                                           urlsplit(initrd.group(1)).path: "initrd"})
 
     @defer.inlineCallbacks
     def test_every_local_url_works(self) -> Any:

@@ -184,6 +184,23 @@ class PacketInfoPortTests(unittest.TestCase):
         self.assertEqual(skt.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST), 1)
         self.assertEqual(skt.getsockopt(socket.IPPROTO_IP, IP_PKTINFO), 1)
 
+    def test_receive_buffer(self) -> None:
+        """
+        The receive buffer is enlarged for boot storms: to 4 MiB with the
+        privilege to (Linux reports twice what was set), else as far as
+        net.core.rmem_max allows.
+        """
+        from pxed.net import RECEIVE_BUFFER
+
+        port = self.listen(Recorder())
+        size = port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if os.geteuid() == 0:
+            self.assertEqual(size, 2 * RECEIVE_BUFFER)
+        else:
+            with open("/proc/sys/net/core/rmem_max") as f:
+                limit = int(f.read())
+            self.assertEqual(size, 2 * min(RECEIVE_BUFFER, limit))
+
     @defer.inlineCallbacks
     def test_bound_to_device(self) -> Any:
         if os.geteuid() != 0:
@@ -214,3 +231,42 @@ class HelperTests(unittest.TestCase):
         self.assertIsNone(_parse_ancillary([]))
         self.assertIsNone(_parse_ancillary([(socket.IPPROTO_IP, IP_PKTINFO, payload[:8])]))
         self.assertIsNone(_parse_ancillary([(socket.SOL_SOCKET, IP_PKTINFO, payload)]))
+
+
+class NameAndRouteTests(unittest.TestCase):
+    def test_interface_name(self) -> None:
+        from pxed.net import interface_name
+
+        self.assertEqual(interface_name(socket.if_nametoindex("lo")), "lo")
+        self.assertIsNone(interface_name(2**31 - 1))
+
+    def test_names_cached_for_a_while(self) -> None:
+        from twisted.internet.task import Clock
+
+        from pxed.net import InterfaceNames
+
+        asked: list[int] = []
+        names = {2: "eth0"}
+
+        def lookup(ifindex: int) -> str | None:
+            asked.append(ifindex)
+            return names.get(ifindex)
+
+        clock = Clock()
+        cache = InterfaceNames(clock, ttl=1.0, lookup=lookup)
+        self.assertEqual([cache.name(2), cache.name(2), cache.name(3), cache.name(3)],
+                         ["eth0", "eth0", None, None])
+        self.assertEqual(asked, [2, 3])
+        names[2] = "renamed"
+        clock.advance(0.5)
+        self.assertEqual(cache.name(2), "eth0")
+        clock.advance(0.6)
+        self.assertEqual(cache.name(2), "renamed")
+        self.assertEqual(asked, [2, 3, 2])
+
+    def test_route_source(self) -> None:
+        from pxed.net import route_source
+
+        self.assertEqual(route_source("127.0.0.1"), "127.0.0.1")
+        self.assertEqual(route_source("127.5.5.5"), "127.0.0.1")
+        self.assertIsNone(route_source("not an address"))

@@ -120,6 +120,15 @@ class ReloadTests(unittest.TestCase):
         self.assertTrue(ok)
         self.assertIn("server changes need a restart", message)
 
+    def test_status_needs_a_restart(self) -> None:
+        """
+        The status page and metrics are wired once: a change is noted.
+        """
+        self.path.write_text(self.path.read_text() + "status: {page: /ops/boots}\n")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok)
+        self.assertIn("(status changes need a restart)", message)
+
     def test_order_of_sections(self) -> None:
         """
         C{boot.machines}, then C{policy.rules}, then C{boot.default}.

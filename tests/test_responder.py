@@ -142,7 +142,8 @@ class AnswerTests(ResponderTestCase):
         self.answer(Machine(MAC, architecture(7)), stage="bootserver")
         events = self.boot_log.events(MAC)
         self.assertEqual([e.stage for e in events], ["proxydhcp", "bootserver"])
-        self.assertEqual(events[0].fields, {"arch": "x64-uefi", "bootfile": "snponly.efi"})
+        self.assertEqual(events[0].fields, {"arch": "x64-uefi", "bootfile": "snponly.efi",
+                                            "kind": "bootloader"})
 
     def test_slow_policy(self) -> None:
         policy = SlowPolicy()

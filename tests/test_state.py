@@ -89,3 +89,34 @@ class MemoryBootLogTests(unittest.TestCase):
         for i in range(300):
             log.record("m", str(i))
         self.assertEqual(len(log.events("m")), 256)
+
+    def test_last(self) -> None:
+        """
+        C{last} is the newest event of that machine only, without copying
+        its history.
+        """
+        log = MemoryBootLog(clock=self.clock)
+        self.assertIsNone(log.last("m1"))
+        log.record("m1", "proxydhcp")
+        log.record("m2", "script")
+        log.record("m1", "booting")
+        self.assertEqual(log.last("m1"), BootEvent("m1", "booting", 1003.0, {}))
+        self.assertEqual(log.last("m2"), BootEvent("m2", "script", 1002.0, {}))
+        self.assertEqual(log.machines(), ["m2", "m1"])  # asking moved nothing
+
+    def test_version_moves_with_each_event(self) -> None:
+        """
+        The version changes on every event recorded (even one that evicts
+        another), and only then: it is what pollers are told "nothing new"
+        by.
+        """
+        log = MemoryBootLog(max_machines=1, max_events=1)
+        seen = [log.version()]
+        for mac, stage in (("a", "one"), ("a", "two"), ("b", "three")):
+            log.record(mac, stage)
+            seen.append(log.version())
+        self.assertEqual(len(set(seen)), len(seen), seen)
+        log.events("b")
+        log.machines()
+        log.last("b")
+        self.assertEqual(log.version(), seen[-1])

@@ -449,8 +449,8 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
         h.take()
         h.clock.advance(0.01)
         self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
-        # srtt 0.01, rttvar 0.005: RTO max(0.05, 0.03) = 0.05
-        h.clock.advance(0.049)
+        # srtt 0.01, rttvar 0.005: RTO 0.01 + 4 * 0.005 = 0.03
+        h.clock.advance(0.029)
         self.assertEqual(h.take(), [])
         h.clock.advance(0.001)
         self.assertEqual(h.take(), [data(2, b"x" * 512)])
@@ -469,7 +469,11 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
             h.clock.advance(min(c.getTime() for c in h.clock.getDelayedCalls()) - h.clock.seconds())
             if h.take():
                 times.append(round(h.clock.seconds(), 6))
-        self.assertEqual(times, [0.05, 0.15, 0.35, 0.75, 1.55, 2.55, 3.55, 4.55, 5.55, 6.55, 30.0])
+        # From MIN_RTO (0.02) doubling to the 1 s ceiling, five at the
+        # ceiling, then silence until 30 s.
+        self.assertEqual(
+            times, [0.02, 0.06, 0.14, 0.3, 0.62, 1.26, 2.26, 3.26, 4.26, 5.26, 6.26, 30.0]
+        )
         self.assertEqual(h.result.outcome, "timeout")
         self.assertEqual(h.result.duration, 30.0)
 
@@ -500,3 +504,28 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
         self.assertEqual(h.session.pacing.srtt, 0.002)
         h.clock.advance(0.05)
         self.assertEqual(h.take(), [data(1, b"x" * 512)])
+
+    def test_lateAckNotSampled(self) -> None:
+        """An ACK arriving when the timer would fire is the client's timer, not the path."""
+        h = Harness(b"x" * 5000, {"blksize": "512"})
+        h.take()
+        h.clock.advance(0.999)
+        h.ack(0)
+        self.assertIsNone(h.session.pacing.srtt)
+
+    def test_gapAckOnlyLowers(self) -> None:
+        """A gap ACK may lower the round-trip estimate, never raise it."""
+        h = Harness(b"x" * 50000, {"blksize": "512", "windowsize": "8"})
+        h.take()
+        h.clock.advance(0.3)
+        h.ack(0)
+        self.assertEqual(h.session.pacing.srtt, 0.3)
+        h.take()
+        h.clock.advance(0.01)
+        h.ack(3)  # gap after block 3, 10 ms after it was sent
+        self.assertAlmostEqual(h.session.pacing.srtt, 0.01)
+        h.clock.advance(h.session.pacing.gap * 8)
+        h.take()
+        h.clock.advance(0.2)
+        h.ack(5)  # a slow gap ACK does not raise it
+        self.assertAlmostEqual(h.session.pacing.srtt, 0.01)

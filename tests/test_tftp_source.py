@@ -13,7 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from pxed.tftp.source import (
+    READ_CHUNK,
     AccessViolation,
+    BlockReader,
     BytesReadable,
     BytesSource,
     ChainSource,
@@ -196,3 +198,45 @@ class ChainSourceTests(_SourceMixin, SynchronousTestCase):
         self.assertNoResult(d)
         pending.errback(FileNotFound("a"))
         self.assertEqual(self.successResultOf(d).read(0, 1), b"1")
+
+
+class CountingReadable(BytesReadable):
+    def __init__(self, content: bytes) -> None:
+        super().__init__(content)
+        self.reads: list[tuple[int, int]] = []
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads.append((offset, length))
+        return super().read(offset, length)
+
+
+class BlockReaderTests(SynchronousTestCase):
+    def test_blocks(self) -> None:
+        content = bytes(range(256)) * 4  # 1024 bytes
+        r = CountingReadable(content)
+        reader = BlockReader(r, 100, 4)
+        got = [reader.block(n) for n in range(1, 12)]
+        self.assertEqual(b"".join(got), content)
+        self.assertEqual([len(b) for b in got], [100] * 10 + [24])
+        self.assertEqual(r.reads, [(0, 400), (400, 400), (800, 400)])
+
+    def test_exactMultiple(self) -> None:
+        reader = BlockReader(BytesReadable(b"a" * 800), 100, 4)
+        self.assertEqual([len(reader.block(n)) for n in range(1, 10)], [100] * 8 + [0])
+
+    def test_goBack(self) -> None:
+        """Retransmitting an earlier window re-reads it."""
+        content = bytes(range(200)) * 5
+        r = CountingReadable(content)
+        reader = BlockReader(r, 10, 4)
+        for n in range(1, 9):
+            reader.block(n)
+        self.assertEqual(reader.block(3), content[20:30])
+        self.assertEqual(r.reads[-1], (20, 40))
+
+    def test_bufferBounded(self) -> None:
+        """Huge blocks are read one at a time, small ones up to READ_CHUNK."""
+        r = CountingReadable(b"z" * 200_000)
+        BlockReader(r, 65464, 16).block(1)
+        BlockReader(r, 1468, 65535).block(1)
+        self.assertEqual([length for _, length in r.reads], [65464, (READ_CHUNK // 1468) * 1468])

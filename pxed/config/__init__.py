@@ -30,6 +30,7 @@ from pxed.config.server import (
     parse_bootloaders,
     parse_server,
 )
+from pxed.config.status import StatusConfig, parse_status
 from pxed.policy import BootSpec
 
 __all__ = [
@@ -40,12 +41,13 @@ __all__ = [
     "PolicyConfig",
     "Ports",
     "ServerConfig",
+    "StatusConfig",
     "load_config",
     "parse_config",
 ]
 
 #: The top-level sections; each is parsed by its own module.
-SECTIONS = {"server", "boot", "bootloaders", "policy"}
+SECTIONS = {"server", "boot", "bootloaders", "policy", "status"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Config:
     machines: Mapping[str, BootSpec]
     bootloaders: Mapping[str, Path]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -72,6 +75,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         machines=machines,
         bootloaders=parse_bootloaders(reader, top.get("bootloaders")),
         policy=parse_policy(reader, top.get("policy")),
+        status=parse_status(reader, top.get("status")),
     )
 
 

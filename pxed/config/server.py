@@ -48,6 +48,8 @@ class ServerConfig:
         is in C{subnet} is told C{address}, for hosts whose relays reach
         pxed on an address the relayed clients cannot.
     @ivar menu: the native PXE boot menu, shown only when configured.
+    @ivar log_packets: log every DHCP datagram ignored, and every answer
+        (debug level), for diagnosis.
     """
 
     address: str | None = None
@@ -56,6 +58,7 @@ class ServerConfig:
     interfaces: tuple[str, ...] = ()
     relays: tuple[tuple[ipaddress.IPv4Network, str], ...] = ()
     menu: PXEMenu | None = None
+    log_packets: bool = False
 
 
 def _advertisable(reader: Reader, value: Any, key: str) -> str:
@@ -125,7 +128,10 @@ def _menu(reader: Reader, value: Any) -> PXEMenu | None:
 
 def parse_server(reader: Reader, value: Any) -> ServerConfig:
     section = reader.mapping(value, "server", {"address", "interface", "interfaces", "ports",
-                                                "relays", "menu"})
+                                                "relays", "menu", "log_packets"})
+    log_packets = section.get("log_packets", False)
+    if not isinstance(log_packets, bool):
+        raise reader.fail("server.log_packets", f"must be true or false, not {log_packets!r}")
     address = section.get("address")
     if address is not None:
         address = _advertisable(reader, address, "server.address")
@@ -143,7 +149,7 @@ def parse_server(reader: Reader, value: Any) -> ServerConfig:
     })
     return ServerConfig(address=address, interface=interface, ports=ports, interfaces=interfaces,
                         relays=_relays(reader, section.get("relays")),
-                        menu=_menu(reader, section.get("menu")))
+                        menu=_menu(reader, section.get("menu")), log_packets=log_packets)
 
 
 def parse_bootloaders(reader: Reader, value: Any) -> dict[str, Path]:

@@ -10,8 +10,6 @@ what keeps pxed from ever disturbing ordinary DHCP.
 
 from __future__ import annotations
 
-import uuid as _uuid
-
 from pxed.dhcp.packet import DHCPPacket, Option
 from pxed.machine import Machine, architecture
 
@@ -32,7 +30,10 @@ def _format_uuid(raw: bytes) -> str | None:
     """
     if len(raw) != 17 or raw[0] != 0:
         return None
-    return str(_uuid.UUID(bytes_le=raw[1:]))
+    # What str(uuid.UUID(bytes_le=...)) gives, at a fifth of the cost: this
+    # runs for every request of a boot storm.
+    h = (raw[4:0:-1] + raw[6:4:-1] + raw[8:6:-1] + raw[9:]).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _user_class(raw: bytes | None) -> str | None:

@@ -253,12 +253,17 @@ def encode(packet: DHCPPacket) -> bytes:
         socket.inet_aton(packet.siaddr), socket.inet_aton(packet.giaddr),
         packet.chaddr.ljust(16, b"\x00")[:16], packet.sname, packet.file,
     )
-    body = b"".join(
-        _encode_option(code, value)
-        for code, value in packet.options.items()
-        if code not in (Option.PAD, Option.END)
-    )
-    out = header + MAGIC_COOKIE + body + b"\xff"
+    parts = [header, MAGIC_COOKIE]
+    for code, value in packet.options.items():
+        if code == Option.PAD or code == Option.END:
+            continue
+        if 0 < len(value) <= 255:  # the common case, without a call
+            parts.append(bytes((code, len(value))))
+            parts.append(value)
+        else:
+            parts.append(_encode_option(code, value))
+    parts.append(b"\xff")
+    out = b"".join(parts)
     if len(out) < MIN_PACKET_SIZE:
         out += b"\x00" * (MIN_PACKET_SIZE - len(out))
     return out

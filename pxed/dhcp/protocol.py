@@ -5,15 +5,18 @@ The ProxyDHCP (UDP 67) and PXE boot server (UDP 4011) protocols.
 Thin: screen the datagram (L{pxed.dhcp.exchange}), ask the
 L{BootResponder}, encode, send.  Each request is handled in its own
 Deferred so a slow policy lookup delays only the client that caused it;
-anything malformed or not network-booting is dropped with a debug log
-and no reply.
+anything malformed or not network-booting is dropped without a reply (and
+logged only with C{log_packets}).  Each answer gets one info line, within
+a L{LogBudget} so a boot storm is answered rather than logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -26,10 +29,15 @@ from pxed.dhcp.exchange import (
     advertised_address,
     screen,
 )
+from pxed.dhcp.logbudget import LogBudget
 from pxed.dhcp.packet import DHCPPacket, encode
 from pxed.dhcp.reply import BootAnswer
-from pxed.net import PacketInfo, interface_name, route_source
+from pxed.machine import Machine
+from pxed.net import InterfaceNames, PacketInfo, route_source
 from pxed.responder import BootResponder
+
+if TYPE_CHECKING:
+    from pxed.observe import BootRecorder
 
 __all__ = ["ProxyDHCPProtocol", "BootServerProtocol"]
 
@@ -50,9 +58,18 @@ class _BootProtocol(DatagramProtocol):
         L{pxed.dhcp.exchange.advertised_address}).
     @ivar interfaces: if not empty, only requests arriving on these
         interfaces (by name) are answered.
+    @ivar budget: spends the one info line per answer (see
+        L{LogBudget}).
+    @ivar log_packets: also log (at debug level) every datagram ignored
+        and every answer the budget left out.  Off by default, like
+        C{verbose} in twisted.names: C{twistd} writes debug events too, and
+        on a busy LAN every DHCP packet of every client reaches port 67.
+    @ivar observer: told of every datagram dropped and every request
+        answered (metrics, timelines); set by L{pxed.service}.
     """
 
     spec: Stage = PROXYDHCP
+    observer: BootRecorder | None = None
 
     def __init__(
         self,
@@ -60,15 +77,25 @@ class _BootProtocol(DatagramProtocol):
         address: str | None = None,
         relays: Relays = (),
         interfaces: Iterable[str] = (),
-        ifname: Callable[[int], str | None] = interface_name,
+        ifname: Callable[[int], str | None] | None = None,
         route: Callable[[str], str | None] | None = route_source,
+        clock: IReactorTime | None = None,
+        log_packets: bool = False,
     ) -> None:
         self.responder = responder
         self.address = address
         self.relays = tuple(relays)
         self.interfaces = frozenset(interfaces)
-        self._ifname = ifname
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        assert clock is not None
+        self._ifname = ifname if ifname is not None else InterfaceNames(clock).name
         self._route = route
+        self.budget = LogBudget(clock)
+        self.log_packets = log_packets
+        self._warned = False
         self._pending: set[tuple[bytes, int]] = set()
 
     @property
@@ -81,44 +108,77 @@ class _BootProtocol(DatagramProtocol):
     def datagramReceivedWithInfo(
         self, data: bytes, addr: tuple[str, int], info: PacketInfo | None
     ) -> None:
+        observer = self.observer
         name = self._ifname(info.ifindex) if info is not None and info.ifindex else None
         if self.interfaces and name not in self.interfaces:
-            log.debug("{stage}: ignoring a datagram that arrived on {name}, not on {allowed}",
-                      stage=self.stage, name=name or "an unknown interface",
-                      allowed=sorted(self.interfaces))
+            if observer is not None:
+                observer.dhcp_dropped(self.stage)
+            if self.log_packets:
+                log.debug("{stage}: ignoring a datagram that arrived on {name}, not on {allowed}",
+                          stage=self.stage, name=name or "an unknown interface",
+                          allowed=sorted(self.interfaces))
             return
         try:
             packet, machine = screen(data, self.spec)
         except Ignored as e:
-            log.debug("{stage}: ignoring a datagram from {peer}: {why}", stage=self.stage,
-                      peer=addr, why=str(e))
+            if observer is not None:
+                observer.dhcp_dropped(self.stage)
+            if self.log_packets:
+                log.debug("{stage}: ignoring a datagram from {peer}: {why}", stage=self.stage,
+                          peer=addr, why=str(e))
             return
         server = advertised_address(packet, info, self.address, self.relays, self._route)
         if server is None:
-            log.warn("{stage}: no address to advertise to {mac} (set server.address)",
-                     stage=self.stage, mac=machine.mac)
+            if observer is not None:
+                observer.dhcp_dropped(self.stage)
+            if not self._warned or self.log_packets:
+                self._warned = True
+                log.warn("{stage}: no address to advertise to {mac} (set server.address)",
+                         stage=self.stage, mac=machine.mac)
             return
         key = (packet.chaddr, packet.xid)
         if key in self._pending:
             # The client retransmitted while its answer is being decided:
             # coalesce rather than queue a second lookup.
+            if observer is not None:
+                observer.dhcp_dropped(self.stage)
             return
         self._pending.add(key)
+        started = observer.dhcp_received(self.stage) if observer is not None else 0.0
         relay = packet.giaddr if packet.relayed else None
         d: Deferred[BootAnswer | None] = ensureDeferred(
             self.responder.answer(machine, server, self.stage, interface=name, relay=relay)
         )
-        d.addCallback(self._send, packet, addr, info)
+        d.addCallback(self._send, packet, machine, addr, info)
+        if observer is not None:
+            d.addBoth(observer.dhcp_answered, self.stage, packet, machine, addr, started)
         d.addErrback(lambda f: log.failure("{stage}: failed to answer {mac}", f,
                                            stage=self.stage, mac=machine.mac))
         d.addBoth(lambda _: self._pending.discard(key))
 
-    def _send(self, answer: BootAnswer | None, request: DHCPPacket, addr: tuple[str, int],
-              info: PacketInfo | None) -> None:
+    def _send(self, answer: BootAnswer | None, request: DHCPPacket, machine: Machine,
+              addr: tuple[str, int], info: PacketInfo | None) -> BootAnswer | None:
         if answer is None:
-            return
+            return None
         reply = self.spec.build(request, answer)
-        self._write(encode(reply), self.spec.destination(request, addr), info)
+        dest = self.spec.destination(request, addr)
+        self._write(encode(reply), dest, info)
+        self._announce(machine, answer, dest)
+        return answer
+
+    def _announce(self, machine: Machine, answer: BootAnswer, dest: tuple[str, int]) -> None:
+        fields = dict(mac=machine.mac, stage=self.stage, arch=machine.arch.slug,
+                      code=machine.arch.code, bootfile=answer.bootfile, kind=answer.kind,
+                      server=answer.server, dest=dest)
+        left_out = self.budget.spend()
+        if left_out is None:
+            if self.log_packets:
+                log.debug("{mac}: {stage} {arch} -> {bootfile}", **fields)
+        elif left_out:
+            log.info("{mac}: {stage} {arch} -> {bootfile} ({left_out} answers since the last "
+                     "line were not logged: too many to log)", left_out=left_out, **fields)
+        else:
+            log.info("{mac}: {stage} {arch} -> {bootfile}", **fields)
 
     def _write(self, data: bytes, dest: tuple[str, int], info: PacketInfo | None) -> None:
         transport = self.transport

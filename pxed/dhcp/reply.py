@@ -11,7 +11,7 @@ proxy server.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pxed.dhcp.menu import PXEMenu, boot_item, boot_item_option, menu_option
 from pxed.dhcp.packet import BOOTREPLY, BROADCAST_FLAG, DHCPPacket, MessageType, Option
@@ -36,6 +36,8 @@ class BootAnswer:
         C{HTTPClient} for UEFI HTTP Boot clients.
     @ivar menu: show this PXE boot menu instead (option 43 sub-options 6,
         8, 9 and 10); the chosen item then comes to port 4011.
+    @ivar kind: what the boot file is (C{bootloader}, C{ipxe-script},
+        C{http-boot}, C{chain}), for logs only.
     """
 
     server: str
@@ -43,6 +45,7 @@ class BootAnswer:
     discovery_control: bool = False
     vendor_class: bytes = b"PXEClient"
     menu: PXEMenu | None = None
+    kind: str = field(default="", compare=False)
 
 
 def _reply(request: DHCPPacket, answer: BootAnswer, message_type: int) -> DHCPPacket:

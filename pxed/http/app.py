@@ -35,6 +35,7 @@ from pxed.responder import http_base
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore
 from pxed.templates import RenderError, ScriptEnv
+from pxed.timeline import script_files
 
 __all__ = ["BootHTTP", "FileCatalog"]
 
@@ -179,9 +180,13 @@ class BootHTTP:
             log.error("{mac}: cannot render the script of rule {rule}: {why}", mac=mac,
                       rule=action.rule, why=str(e))
             return ipxe.no_boot_script(f"cannot render the boot script: {e}").encode()
-        self.boot_log.record(mac, "script", arch=boot.arch.slug)
+        # The files the script loads, so their downloads show as the
+        # kernel and initrds on the machine's timeline.
+        self.boot_log.record(mac, "script", arch=boot.arch.slug, peer=boot.client_address,
+                             action=type(action).__name__, files=script_files(text, base))
         log.info("{mac}: served iPXE script ({action} from {rule})", mac=mac,
-                 action=type(action).__name__, rule=action.rule or "the policy")
+                 action=type(action).__name__, rule=action.rule or "the policy",
+                 stage="script", arch=boot.arch.slug, peer=boot.client_address)
         return text.encode("utf-8")
 
     def _export_url(self, base: str, name: str, path: str) -> str:
@@ -205,7 +210,8 @@ class BootHTTP:
                 return self._not_found(request)
             log.info("{peer}: proxying {url}", peer=self._peer(request), url=location)
             return self.fetcher.resource(location)
-        log.info("{peer}: serving {path}", peer=self._peer(request), path=location)
+        # Its info line comes when it is served (pxed.observe), with the size.
+        log.debug("{peer}: serving {path}", peer=self._peer(request), path=location)
         return LocalFile(location)
 
     @app.route("/_/export/", branch=True, methods=["GET", "HEAD"])
@@ -221,7 +227,7 @@ class BootHTTP:
             log.info("{peer}: refused export path {path!r}: {why}", peer=self._peer(request),
                      path=raw, why=str(e))
             return self._not_found(request)
-        log.info("{peer}: serving {path}", peer=self._peer(request), path=str(path))
+        log.debug("{peer}: serving {path}", peer=self._peer(request), path=str(path))
         return LocalFile(path)
 
     @staticmethod
@@ -260,8 +266,8 @@ class BootHTTP:
         mac = (self._arg(request, "mac") or "").lower()
         request.setHeader(b"Content-Type", b"text/plain")
         if mac:
-            self.boot_log.record(mac, "booting")
-            log.info("{mac}: booting", mac=mac)
+            self.boot_log.record(mac, "booting", peer=self._peer(request))
+            log.info("{mac}: booting", mac=mac, stage="booting", peer=self._peer(request))
             self._once(mac, self._arg(request, "once"))
         return b"ok\n"
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pxed.lab.procs import tail
+
 if TYPE_CHECKING:
     from pxed.lab.netns import Lab
 
@@ -125,3 +127,18 @@ class SecondLan:
             lab.run_in(lab.rly, ["ip", "addr", "add", f"{self.ula}1/64", "dev", "eth1", "nodad"])
             argv += ["--enable-ra", f"--dhcp-range={self.ula},ra-only,64"]
         return argv
+
+    def start_relay(self, lab: Lab, ipv6_ra: bool) -> None:
+        """
+        Start the relay agent in the relay namespace and wait until it
+        listens on port 67.
+        """
+        if lab.rly is None:
+            raise ValueError("this lab has no relay (second_lan='relay')")
+        log = lab.workdir / "dnsmasq-relay.log"
+        log.unlink(missing_ok=True)  # dnsmasq appends; a stale line would fool a test
+        argv = self.relay_argv(lab, str(log), ipv6_ra)
+        out = lab.workdir / "dnsmasq-relay.out"
+        proc = lab.spawn_in(lab.rly, argv, out, label="relay")
+        if not lab.wait_listening(lab.rly, 67, udp=True, timeout=15, proc=proc):
+            raise RuntimeError(f"relay dnsmasq did not start:\n{tail(log)}\n{tail(out)}")

@@ -298,20 +298,10 @@ class Lab:
             )
 
     def start_relay(self, ipv6_ra: bool = False) -> None:
-        """
-        Start the second LAN's DHCP relay agent (C{second_lan="relay"}).
-        """
-        if self.lan2 is None or self.rly is None:
+        """Start the second LAN's DHCP relay agent (C{second_lan="relay"})."""
+        if self.lan2 is None:
             raise ValueError("this lab has no relay (second_lan='relay')")
-        log = self.workdir / "dnsmasq-relay.log"
-        log.unlink(missing_ok=True)
-        argv = self.lan2.relay_argv(self, str(log), ipv6_ra)
-        proc = self.spawn_in(self.rly, argv, self.workdir / "dnsmasq-relay.out", label="relay")
-        if not self.wait_listening(self.rly, 67, udp=True, timeout=15, proc=proc):
-            raise RuntimeError(
-                f"relay dnsmasq did not start:\n{tail(log)}\n"
-                f"{tail(self.workdir / 'dnsmasq-relay.out')}"
-            )
+        self.lan2.start_relay(self, ipv6_ra)
 
     @property
     def client_tap(self) -> str:

@@ -94,6 +94,9 @@ class _ReadClient(DatagramProtocol):
         self.transport.write(datagram, addr or self._tid or self.server)
         self._arm()
 
+    def _progress(self) -> None:
+        self._tries = 0
+
     def _arm(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -106,7 +109,11 @@ class _ReadClient(DatagramProtocol):
             self._fail(TFTPTimeout(f"no answer from {self.server[0]}:{self.server[1]}"))
             return
         self._in_window = 0
-        self._send(self._last_sent)
+        if self._oack_seen or self._received:
+            # Tell the server where we are; it resumes from there.
+            self._send(P.encode(P.Ack(self._received & 0xFFFF)))
+        else:
+            self._send(self._last_sent)  # the request
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         if self._done or addr[0] != self.server[0]:
@@ -122,7 +129,6 @@ class _ReadClient(DatagramProtocol):
             pkt = P.decode(datagram)
         except P.MalformedPacket:
             return
-        self._tries = 0
         if isinstance(pkt, P.Error):
             self._fail(TFTPError(pkt.code, pkt.message), send=False)
         elif isinstance(pkt, P.OptionAck):
@@ -143,6 +149,7 @@ class _ReadClient(DatagramProtocol):
                 self._refuse(P.ERR_OPTION_NEGOTIATION, f"bad {name} {value}")
                 return
         self._oack_seen = True
+        self._progress()
         self.options = dict(options)
         self.blksize = int(options.get("blksize", DEFAULT_BLKSIZE))
         self.windowsize = int(options.get("windowsize", 1))
@@ -160,16 +167,21 @@ class _ReadClient(DatagramProtocol):
             # for the server to resume from there.  Repeated at most every
             # tenth of the timeout, in case that ACK is lost too, without
             # answering every stray block.
+            # The retransmission timer is left alone, so that a server
+            # sending only wrong blocks still makes the fetch time out.
             now = self.clock.seconds()
             if self._gap_acked_at is None or now - self._gap_acked_at >= self.timeout / 10:
                 self._gap_acked_at = now
                 self._in_window = 0
-                self._send(P.encode(P.Ack(self._received & 0xFFFF)))
+                ack = P.encode(P.Ack(self._received & 0xFFFF))
+                assert self.transport is not None
+                self.transport.write(ack, self._tid or self.server)
             return
         if len(pkt.payload) > self.blksize:
             self._refuse(P.ERR_ILLEGAL_OPERATION, "block larger than blksize")
             return
         self._received = expected
+        self._progress()
         self._gap_acked_at = None
         self._chunks.append(pkt.payload)
         self._in_window += 1

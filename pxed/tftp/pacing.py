@@ -64,17 +64,18 @@ class Pacing:
         be matched to one transmission.
         """
         rtt = max(0.0, rtt)
-        if self.srtt is not None:
-            # An ACK can come late because the client waited for its own
-            # timer (its gap ACK was lost): such outliers are not the path's
-            # round trip, so one sample moves the estimate only so far.
-            rtt = min(rtt, 4 * self.srtt + MIN_RTO)
-        if self.srtt is None:
+        if self.srtt is None or rtt < self.srtt / 4:
+            # First sample, or the estimate was inflated by a late ACK (see
+            # below): on a LAN the smallest recent round trip is the truth.
             self.srtt = rtt
             self.rttvar = rtt / 2
-        else:
-            self.rttvar += (abs(self.srtt - rtt) - self.rttvar) / 4
-            self.srtt += (rtt - self.srtt) / 8
+            return
+        # An ACK can come late because the client waited for its own timer
+        # (its gap ACK was lost): such outliers are not the path's round
+        # trip, so one sample moves the estimate only so far.
+        rtt = min(rtt, 4 * self.srtt + MIN_RTO)
+        self.rttvar += (abs(self.srtt - rtt) - self.rttvar) / 4
+        self.srtt += (rtt - self.srtt) / 8
 
     @property
     def gap(self) -> float:

@@ -103,8 +103,9 @@ class TFTPServerProtocol(DatagramProtocol):
         global reactor); tests pass their own.
     @param max_blksize: largest blksize granted (1468 fits an Ethernet frame).
     @param max_windowsize: largest RFC 7440 windowsize granted.
-    @param timeout: retransmission timeout in seconds unless the client
-        negotiates one.
+    @param timeout: ceiling of the retransmission timeout, which otherwise
+        follows the measured round trip (a client-negotiated timeout is used
+        as is).
     @param retries: retransmissions at the full timeout (after quicker ones
         at the measured round trip) before the server falls silent.
     @param patience: seconds without progress before a transfer is given

@@ -11,6 +11,12 @@ L{twisted.internet.task.Clock} and a list standing in for the network.
 Block numbers are tracked internally as unbounded integers and only reduced
 to 16 bits on the wire, so files with more than 65535 blocks simply wrap
 (block 65536 is sent as 0, the convention tftp-hpa and EDK2 accept).
+
+Retransmission follows the measured round trip (L{Pacing}), doubling at
+each consecutive timeout up to the configured timeout; after C{retries}
+retransmissions at that ceiling the session waits silently for the
+client's own retransmission, and gives up after C{patience} seconds
+without progress.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from .options import (
     negotiate,
 )
 from .pacing import Pacing
-from .source import IReadable
+from .source import BlockReader, IReadable
 
 __all__ = [
     "SessionLimits",
@@ -44,11 +50,6 @@ __all__ = [
     "MAX_BLKSIZE",
     "DEFAULT_BLKSIZE",
 ]
-
-# Upper bound on one read from the content: a window is read in one call when
-# it is small, block by block when blocks are huge, so a session never holds
-# more than about this much (or one block) in memory.
-READ_CHUNK = 65536
 
 log = Logger()
 
@@ -134,8 +135,9 @@ class ReadSession:
         # _next_send have gone out.
         self._window_end = 0
         self._next_send = 1
-        self._window_resent = False
-        self._window_sent_at: float | None = None
+        # When each unacknowledged block was sent, or None once it has been
+        # sent twice (Karn: its ACK cannot be matched to one transmission).
+        self._sent_at: dict[int, float | None] = {}
         self._oack_pending = False
         self._retries = 0
         self._full_retries = 0
@@ -145,12 +147,7 @@ class ReadSession:
         self._started_at = 0.0
         self.retransmits = 0
         self.bytes_retransmitted = 0
-        # Read-ahead buffer: blocks [_buf_first, ...) from one read() call.
-        self._buf = b""
-        self._buf_first = 1
-        self._buf_eof = False
-        chunk_blocks = max(1, min(self.windowsize, READ_CHUNK // self.blksize))
-        self._chunk = chunk_blocks * self.blksize
+        self._blocks = BlockReader(readable, self.blksize, self.windowsize)
 
     @property
     def finished(self) -> bool:
@@ -206,9 +203,9 @@ class ReadSession:
                 log.debug("ignoring ACK {block} while waiting for ACK 0", block=wire)
                 return
             self._oack_pending = False
-            self._progress()
             if self._oack_sent_at is not None:
-                self.pacing.sample(self._clock.seconds() - self._oack_sent_at)
+                self._sample(self._oack_sent_at)
+            self._progress()
             self._send_window(1)
             return
         # Map the 16-bit number onto the blocks in flight.  At most
@@ -217,14 +214,23 @@ class ReadSession:
         if n == self._acked or n > self._highest_sent:
             log.debug("ignoring stale or duplicate ACK {block}", block=wire, peer=self.peer)
             return
+        clean = n >= self._window_end and self._next_send > self._window_end
+        sent_at = self._sent_at.get(n)
+        if sent_at is not None:
+            # A gap ACK waits for a later block to arrive, so it measures
+            # the round trip plus some pacing: it may only lower the
+            # estimate (useful when no window has been clean yet).
+            srtt = self.pacing.srtt
+            if clean or srtt is None or self._clock.seconds() - sent_at < srtt:
+                self._sample(sent_at)
+        for block in range(self._acked + 1, n + 1):
+            self._sent_at.pop(block, None)
         self._acked = n
         self._progress()
         if n == self._last:
             self._finish("complete")
             return
-        if n >= self._window_end and self._next_send > self._window_end:
-            if not self._window_resent and self._window_sent_at is not None:
-                self.pacing.sample(self._clock.seconds() - self._window_sent_at)
+        if clean:
             self.pacing.clean()
         else:
             log.debug("client {peer} reports a gap after block {block}", peer=self.peer, block=wire)
@@ -262,22 +268,23 @@ class ReadSession:
         self._window_end = first + self.windowsize - 1
         if self._last is not None:
             self._window_end = min(self._window_end, self._last)
-        self._window_resent = first <= self._highest_sent
-        self._window_sent_at = None
         self._send_burst()
 
     def _send_burst(self) -> None:
         """Send the next burst of the window, then wait for the next burst or an ACK."""
         self._burst_timer = None
         first = n = self._next_send
+        now = self._clock.seconds()
         try:
             for n in range(first, min(self._window_end, first + self.pacing.burst - 1) + 1):
-                payload = self._block(n)
+                payload = self._blocks.block(n)
                 if n <= self._highest_sent:
                     self.retransmits += 1
                     self.bytes_retransmitted += len(payload)
+                    self._sent_at[n] = None
                 else:
                     self._highest_sent = n
+                    self._sent_at[n] = now
                 self._transmit(P.encode(P.Data(n & 0xFFFF, payload)))
                 self._next_send = n + 1
                 if len(payload) < self.blksize:
@@ -291,23 +298,22 @@ class ReadSession:
             return
         log.debug("sent DATA {first}..{last} to {peer}", first=first, last=n, peer=self.peer)
         if self._next_send > self._window_end:
-            self._window_sent_at = self._clock.seconds()
             self._arm()
         else:
             self._burst_timer = self._clock.callLater(self.pacing.gap, self._send_burst)
 
-    def _block(self, n: int) -> bytes:
-        bs = self.blksize
-        start = (n - self._buf_first) * bs
-        available = len(self._buf) - start
-        if start < 0 or not (available >= bs or (self._buf_eof and available >= 0)):
-            self._buf = self._readable.read((n - 1) * bs, self._chunk)
-            self._buf_first = n
-            self._buf_eof = len(self._buf) < self._chunk
-            start = 0
-        return self._buf[start : start + bs]
-
     # Timing
+
+    def _sample(self, sent_at: float) -> None:
+        """
+        Feed a round trip to the estimator, unless the answer came about
+        when the retransmission timer would have fired: that is the
+        client's own timer answering (its previous packet was lost), not the
+        path, and taking it would pin the timeout at its ceiling.
+        """
+        rtt = self._clock.seconds() - sent_at
+        if rtt < 0.75 * self._delay():
+            self.pacing.sample(rtt)
 
     def _progress(self) -> None:
         self._retries = self._full_retries = 0
@@ -377,7 +383,7 @@ class ReadSession:
             self._readable.close()
         except Exception:
             log.failure("closing {filename} failed", filename=self.request.filename)
-        self._buf = b""
+        self._blocks.release()
         result = TransferResult(
             outcome=outcome,
             bytes_sent=self._acked_bytes(),

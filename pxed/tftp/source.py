@@ -38,6 +38,8 @@ __all__ = [
     "MappingSource",
     "BytesSource",
     "ChainSource",
+    "BlockReader",
+    "READ_CHUNK",
 ]
 
 
@@ -275,3 +277,42 @@ class ChainSource:
             return d
 
         return tryNext(None)
+
+
+# Upper bound on one read from the content: a window is read in one call when
+# it is small, block by block when blocks are huge, so a transfer never holds
+# more than about this much (or one block) in memory.
+READ_CHUNK = 65536
+
+
+class BlockReader:
+    """
+    Blocks of an L{IReadable}, read a window at a time.
+
+    One C{read} per window instead of one per block keeps system calls down,
+    and the buffer is small and reused, so serving a large file never loads
+    it.  A block shorter than C{blksize} (possibly empty) is the last one.
+    """
+
+    def __init__(self, readable: IReadable, blksize: int, windowsize: int) -> None:
+        self._readable = readable
+        self._blksize = blksize
+        self._chunk = max(1, min(windowsize, READ_CHUNK // blksize)) * blksize
+        self._buf = b""
+        self._first = 1  # block number of the buffer's start
+        self._eof = False
+
+    def block(self, n: int) -> bytes:
+        """Block C{n} (numbered from 1)."""
+        bs = self._blksize
+        start = (n - self._first) * bs
+        available = len(self._buf) - start
+        if start < 0 or not (available >= bs or (self._eof and available >= 0)):
+            self._buf = self._readable.read((n - 1) * bs, self._chunk)
+            self._first = n
+            self._eof = len(self._buf) < self._chunk
+            start = 0
+        return self._buf[start : start + bs]
+
+    def release(self) -> None:
+        self._buf = b""

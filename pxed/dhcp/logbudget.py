@@ -1,0 +1,52 @@
+# -*- test-case-name: tests.test_dhcp_logbudget -*-
+"""
+A budget for per-client log lines.
+
+Operators want one line per answered client ("52:54:...: proxydhcp
+x64-uefi -> snponly.efi"): it is how a boot is followed.  But when a rack
+powers on, formatting and writing thousands of lines a second costs more
+than answering the clients, and a slow answer costs firmware seconds.  So
+lines are spent from a token bucket; when it runs dry the rest are
+counted, and the next line that is written says how many were left out.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["LogBudget"]
+
+
+class LogBudget:
+    """
+    A token bucket of log lines.
+
+    @ivar rate: lines per second refilled.
+    @ivar burst: the most lines written back to back.
+    """
+
+    def __init__(self, clock: IReactorTime, rate: float = 20.0, burst: int = 50) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = clock.seconds()
+        self._suppressed = 0
+
+    def spend(self) -> int | None:
+        """
+        Ask to write one line.
+
+        @return: C{None} if the line must be left out (it is counted);
+            otherwise how many lines were left out since the last one
+            written, for the caller to mention.
+        """
+        now = self.clock.seconds()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            self._suppressed += 1
+            return None
+        self._tokens -= 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed

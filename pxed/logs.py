@@ -1,0 +1,121 @@
+# -*- test-case-name: tests.test_logging -*-
+"""
+C{twistd pxed --log-format json}: one JSON object per line, for log
+shippers (Loki, Elasticsearch, journald's JSON import).
+
+twisted.logger events already carry their fields (C{mac}, C{arch},
+C{stage}, C{peer} ...); here they become top-level keys beside the
+formatted message, the level, the namespace and an ISO 8601 time, so a
+shipper can index a machine's whole boot without parsing text.
+twisted.logger's own JSON format keeps Twisted's internals (the format
+string, the logger object, the source) and needs Twisted to read back;
+this one does not.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from twisted.logger import ILogObserver, formatEvent
+from twisted.python.logfile import LogFile
+from zope.interface import implementer
+
+__all__ = ["JSONLinesObserver", "event_record", "json_observer", "write_to"]
+
+#: Keys of the record itself; an event field with one of these names is
+#: kept as C{field_NAME}.
+_RESERVED = frozenset({"time", "level", "namespace", "system", "message", "traceback"})
+
+#: Keys that legacy (twisted.python.log) events carry for its own use.
+_LEGACY = frozenset({"message", "format", "isError", "time", "system", "why", "failure"})
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if depth < 4:
+        if isinstance(value, Mapping):
+            return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def event_record(event: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The flat JSON-ready form of a twisted.logger event.
+    """
+    when = event.get("log_time")
+    level = event.get("log_level")
+    record: dict[str, Any] = {
+        "time": (datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+                 if isinstance(when, (int, float)) else None),
+        "level": getattr(level, "name", "info"),
+        "namespace": event.get("log_namespace"),
+        "message": formatEvent(dict(event)),
+    }
+    system = event.get("log_system")
+    if system not in (None, "-"):
+        record["system"] = system
+    legacy = "log_legacy" in event or "isError" in event
+    for key, value in event.items():
+        if key.startswith("log_") or (legacy and key in _LEGACY):
+            continue
+        record[f"field_{key}" if key in _RESERVED else key] = _plain(value)
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            record["traceback"] = failure.getTraceback()
+        except Exception:
+            record["traceback"] = repr(failure)
+    return record
+
+
+@implementer(ILogObserver)
+class JSONLinesObserver:
+    """
+    Writes each event to C{out} as one line of JSON.
+    """
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        try:
+            line = json.dumps(event_record(event), ensure_ascii=False)
+        except Exception as e:  # never lose the line: say what could not be written
+            line = json.dumps({"level": "error", "message": f"unloggable event: {e!r}"})
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+#: Where L{json_observer} writes: C{None} or "-" for standard output.
+_logfile: str | None = None
+
+
+def write_to(logfile: str | None) -> None:
+    """
+    Tell L{json_observer} where twistd's C{--logfile} points.
+    """
+    global _logfile
+    _logfile = logfile
+
+
+def json_observer() -> ILogObserver:
+    """
+    The log observer factory twistd's C{--logger} is given for
+    C{--log-format json}: to twistd's C{--logfile} (rotated like twistd's
+    own), or standard output.
+    """
+    out: IO[str]
+    if _logfile in (None, "", "-"):
+        out = sys.stdout
+    else:
+        out = LogFile.fromFullPath(_logfile)  # type: ignore[assignment]
+    return JSONLinesObserver(out)
