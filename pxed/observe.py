@@ -129,7 +129,7 @@ class BootRecorder:
 
     def _finished(self, mac: str, beacon: BootEvent) -> None:
         boot = timeline.current_boot(self.store.events(mac))
-        started = boot[0].when if boot and boot[0] is not beacon else None
+        started = boot[0].when if len(boot) > 1 else None  # not the beacon alone
         self.metrics.boot_finished(beacon.when - started if started is not None else None)
 
     def _check_loop(self, mac: str, event: BootEvent) -> None:

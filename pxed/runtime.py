@@ -18,7 +18,7 @@ reported: those need a restart.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from pxed.policy.api import APIRule
 from pxed.policy.rules import boot_section_rules
 from pxed.signing import Signer
 from pxed.store import FileStateStore, IStateStore, MemoryStateStore
-from pxed.tftp.source import ChainSource, IFileSource, MappingSource
+from pxed.tftp.source import ChainSource, FilesystemSource, IFileSource, MappingSource
 
 __all__ = ["PolicyRuntime", "SwitchSource", "make_store", "policy_from_config", "tftp_source"]
 
@@ -79,12 +79,16 @@ def _chained_files(config: Config) -> Iterator[str]:
 
 def tftp_source(config: Config) -> IFileSource:
     """
-    What TFTP serves: the boot programs under their file names, and files
-    that rules chain PXE firmware into under their L{firmware_name}.
+    What TFTP serves: the boot programs under their file names, files that
+    rules chain PXE firmware into under their L{firmware_name}, then the
+    files of C{tftp.root} (read-only; it cannot shadow the names before).
     """
     programs = MappingSource({path.name: path for path in config.bootloaders.values()})
     chained = MappingSource({firmware_name(path): Path(path) for path in _chained_files(config)})
-    return ChainSource([programs, chained])
+    sources: list[IFileSource] = [programs, chained]
+    if config.tftp.root is not None:
+        sources.append(FilesystemSource(config.tftp.root))
+    return ChainSource(sources)
 
 
 @implementer(IFileSource)
@@ -206,6 +210,8 @@ class PolicyRuntime(service.Service):
             changed.append("policy.state_file")
         if new.status != old.status:
             changed.append("status")
+        if replace(new.tftp, root=None) != replace(old.tftp, root=None):
+            changed.append("tftp")  # its limits; tftp.root switches on reload
         return changed
 
     def reload(self) -> tuple[bool, str]:

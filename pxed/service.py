@@ -172,7 +172,8 @@ def makeBootService(
     source = SwitchSource(tftp_source(config))
     transfers = TFTPServerProtocol(source, reactor=reactor,
                                    on_transfer_start=recorder.tftp_started,
-                                   on_transfer_end=recorder.tftp_ended)
+                                   on_transfer_end=recorder.tftp_ended,
+                                   **config.tftp.protocol_options())
     metrics.track_tftp(lambda: transfers.active_transfers)
     tftp = UDPService(server.ports.tftp, transfers, bind, device, reactor)
     tftp.setName("tftp")

@@ -340,9 +340,64 @@ class BrowserTests(StatusTestCase):
         rows.feed(dom)
         self.assertEqual(rows.status, {MAC: "booted", OTHER: "booting"})
         self.assertIn("2 machines", dom)
+        self.assertIn('class="live ok"', dom)  # the poll worked
         # The open machine's timeline, each stage with its details.
         self.assertIn(f'data-for="{MAC}"', dom)
         for text in ("ProxyDHCP offer", "iPXE script", "vmlinuz, 10 B", "beacon"):
             self.assertIn(text, dom)
         self.assertIn("width: 100%", dom)  # the booted machine's bar
         self.assertIn("width: 45%", dom)  # the other one, at iPXE DHCP
+
+
+class ServiceWiringTests(unittest.TestCase):
+    """
+    C{makeBootService} serves what C{status:} asks for, and nothing else.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def serve(self, status: dict[str, Any]) -> Any:
+        from pxed.config import parse_config
+        from pxed.service import makeBootService
+
+        folder = Path(self.mktemp()).absolute()
+        folder.mkdir()
+        for name in ("undionly.kpxe", "snponly.efi"):
+            (folder / name).write_bytes(b"x")
+        config = parse_config({
+            "server": {"address": "127.0.0.1", "ports": {"dhcp": 0, "pxe": 0, "tftp": 0,
+                                                         "http": 0}},
+            "bootloaders": {"x86-bios": str(folder / "undionly.kpxe"),
+                            "x64-uefi": str(folder / "snponly.efi")},
+            "status": status,
+        }, "test")
+        http = makeBootService(config).getServiceNamed("http")  # type: ignore[attr-defined]
+        http.startService()
+        self.addCleanup(http.stopService)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        codes = {}
+        for path in ("/_/status/", "/ops/", "/_/machines", "/metrics"):
+            response = yield treq.get(f"http://127.0.0.1:{http.port.getHost().port}{path}",
+                                      pool=pool, timeout=10)
+            yield treq.content(response)
+            codes[path] = response.code
+        return codes
+
+    @defer.inlineCallbacks
+    def test_defaults(self) -> Any:
+        codes = yield self.serve({})
+        self.assertEqual(codes, {"/_/status/": 200, "/ops/": 404, "/_/machines": 200,
+                                 "/metrics": 200})
+
+    @defer.inlineCallbacks
+    def test_moved_and_off(self) -> Any:
+        codes = yield self.serve({"page": "/ops", "metrics": False})
+        self.assertEqual(codes, {"/_/status/": 404, "/ops/": 200, "/_/machines": 200,
+                                 "/metrics": 404})
+
+    @defer.inlineCallbacks
+    def test_all_off(self) -> Any:
+        codes = yield self.serve({"page": False, "api": False, "metrics": False})
+        self.assertEqual(set(codes.values()), {404})

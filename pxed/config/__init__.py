@@ -31,6 +31,7 @@ from pxed.config.server import (
     parse_server,
 )
 from pxed.config.status import StatusConfig, parse_status
+from pxed.config.tftp import TFTPConfig, parse_tftp
 from pxed.policy import BootSpec
 
 __all__ = [
@@ -42,12 +43,13 @@ __all__ = [
     "Ports",
     "ServerConfig",
     "StatusConfig",
+    "TFTPConfig",
     "load_config",
     "parse_config",
 ]
 
 #: The top-level sections; each is parsed by its own module.
-SECTIONS = {"server", "boot", "bootloaders", "policy", "status"}
+SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Config:
     bootloaders: Mapping[str, Path]
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
+    tftp: TFTPConfig = field(default_factory=TFTPConfig)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -76,6 +79,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         bootloaders=parse_bootloaders(reader, top.get("bootloaders")),
         policy=parse_policy(reader, top.get("policy")),
         status=parse_status(reader, top.get("status")),
+        tftp=parse_tftp(reader, top.get("tftp")),
     )
 
 

@@ -1,0 +1,119 @@
+# -*- test-case-name: tests.test_tftp_tap -*-
+"""
+C{twistd pxed-tftp}: pxed's TFTP server on its own, serving a directory.
+
+It is the same engine C{twistd pxed} runs (windowsize, adaptive timeouts,
+limits), for sites that want a fast read-only TFTP server and nothing
+else.  The limits are validated by the C{tftp:} configuration section's
+own parser, so the two commands accept exactly the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, Service
+from twisted.python import usage
+
+from pxed.config.reader import ConfigError, Reader
+from pxed.config.tftp import TFTPConfig, parse_tftp
+from pxed.net import PacketInfoPort
+from pxed.tftp.protocol import TFTPServerProtocol
+from pxed.tftp.source import FilesystemSource
+
+__all__ = ["Options", "TFTPService", "makeService"]
+
+_DEFAULTS = TFTPConfig()
+
+#: Options that are C{tftp:} configuration keys, with how to read them.
+_LIMITS = {
+    "max-blksize": int,
+    "max-windowsize": int,
+    "timeout": float,
+    "retries": int,
+    "patience": float,
+    "max-transfers": int,
+    "max-per-client": int,
+}
+
+
+class Options(usage.Options):
+    synopsis = "--root DIR [options]"
+    longdesc = (
+        "pxed-tftp: a read-only TFTP server (RFC 1350 with blksize, tsize, timeout and "
+        "windowsize) serving the files below --root."
+    )
+    optParameters = [
+        ["root", "r", None, "The directory to serve (read-only; required)."],
+        ["port", "p", 69, "The UDP port to listen on.", int],
+        ["interface", "i", "", "The local address to listen on (default: all)."],
+        ["max-blksize", None, _DEFAULTS.max_blksize,
+         "Largest block size granted (also kept within the receiving interface's MTU)."],
+        ["max-windowsize", None, _DEFAULTS.max_windowsize, "Largest RFC 7440 window granted."],
+        ["timeout", None, _DEFAULTS.timeout,
+         "Retransmission timeout ceiling, in seconds (below it, it follows the round trip)."],
+        ["retries", None, _DEFAULTS.retries, "Retransmissions at the full timeout."],
+        ["patience", None, _DEFAULTS.patience,
+         "Seconds without progress before a transfer is given up."],
+        ["max-transfers", None, _DEFAULTS.max_transfers, "Concurrent transfers."],
+        ["max-per-client", None, _DEFAULTS.max_per_client,
+         "Concurrent transfers per client address."],
+    ]
+
+    def postOptions(self) -> None:
+        if not self["root"]:
+            raise usage.UsageError("--root DIR is required")
+        if not 0 <= self["port"] <= 65535:
+            raise usage.UsageError(f"--port must be 0..65535, not {self['port']}")
+        section: dict[str, Any] = {"root": self["root"]}
+        for name, kind in _LIMITS.items():
+            try:
+                section[name.replace("-", "_")] = kind(self[name])
+            except ValueError:
+                raise usage.UsageError(f"--{name} must be a number, not {self[name]!r}") from None
+        try:
+            self["config"] = parse_tftp(Reader("pxed-tftp"), section)
+        except ConfigError as e:
+            option = "--" + e.key.split(".", 1)[-1].replace("_", "-")
+            raise usage.UsageError(f"{option}: {e.problem}") from None
+
+
+class TFTPService(Service):
+    """
+    Listens for TFTP requests while running.  The port reports where each
+    request arrived, so that replies leave from the address the client
+    asked and block sizes fit the receiving interface's MTU.
+    """
+
+    def __init__(self, protocol: TFTPServerProtocol, port: int, interface: str = "",
+                 reactor: Any = None) -> None:
+        self.protocol = protocol
+        self.port_number = port
+        self.interface = interface
+        self.reactor = reactor
+        self.port: PacketInfoPort | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        self.port = PacketInfoPort(self.port_number, self.protocol, self.interface,
+                                   reactor=self.reactor)
+        self.port.startListening()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    config: TFTPConfig = options["config"]
+    assert config.root is not None
+    protocol = TFTPServerProtocol(FilesystemSource(config.root), reactor,
+                                  **config.protocol_options())
+    return TFTPService(protocol, options["port"], options["interface"], reactor)
