@@ -9,7 +9,7 @@ DISCOVER per simulated machine (distinct MACs, giaddr 127.0.0.1) and
 measures when each proxy offer comes back to it at 127.0.0.1:67, as a
 real relay would receive it.
 
-Each server runs alone on one core (pinned), the relay on the other, both
+Each server is pinned to one core, the relay to the other, both
 in a network namespace with nothing but loopback that the benchmark
 creates and deletes, so port 67 is free and no packet can leave:
 
@@ -228,6 +228,8 @@ def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window
             for mode, mode_rate, mode_window in (("paced", rate, 0), ("flood", 0, window)):
                 runs = [_run_client(ns, 1, machines, mode_rate, mode_window, timeout)
                         for _ in range(repeat)]
+                for run in runs:
+                    run.update(rate=mode_rate, window=mode_window)
                 result = combine(runs)
                 result.update(server=server, mode=mode, rate=mode_rate, window=mode_window)
                 results.append(result)
@@ -305,12 +307,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sizes = [int(n) for n in args.machines.split(",")]
     results: list[dict[str, Any]] = []
+    rounds: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="pxed-bench-") as tmp:
-        for server in servers:
-            workdir = Path(tmp) / server
-            workdir.mkdir()
-            results += run_server(server, workdir, sizes, args.rate, args.window, args.timeout,
-                                  max(1, args.repeat))
+        # Servers take turns, round after round, so that a noisy moment of
+        # a shared machine falls on both rather than on one.
+        for round_number in range(max(1, args.repeat)):
+            for server in servers:
+                workdir = Path(tmp) / f"{server}-{round_number}"
+                workdir.mkdir()
+                for run in run_server(server, workdir, sizes, args.rate, args.window,
+                                      args.timeout, repeat=1):
+                    key = (server, run["mode"], run["machines"])
+                    rounds.setdefault(key, []).extend(run["runs"])
+    for (server, mode, _machines), runs in rounds.items():
+        result = combine(runs)
+        result.update(server=server, mode=mode, rate=runs[0]["rate"], window=runs[0]["window"])
+        results.append(result)
     print(f"median of {max(1, args.repeat)} runs each; max and lost over all runs")
     print(_table(results))
     for line in _ratios(results):

@@ -100,11 +100,11 @@ def parse_tftp(reader: Reader, value: Any) -> TFTPConfig:
         if section.get(name) is not None:
             limits[name] = _whole(reader, section[name], f"tftp.{name}", least, most)
     # RFC 2349 caps a negotiated timeout at 255 s; the ceiling stays within it.
-    for name, most in (("timeout", 255.0), ("patience", 86400.0)):
+    for name, ceiling in (("timeout", 255.0), ("patience", 86400.0)):
         if section.get(name) is not None:
             seconds = parse_duration(reader, section[name], f"tftp.{name}")
-            if seconds > most:
-                raise reader.fail(f"tftp.{name}", f"must be at most {most:g} seconds")
+            if seconds > ceiling:
+                raise reader.fail(f"tftp.{name}", f"must be at most {ceiling:g} seconds")
             limits[name] = seconds
     timeout = limits.get("timeout", defaults.timeout)
     if "patience" in limits and limits["patience"] < timeout:

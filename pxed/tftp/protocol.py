@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -27,8 +28,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import packet as P
+from .mtu import MTUCache
 from .session import ReadSession, SessionLimits, TransferResult
 from .source import AccessViolation, FileNotFound, IFileSource, IReadable
+from .transfer import TransferProtocol, listen_transfer
 
 __all__ = ["TFTPServerProtocol", "TransferProtocol", "SUPPORTED_MODES"]
 
@@ -43,57 +46,6 @@ EndObserver = Callable[[Address, str, TransferResult], object]
 log = Logger()
 
 
-class TransferProtocol(DatagramProtocol):
-    """
-    The transfer-ID port of one read transfer: feeds the client's packets to
-    a L{ReadSession} and turns strangers away with ERROR 5.
-    """
-
-    # One port per transfer: Twisted's per-port start/stop lines would drown
-    # the one info line per transfer that this package logs.
-    noisy = False
-
-    def __init__(
-        self, peer: Address, session_factory: Callable[[Callable[[bytes], object]], ReadSession]
-    ) -> None:
-        self.peer = peer
-        self._session_factory = session_factory
-        self.session: ReadSession | None = None
-
-    def startProtocol(self) -> None:
-        self.session = self._session_factory(self._send)
-        self.session.start()
-
-    def _send(self, datagram: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(datagram, self.peer)
-
-    def stopProtocol(self) -> None:
-        # The port closed under a live session (reactor shutdown): end it.
-        if self.session is not None and not self.session.finished:
-            self.session.abort("Transfer port closed")
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        try:
-            if (addr[0], addr[1]) != self.peer:
-                self._stranger(datagram, addr)
-            elif self.session is not None:
-                self.session.datagramReceived(datagram)
-        except Exception:
-            log.failure("error handling a datagram from {peer}", peer=addr)
-
-    def _stranger(self, datagram: bytes, addr: Address) -> None:
-        log.debug(
-            "packet from unknown TID {peer} on transfer to {client}", peer=addr, client=self.peer
-        )
-        # Never answer an ERROR with an ERROR: two confused peers would loop.
-        if datagram[:2] == b"\x00\x05":
-            return
-        reply = P.encode(P.Error(P.ERR_UNKNOWN_TID, "Unknown transfer ID"))
-        assert self.transport is not None
-        self.transport.write(reply, addr)
-
-
 class TFTPServerProtocol(DatagramProtocol):
     """
     Serve read requests from C{source}.
@@ -101,7 +53,9 @@ class TFTPServerProtocol(DatagramProtocol):
     @param source: where content comes from.
     @param reactor: used for the transfer ports and timers (defaults to the
         global reactor); tests pass their own.
-    @param max_blksize: largest blksize granted (1468 fits an Ethernet frame).
+    @param max_blksize: largest blksize granted (1468 fits an Ethernet frame);
+        with packet info (see L{datagramReceivedWithInfo}) also no more than
+        fits the MTU of the interface the request arrived on.
     @param max_windowsize: largest RFC 7440 windowsize granted.
     @param timeout: ceiling of the retransmission timeout, which otherwise
         follows the measured round trip (a client-negotiated timeout is used
@@ -159,6 +113,7 @@ class TFTPServerProtocol(DatagramProtocol):
         self._transfers: dict[tuple[Address, str], ReadSession | None] = {}
         self._ports: dict[tuple[Address, str], tuple[IListeningPort, TransferProtocol]] = {}
         self._running = False
+        self.mtus = MTUCache(reactor)
 
     @property
     def active_transfers(self) -> int:
@@ -184,14 +139,18 @@ class TFTPServerProtocol(DatagramProtocol):
         """
         Like C{datagramReceived}, from a port that reports where each
         datagram arrived (pxed's C{PacketInfoPort}: an object with
-        C{destination} and C{local} addresses).  The transfer port is then
-        bound to the address the client sent its request to, which matters
-        on a multi-homed host listening on all addresses: a reply from
-        another address would be dropped by the client.
+        C{destination} and C{local} addresses, and the C{ifindex} of the
+        interface).  The transfer port is then bound to the address the
+        client sent its request to, which matters on a multi-homed host
+        listening on all addresses: a reply from another address would be
+        dropped by the client.  And the block size is kept within that
+        interface's MTU (see L{pxed.tftp.mtu}).
         """
         try:
             local = _requestedAddress(info) or self._listeningAddress()
-            self._handle(datagram, (addr[0], addr[1]), local)
+            ifindex = getattr(info, "ifindex", 0)
+            fits = self.mtus.max_blksize(ifindex) if isinstance(ifindex, int) else None
+            self._handle(datagram, (addr[0], addr[1]), local, fits)
         except Exception:
             log.failure("error handling a datagram from {peer}", peer=addr)
 
@@ -199,7 +158,9 @@ class TFTPServerProtocol(DatagramProtocol):
         assert self.transport is not None
         self.transport.write(P.encode(P.Error(code, message)), addr)
 
-    def _handle(self, datagram: bytes, addr: Address, local: str) -> None:
+    def _handle(
+        self, datagram: bytes, addr: Address, local: str, fits: int | None = None
+    ) -> None:
         try:
             pkt = P.decode(datagram)
         except P.UnknownOpcode as e:
@@ -219,17 +180,15 @@ class TFTPServerProtocol(DatagramProtocol):
         if not isinstance(pkt, P.ReadRequest):
             log.debug("ignoring {packet!r} on the request port from {peer}", packet=pkt, peer=addr)
             return
-        self._readRequest(pkt, addr, local)
+        limits = self.limits
+        if fits is not None and fits < limits.max_blksize:
+            limits = replace(limits, max_blksize=fits)
+        self._readRequest(pkt, addr, local, limits)
 
-    def _readRequest(self, request: P.ReadRequest, addr: Address, local: str) -> None:
+    def _readRequest(
+        self, request: P.ReadRequest, addr: Address, local: str, limits: SessionLimits
+    ) -> None:
         key = (addr, request.filename)
-        log.debug(
-            "RRQ {filename} from {peer} mode {mode} options {options}",
-            filename=request.filename,
-            peer=addr,
-            mode=request.mode,
-            options=request.options,
-        )
         if key in self._transfers:
             # The client retransmitted its request; the session that is
             # already running will retransmit on its own timer.
@@ -261,7 +220,7 @@ class TFTPServerProtocol(DatagramProtocol):
         d.addCallbacks(
             self._opened,
             self._openFailed,
-            callbackArgs=(request, addr, local),
+            callbackArgs=(request, addr, local, limits),
             errbackArgs=(request, addr),
         )
         d.addErrback(lambda f: log.failure("starting transfer to {peer}", f, peer=addr))
@@ -303,7 +262,12 @@ class TFTPServerProtocol(DatagramProtocol):
         return "" if host in ("0.0.0.0", "::") else host
 
     def _opened(
-        self, readable: IReadable, request: P.ReadRequest, addr: Address, local: str
+        self,
+        readable: IReadable,
+        request: P.ReadRequest,
+        addr: Address,
+        local: str,
+        limits: SessionLimits,
     ) -> None:
         key = (addr, request.filename)
         if not self._running:
@@ -312,10 +276,11 @@ class TFTPServerProtocol(DatagramProtocol):
             return
 
         def makeSession(send: Callable[[bytes], object]) -> ReadSession:
-            session = ReadSession(request, readable, send, self.reactor, self.limits, peer=addr)
+            session = ReadSession(request, readable, send, self.reactor, limits, peer=addr)
             self._transfers[key] = session
             session.done.addCallback(self._ended, request, addr)
-            log.info(
+            # Debug only: the line at the end says everything, once.
+            log.debug(
                 "TFTP start: {filename} to {host}:{port} (options {options})",
                 filename=request.filename,
                 host=addr[0],
@@ -328,7 +293,7 @@ class TFTPServerProtocol(DatagramProtocol):
 
         transfer = TransferProtocol(addr, makeSession)
         try:
-            port = self.reactor.listenUDP(0, transfer, interface=local)
+            port = listen_transfer(self.reactor, transfer, local)
         except CannotListenError:
             log.failure("no transfer port for {peer}", peer=addr)
             self._transfers.pop(key, None)

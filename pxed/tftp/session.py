@@ -141,7 +141,11 @@ class ReadSession:
         self._oack_pending = False
         self._retries = 0
         self._full_retries = 0
+        # The retransmission timer, and when a retransmission is due (None
+        # while a window is still being sent).
         self._timer: IDelayedCall | None = None
+        self._due: float | None = None
+        self._send_failed = False
         self._burst_timer: IDelayedCall | None = None
         self._finished = False
         self._started_at = 0.0
@@ -160,23 +164,28 @@ class ReadSession:
 
     def start(self) -> None:
         """Send the OACK, or DATA 1 when no option was accepted."""
-        self._started_at = self._progress_at = self._clock.seconds()
+        now = self._started_at = self._progress_at = self._clock.seconds()
         if self.negotiated.oack:
             self._oack_pending = True
             self._send_oack()
-            self._oack_sent_at = self._started_at
-            self._arm()
+            self._oack_sent_at = now
+            self._arm(now)
         else:
-            self._send_window(1)
+            self._send_window(1, now)
 
-    # Incoming packets
+    # Incoming packets.  Nothing here logs per packet: twistd writes debug
+    # lines too, and a client could fill the log (and slow every transfer).
 
     def datagramReceived(self, datagram: bytes) -> None:
         """Handle a datagram from the client's transfer ID."""
+        # Nearly every datagram is an ACK: read it without a packet object.
+        if len(datagram) >= 4 and datagram[1] == P.OP_ACK and datagram[0] == 0:
+            if not self._finished:
+                self._ackReceived(datagram[2] << 8 | datagram[3])
+            return
         try:
             pkt = P.decode(datagram)
-        except P.MalformedPacket as e:
-            log.debug("ignoring malformed packet from {peer}: {reason}", peer=self.peer, reason=e)
+        except P.MalformedPacket:
             return
         self.packetReceived(pkt)
 
@@ -194,48 +203,52 @@ class ReadSession:
                 message=pkt.message,
             )
             self._finish("aborted", f"client error {pkt.code}: {pkt.message}")
-        else:
-            log.debug("ignoring unexpected {packet!r} from {peer}", packet=pkt, peer=self.peer)
 
     def _ackReceived(self, wire: int) -> None:
+        now = self._clock.seconds()
         if self._oack_pending:
             if wire != 0:
-                log.debug("ignoring ACK {block} while waiting for ACK 0", block=wire)
-                return
+                return  # a stray ACK while waiting for ACK 0
             self._oack_pending = False
             if self._oack_sent_at is not None:
-                self._sample(self._oack_sent_at)
-            self._progress()
-            self._send_window(1)
+                self._sample(self._oack_sent_at, now)
+            self._progress(now)
+            self._send_window(1, now)
             return
         # Map the 16-bit number onto the blocks in flight.  At most
         # windowsize (< 65536) blocks are outstanding, so this is unambiguous.
-        n = self._acked + ((wire - self._acked) & 0xFFFF)
-        if n == self._acked or n > self._highest_sent:
-            log.debug("ignoring stale or duplicate ACK {block}", block=wire, peer=self.peer)
-            return
-        clean = n >= self._window_end and self._next_send > self._window_end
-        sent_at = self._sent_at.get(n)
-        if sent_at is not None:
+        acked = self._acked
+        n = acked + ((wire - acked) & 0xFFFF)
+        highest = self._highest_sent
+        if n == acked or n > highest:
+            return  # duplicate or stale: only a timeout retransmits
+        window_end = self._window_end
+        clean = n >= window_end and self._next_send > window_end
+        sent_at = self._sent_at
+        when = sent_at.get(n)
+        if when is not None:
             # A gap ACK waits for a later block to arrive, so it measures
             # the round trip plus some pacing: it may only lower the
             # estimate (useful when no window has been clean yet).
             srtt = self.pacing.srtt
-            if clean or srtt is None or self._clock.seconds() - sent_at < srtt:
-                self._sample(sent_at)
-        for block in range(self._acked + 1, n + 1):
-            self._sent_at.pop(block, None)
+            if clean or srtt is None or now - when < srtt:
+                self._sample(when, now)
+        if n == highest:
+            sent_at.clear()
+        else:
+            for block in range(acked + 1, n + 1):
+                sent_at.pop(block, None)
         self._acked = n
-        self._progress()
+        self._progress(now)
         if n == self._last:
             self._finish("complete")
             return
         if clean:
             self.pacing.clean()
         else:
-            log.debug("client {peer} reports a gap after block {block}", peer=self.peer, block=wire)
+            # The client saw a gap after block n (RFC 7440).
             self.pacing.loss()
-        self._send_window(n + 1)
+        self._send_window(n + 1, now)
 
     def abort(self, reason: str) -> None:
         """End the transfer from the server side, telling the client why."""
@@ -256,68 +269,82 @@ class ReadSession:
         try:
             self._send(datagram)
         except Exception:
-            # A send failure is like a lost packet: the timer recovers.
-            log.failure("sending to {peer} failed", peer=self.peer)
+            # A send failure is like a lost packet: the timer recovers.  It
+            # is logged once per transfer, not once per packet.
+            if not self._send_failed:
+                self._send_failed = True
+                log.failure("sending to {peer} failed", peer=self.peer)
 
-    def _send_window(self, first: int) -> None:
+    def _send_window(self, first: int, now: float) -> None:
         """Start sending the window of blocks beginning at C{first}."""
-        _cancel(self._timer)
-        _cancel(self._burst_timer)
-        self._timer = self._burst_timer = None
+        burst = self._burst_timer
+        if burst is not None:
+            if burst.active():
+                burst.cancel()
+            self._burst_timer = None
+        # No retransmission is due until the window has gone out; a timer
+        # still pending from the last window finds nothing to do.
+        self._due = None
         self._next_send = first
-        self._window_end = first + self.windowsize - 1
-        if self._last is not None:
-            self._window_end = min(self._window_end, self._last)
-        self._send_burst()
+        end = first + self.windowsize - 1
+        if self._last is not None and end > self._last:
+            end = self._last
+        self._window_end = end
+        self._send_burst(now)
 
-    def _send_burst(self) -> None:
+    def _send_burst(self, now: float | None = None) -> None:
         """Send the next burst of the window, then wait for the next burst or an ACK."""
         self._burst_timer = None
+        if now is None:
+            now = self._clock.seconds()
         first = n = self._next_send
-        now = self._clock.seconds()
+        stop = min(self._window_end, first + self.pacing.burst - 1)
+        datagram, transmit, sent_at = self._blocks.datagram, self._transmit, self._sent_at
+        highest, blksize = self._highest_sent, self.blksize
         try:
-            for n in range(first, min(self._window_end, first + self.pacing.burst - 1) + 1):
-                payload = self._blocks.block(n)
-                if n <= self._highest_sent:
+            for n in range(first, stop + 1):
+                packet = datagram(n)
+                if n <= highest:
                     self.retransmits += 1
-                    self.bytes_retransmitted += len(payload)
-                    self._sent_at[n] = None
+                    self.bytes_retransmitted += len(packet) - 4
+                    sent_at[n] = None
                 else:
-                    self._highest_sent = n
-                    self._sent_at[n] = now
-                self._transmit(P.encode(P.Data(n & 0xFFFF, payload)))
-                self._next_send = n + 1
-                if len(payload) < self.blksize:
+                    highest = n
+                    sent_at[n] = now
+                transmit(packet)
+                if len(packet) - 4 < blksize:
                     self._last = self._window_end = n
-                    self._last_len = len(payload)
+                    self._last_len = len(packet) - 4
                     break
         except Exception as e:
+            self._highest_sent = highest
             log.failure("reading {filename} failed", filename=self.request.filename)
             self._send_error(P.ERR_UNDEFINED, "Read error")
             self._finish("error", f"read error: {e}")
             return
-        log.debug("sent DATA {first}..{last} to {peer}", first=first, last=n, peer=self.peer)
-        if self._next_send > self._window_end:
-            self._arm()
+        self._highest_sent = highest
+        self._next_send = n + 1
+        if n >= self._window_end:
+            self._arm(now)
         else:
             self._burst_timer = self._clock.callLater(self.pacing.gap, self._send_burst)
 
     # Timing
 
-    def _sample(self, sent_at: float) -> None:
+    def _sample(self, sent_at: float, now: float) -> None:
         """
         Feed a round trip to the estimator, unless the answer came about
         when the retransmission timer would have fired: that is the
         client's own timer answering (its previous packet was lost), not the
         path, and taking it would pin the timeout at its ceiling.
         """
-        rtt = self._clock.seconds() - sent_at
+        rtt = now - sent_at
         if rtt < 0.75 * self._delay():
             self.pacing.sample(rtt)
 
-    def _progress(self) -> None:
+    def _progress(self, now: float) -> None:
         self._retries = self._full_retries = 0
-        self._progress_at = self._clock.seconds()
+        self._progress_at = now
 
     def _delay(self) -> float:
         """The retransmission timeout for the next consecutive timeout."""
@@ -330,20 +357,37 @@ class ReadSession:
         limits = self.limits
         return self._progress_at + max(limits.patience, (limits.retries + 1) * self._timeout)
 
-    def _arm(self) -> None:
-        _cancel(self._timer)
-        remaining = max(0.0, self._deadline() - self._clock.seconds())
+    def _arm(self, now: float) -> None:
+        """
+        Make the retransmission timer fire at the next timeout (or, once
+        retransmissions are exhausted, at the deadline, waiting silently
+        for the client's own retransmitted ACK).
+
+        The pending timer is moved only if it must fire sooner: an ACK
+        normally pushes the timeout later, and then the timer, when it
+        fires, finds C{_due} ahead and waits again.  That is one timer
+        event per timeout instead of a cancel and a new timer per ACK.
+        """
+        remaining = max(0.0, self._deadline() - now)
         if self._full_retries < self.limits.retries:
             remaining = min(remaining, self._delay())
-        # Otherwise retransmissions are exhausted: wait silently for the
-        # client's own retransmitted ACK until the deadline.
-        self._timer = self._clock.callLater(remaining, self._timedOut)
+        self._due = now + remaining
+        timer = self._timer
+        if timer is None:
+            self._timer = self._clock.callLater(remaining, self._timedOut)
+        elif timer.getTime() > self._due:
+            timer.reset(remaining)
 
     def _timedOut(self) -> None:
         self._timer = None
-        if self._finished:
+        due = self._due
+        if self._finished or due is None:
             return
-        if self._clock.seconds() >= self._deadline() - 1e-6:
+        now = self._clock.seconds()
+        if now < due:
+            self._timer = self._clock.callLater(due - now, self._timedOut)
+            return
+        if now >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)
             self._send_error(P.ERR_UNDEFINED, "Timeout")
             if self._last is not None and self._highest_sent >= self._last:
@@ -360,10 +404,10 @@ class ReadSession:
             self.retransmits += 1
             self._oack_sent_at = None
             self._send_oack()
-            self._arm()
+            self._arm(now)
         else:
             self.pacing.loss()
-            self._send_window(self._acked + 1)
+            self._send_window(self._acked + 1, now)
 
     # Ending
 

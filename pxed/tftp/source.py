@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -283,6 +284,7 @@ class ChainSource:
 # it is small, block by block when blocks are huge, so a transfer never holds
 # more than about this much (or one block) in memory.
 READ_CHUNK = 65536
+_DATA_HEADER = struct.Struct("!HH").pack
 
 
 class BlockReader:
@@ -299,20 +301,31 @@ class BlockReader:
         self._blksize = blksize
         self._chunk = max(1, min(windowsize, READ_CHUNK // blksize)) * blksize
         self._buf = b""
+        self._view = memoryview(self._buf)
         self._first = 1  # block number of the buffer's start
         self._eof = False
 
     def block(self, n: int) -> bytes:
         """Block C{n} (numbered from 1)."""
+        return self.datagram(n)[4:]
+
+    def datagram(self, n: int) -> bytes:
+        """
+        The DATA packet of block C{n}: the payload with its header, built
+        with one copy (the per-packet path of every transfer goes here).
+        """
         bs = self._blksize
         start = (n - self._first) * bs
         available = len(self._buf) - start
         if start < 0 or not (available >= bs or (self._eof and available >= 0)):
             self._buf = self._readable.read((n - 1) * bs, self._chunk)
+            self._view = memoryview(self._buf)
             self._first = n
             self._eof = len(self._buf) < self._chunk
             start = 0
-        return self._buf[start : start + bs]
+        return _DATA_HEADER(3, n & 0xFFFF) + self._view[start : start + bs]
 
     def release(self) -> None:
+        self._view.release()
         self._buf = b""
+        self._view = memoryview(self._buf)
