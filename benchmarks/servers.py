@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def serve_pxed(config_path: str, log_path: str) -> None:
     """
     Run pxed's ProxyDHCP on SERVER_ADDRESS:67 until killed, logging every
-    event to C{log_path} as C{twistd pxed} does (it filters no level out).
+    event from info up to C{log_path}, as C{twistd pxed} does by default.
 
     The protocol is the one L{pxed.service.makeBootService} builds (with
     its responder, policy, boot log, metrics and observer), listening on a
@@ -37,14 +37,15 @@ def serve_pxed(config_path: str, log_path: str) -> None:
     listeners stay closed, its other services (the policy runtime) run.
     """
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import globalLogBeginner
 
+    from pxed import logs
     from pxed.config import load_config
     from pxed.net import PacketInfoPort
     from pxed.service import makeBootService
 
-    log_file = open(log_path, "a")  # noqa: SIM115 - open for the process's life
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(log_file)], redirectStandardIO=False)
+    logs.write_to(log_path)
+    globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
     top = makeBootService(load_config(config_path), reactor=reactor)
     listeners = {"proxydhcp", "bootserver", "tftp", "http"}
     for child in top:

@@ -20,11 +20,15 @@ from this checkout, logging to a file) and tftpd-hpa (C{in.tftpd
     transfer times, and failures.
 
 Each figure is the median of C{--repeat} runs.  Every download is checked
-(size and CRC-32) and a wrong one counts as a failure.  The servers share
-CPU 0 and the client runs on CPU 1 (C{--no-pin} lets the kernel choose);
-the client is L{benchmarks.tftpclient}, whose CPU use is printed so that a
-client-bound figure shows as one.  With C{--check-client}, atftp (a C
-client) fetches the lock-step file too, as a second opinion.
+(size and CRC-32) and a wrong one counts as a failure.  By default the
+servers share CPU 0 and the client runs on CPU 1, as if on two machines
+(C{--pin same} puts everything on CPU 0: a lock-step round trip then costs
+no cross-CPU wake-up, and the figures measure CPU per packet; C{--pin none}
+lets the scheduler choose, which makes lock-step figures vary from run to
+run with where it puts the two ends).  The client is
+L{benchmarks.tftpclient}, whose CPU use is printed so that a client-bound
+figure shows as one.  With C{--check-client}, atftp (a C client) fetches
+the lock-step file too, as a second opinion.
 """
 
 from __future__ import annotations
@@ -197,10 +201,14 @@ def atftp(port: int, name: str, size: int, blksize: int, windowsize: int, out: P
     return round(size / MIB / seconds, 1) if ok else 0.0
 
 
+#: Where the servers and the client run, for each C{--pin}.
+PINNING = {"split": (0, 1), "same": (0, 0), "none": (None, None)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
-    if pin:
-        os.sched_setaffinity(0, {1})
+    server_cpu, client_cpu = PINNING[args.pin]
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
     results: dict[str, Any] = {"single": {}, "concurrent": {}, "atftp": {}}
     with tempfile.TemporaryDirectory(prefix="pxed-tftp-bench-") as tmp:
         work = Path(tmp)
@@ -212,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         big, small = _file(root, "big.bin", big_size), _file(root, "small.bin", small_size)
         for server, start in (("tftpd-hpa", start_hpa), ("pxed", start_pxed)):
             port = _free_port()
-            proc = start(work, root, port, 0 if pin else None)
+            proc = start(work, root, port, server_cpu)
             try:
                 if not _ready(port):
                     log = work / ("pxed.out" if server == "pxed" else "hpa.out")
@@ -239,7 +247,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     except subprocess.TimeoutExpired:
                         proc.kill()
                         proc.wait(10)
-    results["pinned"] = pin
+    results["pin"] = args.pin
     return results
 
 
@@ -291,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="downloads at once of the 1 MiB file (default 200)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each measurement; medians are shown (default 3)")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin the servers to CPU 0 and the client to CPU 1")
+    parser.add_argument("--pin", choices=sorted(PINNING), default="split",
+                        help="split (default): the servers on CPU 0, the client on CPU 1; "
+                        "same: all on CPU 0; none: where the kernel puts them")
     parser.add_argument("--check-client", action="store_true",
                         help="also time atftp (a C client) on the lock-step download")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
@@ -301,9 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("in.tftpd") is None:
         print("in.tftpd is missing: apt-get install tftpd-hpa", file=sys.stderr)
         return 2
+    if args.pin != "none" and len(os.sched_getaffinity(0)) < 2:
+        print("--pin needs two CPUs; use --pin none", file=sys.stderr)
+        return 2
     results = run(args)
-    print(f"median of {args.repeat} runs; servers on CPU 0, client on CPU 1"
-          if results["pinned"] else f"median of {args.repeat} runs; no CPU pinning")
+    where = {"split": "servers on CPU 0, client on CPU 1", "same": "servers and client on CPU 0",
+             "none": "no CPU pinning"}[args.pin]
+    print(f"median of {args.repeat} runs; {where}")
     print(table(results))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

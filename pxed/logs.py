@@ -20,11 +20,25 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from twisted.logger import ILogObserver, formatEvent
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
-__all__ = ["JSONLinesObserver", "event_record", "json_observer", "write_to"]
+__all__ = [
+    "JSONLinesObserver",
+    "event_record",
+    "json_observer",
+    "set_level",
+    "text_observer",
+    "write_to",
+]
 
 #: Keys of the record itself; an event field with one of these names is
 #: kept as C{field_NAME}.
@@ -107,15 +121,43 @@ def write_to(logfile: str | None) -> None:
     _logfile = logfile
 
 
+#: The least severe level written; per-packet detail is debug, so the
+#: default keeps a boot storm from turning into a logging storm.
+_level: LogLevel = LogLevel.info
+
+
+def set_level(name: str) -> None:
+    """
+    Set the level L{json_observer} and L{text_observer} write from.
+
+    @raise InvalidLogLevelError: for a name that is not a twisted.logger level.
+    """
+    global _level
+    _level = LogLevel.levelWithName(name)
+
+
+def _output() -> IO[str]:
+    if _logfile in (None, "", "-"):
+        return sys.stdout
+    return LogFile.fromFullPath(_logfile)  # type: ignore[return-value]
+
+
+def _filtered(observer: ILogObserver) -> ILogObserver:
+    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=_level)])
+
+
 def json_observer() -> ILogObserver:
     """
     The log observer factory twistd's C{--logger} is given for
     C{--log-format json}: to twistd's C{--logfile} (rotated like twistd's
     own), or standard output.
     """
-    out: IO[str]
-    if _logfile in (None, "", "-"):
-        out = sys.stdout
-    else:
-        out = LogFile.fromFullPath(_logfile)  # type: ignore[assignment]
-    return JSONLinesObserver(out)
+    return _filtered(JSONLinesObserver(_output()))
+
+
+def text_observer() -> ILogObserver:
+    """
+    twistd's usual text lines, from the configured level up (twistd's own
+    observer writes debug events too).
+    """
+    return _filtered(textFileLogObserver(_output()))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, Service
+from twisted.logger import InvalidLogLevelError
 from twisted.python import usage
 
 from pxed import logs
@@ -38,6 +39,8 @@ class Options(usage.Options):
         ["config", "c", DEFAULT_CONFIG, "The YAML configuration file."],
         ["log-format", None, "text", "text, or json: one JSON object per line with each event's "
          "fields (mac, arch, stage, peer ...), for log shippers."],
+        ["log-level", None, "info", "The least severe events written: debug (every packet), "
+         "info (one line per boot stage), warn, error or critical."],
     ]
 
     def postOptions(self) -> None:
@@ -58,14 +61,23 @@ class Options(usage.Options):
         fmt = self["log-format"]
         if fmt not in ("text", "json"):
             raise usage.UsageError(f"--log-format must be text or json, not {fmt!r}")
+        try:
+            logs.set_level(self["log-level"])
+        except (ValueError, InvalidLogLevelError):
+            raise usage.UsageError(
+                f"--log-level must be debug, info, warn, error or critical, "
+                f"not {self['log-level']!r}") from None
         parent = getattr(self, "parent", None)
-        if fmt == "text" or parent is None:
+        if parent is None:
             return
         if parent.get("logger"):
-            raise usage.UsageError("--log-format json and twistd's --logger cannot be combined")
+            if fmt == "json":
+                raise usage.UsageError(
+                    "--log-format json and twistd's --logger cannot be combined")
+            return  # the user's own observer decides what it writes
         logfile = parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log")
         logs.write_to(logfile)
-        parent["logger"] = "pxed.logs.json_observer"
+        parent["logger"] = f"pxed.logs.{fmt}_observer"
 
 
 class ReloadOnSignal(Service):

@@ -178,8 +178,8 @@ class PolicyBootTests(unittest.TestCase):
         found, log = s.run(config, [s.marker])
         self.done(s, found, 1)
         self.assertIn(f"{s.mac}: served iPXE script (Chain from chained)", log)
-        self.assertIn(f"serving {export}/vmlinuz", log)
-        self.assertIn(f"serving {second}", log)
+        self.assertIn(f"{s.mac}: served exported file vmlinuz, ", log)
+        self.assertIn(f"{s.mac}: served chained program {second.name}, ", log)
         print(f"\n  chain to a second script: {s.seconds[0]:.1f} s")
 
     def test_chain_uefi_by_tftp(self) -> None:

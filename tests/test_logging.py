@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.logger import Logger, LogLevel, LogPublisher, textFileLogObserver
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
@@ -123,11 +123,44 @@ class OptionTests(unittest.TestCase):
         self.assertIs(options["logger"], logs.json_observer)
         self.assertEqual(logs._logfile, "/tmp/x.log")
 
-    def test_text_is_twistds_own(self) -> None:
+    def test_text_is_twistds_format_filtered(self) -> None:
+        """
+        Text stays twistd's own line format, but through pxed's observer so
+        per-packet debug events are not written by default.
+        """
         options = ServerOptions()
         options.parseOptions(["--nodaemon", "pxed", "--config", str(self.config)])
-        self.assertIsNone(options["logger"])
+        self.assertIs(options["logger"], logs.text_observer)
         self.assertEqual(options.subOptions["log-format"], "text")
+        self.assertEqual(options.subOptions["log-level"], "info")
+
+    def test_another_logger_is_kept_for_text(self) -> None:
+        options = ServerOptions()
+        options.parseOptions(["--logger", "twisted.logger.textFileLogObserver", "pxed",
+                              "--config", str(self.config)])
+        self.assertIs(options["logger"], textFileLogObserver)
+
+    def test_bad_level(self) -> None:
+        options = ServerOptions()
+        self.assertRaises(usage.UsageError, options.parseOptions,
+                          ["pxed", "--config", str(self.config), "--log-level", "chatty"])
+
+    def test_level_filters(self) -> None:
+        """
+        At the default level debug events are dropped and info events
+        written; C{--log-level debug} writes both.
+        """
+        self.addCleanup(logs.set_level, "info")
+        for level, expected in (("info", ["shown"]), ("debug", ["hidden", "shown"])):
+            logs.set_level(level)
+            out = io.StringIO()
+            self.patch(sys, "stdout", out)
+            observer = logs.text_observer()
+            for name, lvl in (("hidden", LogLevel.debug), ("shown", LogLevel.info)):
+                observer({"log_level": lvl, "log_format": name, "log_time": 0.0,
+                          "log_namespace": "t", "log_system": "-"})
+            written = [word for word in ("hidden", "shown") if word in out.getvalue()]
+            self.assertEqual(written, expected, level)
 
     def test_bad_format(self) -> None:
         options = ServerOptions()
@@ -151,8 +184,12 @@ class OptionTests(unittest.TestCase):
 
     def test_stdout_without_a_file(self) -> None:
         logs.write_to(None)
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
         observer = logs.json_observer()
-        self.assertIs(observer.out, sys.stdout)  # type: ignore[attr-defined]
+        observer({"log_level": LogLevel.info, "log_format": "to stdout", "log_time": 0.0,
+                  "log_namespace": "t"})
+        self.assertEqual(json.loads(out.getvalue())["message"], "to stdout")
 
 
 class TwistdTests(unittest.TestCase):

@@ -16,7 +16,7 @@ from pxed.tftp.session import (
     TransferResult,
     negotiate,
 )
-from pxed.tftp.source import BytesReadable
+from pxed.tftp.source import READ_AHEAD, BytesReadable
 
 
 class RecordingReadable(BytesReadable):
@@ -379,9 +379,13 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(h.take(), [])
 
     def test_readError(self) -> None:
-        h = Harness(b"x" * 2000, fail_at=600)
+        # Blocks 1..32 come from the first read (READ_AHEAD bytes); block
+        # 33 needs a second one, which fails.
+        h = Harness(b"x" * 20000, fail_at=READ_AHEAD + 1)
         self.assertEqual(h.take(), [data(1, b"x" * 512)])
-        self.assertEqual(h.ack(1), [P.Error(0, "Read error")])
+        for block in range(1, 32):
+            self.assertEqual(h.ack(block), [data(block + 1, b"x" * 512)])
+        self.assertEqual(h.ack(32), [P.Error(0, "Read error")])
         self.assertEqual(h.result.outcome, "error")
         self.assertEqual(h.readable.closed, 1)
         self.flushLoggedErrors(OSError)
@@ -427,11 +431,19 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(h.result.duration, 0.5)
 
     def test_chunkedReads(self) -> None:
-        """Content is read a window at a time, not block by block or whole."""
-        h = Harness(b"c" * 1000, {"blksize": "10", "windowsize": "8"})
-        self.assertEqual(h.run(), b"c" * 1000)
-        self.assertTrue(all(length == 80 for _, length in h.readable.reads))
-        self.assertEqual(len(h.readable.reads), 13)
+        """
+        Content is read a window at a time (at least READ_AHEAD bytes),
+        not block by block or whole.
+        """
+        h = Harness(b"c" * 100_000, {"blksize": "1000", "windowsize": "32"},
+                    SessionLimits(max_windowsize=32))
+        self.assertEqual(h.run(), b"c" * 100_000)
+        self.assertTrue(all(length == 32_000 for _, length in h.readable.reads))
+        self.assertEqual(len(h.readable.reads), 4)
+        lockstep = Harness(b"c" * 100_000, {"blksize": "1000"})
+        self.assertEqual(lockstep.run(), b"c" * 100_000)
+        self.assertEqual({length for _, length in lockstep.readable.reads}, {16_000})
+        self.assertEqual(len(lockstep.readable.reads), 7)
 
     def test_unknownSize(self) -> None:
         """Without a size, tsize is not answered, but the transfer works."""

@@ -5,6 +5,11 @@ Tests for L{pxed.tftp.source}.
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from pxed.tftp.source import (
+    READ_AHEAD,
     READ_CHUNK,
     AccessViolation,
     BlockReader,
@@ -28,6 +34,29 @@ from pxed.tftp.source import (
 )
 
 PEER = ("127.0.0.1", 1234)
+
+
+@contextmanager
+def _unprivileged() -> Iterator[None]:
+    """
+    Run the body as an ordinary user: as root, with the effective user and
+    group of nobody (put back afterwards, whatever happens); otherwise as
+    the current user.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    nobody = pwd.getpwnam("nobody")
+    gid = os.getegid()
+    os.setegid(nobody.pw_gid)
+    try:
+        os.seteuid(nobody.pw_uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+    finally:
+        os.setegid(gid)
 
 
 class _SourceMixin:
@@ -118,12 +147,24 @@ class FilesystemSourceTests(_SourceMixin, SynchronousTestCase):
         self.openFails(self.source, "fifo", AccessViolation)
 
     def test_unreadable(self) -> None:
-        if os.getuid() == 0:
-            raise self.skipTest("root can read anything")
-        path = self.root / "private"
-        path.write_bytes(b"x")
-        path.chmod(0)
-        self.openFails(self.source, "private", AccessViolation)
+        """
+        A file the server's user may not read is an access violation.  Root
+        reads anything, so under root the opens run as nobody.
+        """
+        # Trial's temporary directories are private to root: this root is
+        # one nobody can reach.
+        root = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, root)
+        root.chmod(0o755)
+        (root / "public").write_bytes(b"x")
+        (root / "private").write_bytes(b"x")
+        (root / "private").chmod(0)
+        source = FilesystemSource(root)
+        with _unprivileged():
+            # The root is reachable as that user: the refusal is the file's.
+            self.openOK(source, "public")
+            failure = self.failureResultOf(source.open("private", PEER), AccessViolation)
+        self.assertIn("Permission denied", failure.getErrorMessage())
 
     def test_closeTwice(self) -> None:
         r = self.openOK(self.source, "pxelinux.0")
@@ -214,11 +255,29 @@ class BlockReaderTests(SynchronousTestCase):
     def test_blocks(self) -> None:
         content = bytes(range(256)) * 4  # 1024 bytes
         r = CountingReadable(content)
-        reader = BlockReader(r, 100, 4)
+        reader = BlockReader(r, 100, 4, read_ahead=0)
         got = [reader.block(n) for n in range(1, 12)]
         self.assertEqual(b"".join(got), content)
         self.assertEqual([len(b) for b in got], [100] * 10 + [24])
         self.assertEqual(r.reads, [(0, 400), (400, 400), (800, 400)])
+
+    def test_readAhead(self) -> None:
+        """A window smaller than the read-ahead still reads the read-ahead."""
+        content = bytes(range(256)) * 4
+        r = CountingReadable(content)
+        reader = BlockReader(r, 100, 1, read_ahead=550)
+        self.assertEqual(b"".join(reader.block(n) for n in range(1, 12)), content)
+        self.assertEqual(r.reads, [(0, 500), (500, 500), (1000, 500)])
+        self.assertEqual(BlockReader(r, 100, 1)._chunk, READ_AHEAD // 100 * 100)
+
+    def test_datagrams(self) -> None:
+        """DATA packets come ready to send, block numbers wrapped to 16 bits."""
+        reader = BlockReader(BytesReadable(b"ab" * 5), 4, 2)
+        self.assertEqual(reader.datagram(1), b"\x00\x03\x00\x01abab")
+        self.assertEqual(reader.datagram(3), b"\x00\x03\x00\x03ab")
+        big = BlockReader(BytesReadable(b"z" * 8 * 65537), 8, 1)
+        self.assertEqual(big.datagram(65536), b"\x00\x03\x00\x00" + b"z" * 8)
+        self.assertEqual(big.datagram(65537), b"\x00\x03\x00\x01" + b"z" * 8)
 
     def test_exactMultiple(self) -> None:
         reader = BlockReader(BytesReadable(b"a" * 800), 100, 4)
@@ -228,7 +287,7 @@ class BlockReaderTests(SynchronousTestCase):
         """Retransmitting an earlier window re-reads it."""
         content = bytes(range(200)) * 5
         r = CountingReadable(content)
-        reader = BlockReader(r, 10, 4)
+        reader = BlockReader(r, 10, 4, read_ahead=0)
         for n in range(1, 9):
             reader.block(n)
         self.assertEqual(reader.block(3), content[20:30])

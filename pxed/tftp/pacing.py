@@ -45,6 +45,7 @@ class Pacing:
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.losses = 0
+        self._base = MIN_RTO  # max(MIN_RTO, SRTT + 4 RTTVAR), kept up to date
         self._initial_rtt = initial_rtt
         self._max_gap = max_gap
 
@@ -69,6 +70,7 @@ class Pacing:
             # below): on a LAN the smallest recent round trip is the truth.
             self.srtt = rtt
             self.rttvar = rtt / 2
+            self._base = max(MIN_RTO, rtt + 2 * rtt)
             return
         # An ACK can come late because the client waited for its own timer
         # (its gap ACK was lost): such outliers are not the path's round
@@ -76,6 +78,7 @@ class Pacing:
         rtt = min(rtt, 4 * self.srtt + MIN_RTO)
         self.rttvar += (abs(self.srtt - rtt) - self.rttvar) / 4
         self.srtt += (rtt - self.srtt) / 8
+        self._base = max(MIN_RTO, self.srtt + 4 * self.rttvar)
 
     @property
     def gap(self) -> float:
@@ -92,5 +95,6 @@ class Pacing:
         """
         if self.srtt is None:
             return ceiling
-        base = max(MIN_RTO, self.srtt + 4 * self.rttvar)
-        return min(ceiling, base * 2 ** min(backoff, 16))
+        if backoff:
+            return min(ceiling, self._base * 2 ** min(backoff, 16))
+        return min(ceiling, self._base)

@@ -144,7 +144,10 @@ class ReadSession:
         # The retransmission timer, and when a retransmission is due (None
         # while a window is still being sent).
         self._timer: IDelayedCall | None = None
+        self._timer_at = 0.0
         self._due: float | None = None
+        self._max_retries = self.limits.retries
+        self._patience = max(self.limits.patience, (self.limits.retries + 1) * self._timeout)
         self._send_failed = False
         self._burst_timer: IDelayedCall | None = None
         self._finished = False
@@ -354,8 +357,7 @@ class ReadSession:
 
     def _deadline(self) -> float:
         """When to give up: no progress for the limits' patience."""
-        limits = self.limits
-        return self._progress_at + max(limits.patience, (limits.retries + 1) * self._timeout)
+        return self._progress_at + self._patience
 
     def _arm(self, now: float) -> None:
         """
@@ -368,15 +370,16 @@ class ReadSession:
         fires, finds C{_due} ahead and waits again.  That is one timer
         event per timeout instead of a cancel and a new timer per ACK.
         """
-        remaining = max(0.0, self._deadline() - now)
-        if self._full_retries < self.limits.retries:
+        remaining = max(0.0, self._progress_at + self._patience - now)
+        if self._full_retries < self._max_retries:
             remaining = min(remaining, self._delay())
-        self._due = now + remaining
-        timer = self._timer
-        if timer is None:
+        due = self._due = now + remaining
+        if self._timer is None:
             self._timer = self._clock.callLater(remaining, self._timedOut)
-        elif timer.getTime() > self._due:
-            timer.reset(remaining)
+            self._timer_at = due
+        elif self._timer_at > due:
+            self._timer.reset(remaining)
+            self._timer_at = due
 
     def _timedOut(self) -> None:
         self._timer = None
@@ -386,6 +389,7 @@ class ReadSession:
         now = self._clock.seconds()
         if now < due:
             self._timer = self._clock.callLater(due - now, self._timedOut)
+            self._timer_at = due
             return
         if now >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)

@@ -41,6 +41,7 @@ __all__ = [
     "ChainSource",
     "BlockReader",
     "READ_CHUNK",
+    "READ_AHEAD",
 ]
 
 
@@ -284,22 +285,30 @@ class ChainSource:
 # it is small, block by block when blocks are huge, so a transfer never holds
 # more than about this much (or one block) in memory.
 READ_CHUNK = 65536
+# Read at least this much at once, whatever the window.
+READ_AHEAD = 16384
 _DATA_HEADER = struct.Struct("!HH").pack
 
 
 class BlockReader:
     """
-    Blocks of an L{IReadable}, read a window at a time.
+    Blocks of an L{IReadable}, read a window (and at least C{read_ahead}
+    bytes) at a time.
 
-    One C{read} per window instead of one per block keeps system calls down,
-    and the buffer is small and reused, so serving a large file never loads
-    it.  A block shorter than C{blksize} (possibly empty) is the last one.
+    One C{read} per window instead of one per block keeps system calls down
+    (a lock-step transfer, a window of one block, still reads several
+    blocks at once), and the buffer is small and replaced as the transfer
+    moves on, so serving a large file never loads it.  A block shorter than
+    C{blksize} (possibly empty) is the last one.
     """
 
-    def __init__(self, readable: IReadable, blksize: int, windowsize: int) -> None:
+    def __init__(
+        self, readable: IReadable, blksize: int, windowsize: int, read_ahead: int = READ_AHEAD
+    ) -> None:
         self._readable = readable
         self._blksize = blksize
-        self._chunk = max(1, min(windowsize, READ_CHUNK // blksize)) * blksize
+        blocks = min(max(windowsize, read_ahead // blksize), READ_CHUNK // blksize)
+        self._chunk = max(1, blocks) * blksize
         self._buf = b""
         self._view = memoryview(self._buf)
         self._first = 1  # block number of the buffer's start
@@ -326,6 +335,5 @@ class BlockReader:
         return _DATA_HEADER(3, n & 0xFFFF) + self._view[start : start + bs]
 
     def release(self) -> None:
-        self._view.release()
         self._buf = b""
         self._view = memoryview(self._buf)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -66,7 +65,7 @@ class TransferProtocol(DatagramProtocol):
         transport = self.transport
         # The session writes straight to a TransferPort (which drops what
         # cannot be sent, even once closed); through _send otherwise.
-        send = (partial(transport.write, addr=self.peer) if isinstance(transport, TransferPort)
+        send = (transport.sender(self.peer) if isinstance(transport, TransferPort)
                 else self._send)
         self.session = self._session_factory(send)
         self.session.start()
@@ -158,6 +157,21 @@ class TransferPort:
         except OSError as e:
             if e.errno not in _SEND_DROPPED:
                 raise
+
+    def sender(self, addr: Address) -> Callable[[bytes], None]:
+        """C{write} to C{addr}, as one call: what a session sends through."""
+
+        def send(datagram: bytes) -> None:
+            sock = self.socket
+            if sock is None:
+                return
+            try:
+                sock.sendto(datagram, addr)
+            except OSError as e:
+                if e.errno not in _SEND_DROPPED:
+                    raise
+
+        return send
 
     def getHost(self) -> IPv4Address | IPv6Address:
         if self.socket is None:
