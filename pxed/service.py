@@ -37,54 +37,27 @@ __all__ = ["makeBootService", "makePolicy", "UDPService", "TCPService"]
 log = Logger()
 
 
-class UDPService(service.Service):
+class _PortService(service.Service):
     """
-    Listens with a L{PacketInfoPort} while running.
+    Holds one listening port while running: subclasses say how to listen.
     """
 
-    def __init__(self, port: int, protocol: DatagramProtocol, interface: str = "",
-                 device: str | None = None, reactor: Any = None) -> None:
+    def __init__(self, port: int, interface: str = "", reactor: Any = None) -> None:
         self.port_number = port
-        self.protocol = protocol
-        self.interface = interface
-        self.device = device
-        self.reactor = reactor
-        self.port: PacketInfoPort | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
-        self.port = PacketInfoPort(self.port_number, self.protocol, self.interface,
-                                   reactor=self.reactor, device=self.device)
-        self.port.startListening()
-
-    def stopService(self) -> Any:
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
-
-
-class TCPService(service.Service):
-    def __init__(self, port: int, factory: Any, interface: str = "", reactor: Any = None) -> None:
-        self.port_number = port
-        self.factory = factory
         self.interface = interface
         self.reactor = reactor
         self.port: IListeningPort | None = None
 
+    def _listen(self) -> IListeningPort:
+        raise NotImplementedError
+
     def startService(self) -> None:
         super().startService()
         if self.reactor is None:
             from twisted.internet import reactor
 
             self.reactor = reactor
-        self.port = self.reactor.listenTCP(self.port_number, self.factory,
-                                           interface=self.interface)
+        self.port = self._listen()
 
     def stopService(self) -> Any:
         super().stopService()
@@ -92,6 +65,35 @@ class TCPService(service.Service):
             port, self.port = self.port, None
             return port.stopListening()
         return None
+
+
+class UDPService(_PortService):
+    """
+    Listens with a L{PacketInfoPort}, so protocols learn the interface and
+    local address of each datagram.
+    """
+
+    def __init__(self, port: int, protocol: DatagramProtocol, interface: str = "",
+                 device: str | None = None, reactor: Any = None) -> None:
+        super().__init__(port, interface, reactor)
+        self.protocol = protocol
+        self.device = device
+
+    def _listen(self) -> IListeningPort:
+        port = PacketInfoPort(self.port_number, self.protocol, self.interface,
+                              reactor=self.reactor, device=self.device)
+        port.startListening()
+        return port
+
+
+class TCPService(_PortService):
+    def __init__(self, port: int, factory: Any, interface: str = "", reactor: Any = None) -> None:
+        super().__init__(port, interface, reactor)
+        self.factory = factory
+
+    def _listen(self) -> IListeningPort:
+        return self.reactor.listenTCP(self.port_number, self.factory,  # type: ignore[no-any-return]
+                                      interface=self.interface)
 
 
 def makePolicy(config: Config) -> RulePolicy:

@@ -18,7 +18,6 @@ the test's folder.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,19 +26,10 @@ from pathlib import Path
 from twisted.trial import unittest
 
 from pxed.lab.demo import boot_from_pxed, start_pxed, twistd
-from pxed.lab.netns import Lab, tail
+from pxed.lab.netns import Lab
+from tests.e2e import BOOT_TIMEOUT, assert_booted, require_lab
 
 REPO = Path(__file__).resolve().parents[1]
-BOOT_TIMEOUT = 300.0
-
-
-def _require_lab() -> None:
-    if os.geteuid() != 0:
-        raise AssertionError("the end-to-end boots need root (network namespaces, tap)")
-    for tool in ("qemu-system-x86_64", "dnsmasq", "tshark", "ip"):
-        if shutil.which(tool) is None:
-            raise AssertionError(f"{tool} is missing: run scripts/setup")
-
 
 GARBAGE = [b"", b"\x00", b"\xff" * 7, os.urandom(300), b"\x01\x01\x06\x00" + b"\x00" * 400,
            b"\x00\x01boot\x00", b"\x00\x05\x00\x04", b"\x00\x09garbage"]
@@ -70,20 +60,10 @@ class EndToEndBootTests(unittest.TestCase):
     def _boot(
         self, firmware: str, mac: str, before_boot: Callable[[Lab], None] | None = None
     ) -> str:
-        _require_lab()
+        require_lab()
         workdir = Path(self.mktemp()).resolve()
         run = boot_from_pxed(workdir, firmware, mac, BOOT_TIMEOUT, before_boot=before_boot)
-        if not run.ok:
-            self.fail(
-                f"{firmware} boot did not print the marker; kept in {workdir}\n"
-                f"--- serial (tail)\n{tail(run.serial, 30)}\n"
-                f"--- pxed (tail)\n{tail(run.pxed_log, 30)}"
-            )
-        self.assertTrue(run.pxed_survived, f"pxed exited during the boot:\n{tail(run.pxed_log)}")
-        log = run.pxed_log.read_text(errors="replace")
-        self.assertIn(f"{mac}: booting", log, "the iPXE script's beacon never reached pxed")
-        run.pcap.unlink(missing_ok=True)  # kept only on failure
-        return log
+        return assert_booted(self, run, workdir)
 
     def test_bios_seabios_ipxe_rom(self) -> None:
         """
@@ -136,7 +116,7 @@ class TwistdTests(unittest.TestCase):
         C{twistd -n pxed --config etc/pxed.yaml} starts every service (in a
         namespace of its own, where the well-known ports are free).
         """
-        _require_lab()
+        require_lab()
         workdir = Path(self.mktemp()).resolve()
         with Lab(workdir) as lab:
             proc = start_pxed(lab, REPO / "etc" / "pxed.yaml", workdir / "pxed.log")

@@ -19,30 +19,20 @@ from twisted.trial import unittest
 
 from pxed.lab.demo import BootRun, boot_from_pxed
 from pxed.lab.lan2 import SecondLan
-from pxed.lab.netns import Lab, tail
+from pxed.lab.netns import Lab
 from pxed.lab.procs import netns_list
 from pxed.lab.qemu import qemu_argv
-from tests.test_e2e_boot import BOOT_TIMEOUT, _require_lab
+from tests.e2e import BOOT_TIMEOUT, assert_booted, require_lab
 
 
 class EndToEndDHCPTests(unittest.TestCase):
     def _boot(self, firmware: str, mac: str, second_lan: str | None = None,
               server: str = "") -> tuple[BootRun, str]:
-        _require_lab()
+        require_lab()
         workdir = Path(self.mktemp()).resolve()
         run = boot_from_pxed(workdir, firmware, mac, BOOT_TIMEOUT, second_lan=second_lan,
                              server=server)
-        if not run.ok:
-            self.fail(
-                f"{firmware} boot did not print the marker; kept in {workdir}\n"
-                f"--- serial (tail)\n{tail(run.serial, 30)}\n"
-                f"--- pxed (tail)\n{tail(run.pxed_log, 30)}"
-            )
-        self.assertTrue(run.pxed_survived, f"pxed exited during the boot:\n{tail(run.pxed_log)}")
-        log = run.pxed_log.read_text(errors="replace")
-        self.assertIn(f"{mac}: booting", log, "the iPXE script's beacon never reached pxed")
-        run.pcap.unlink(missing_ok=True)  # kept only on failure
-        return run, log
+        return run, assert_booted(self, run, workdir)
 
     def test_uefi_http_boot(self) -> None:
         """
@@ -137,7 +127,7 @@ class SecondLanTests(unittest.TestCase):
                               text=True, timeout=30).stdout
 
     def test_namespaces(self) -> None:
-        _require_lab()
+        require_lab()
         for shape in ("relay", "direct"):
             lab = Lab(Path(self.mktemp()), second_lan=shape)
             with lab:

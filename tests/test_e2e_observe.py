@@ -38,7 +38,7 @@ from pxed.lab.demo import start_pxed
 from pxed.lab.netns import Lab, tail
 from pxed.lab.payload import MARKER, build_initrd, find_kernel
 from pxed.timeline import milestone
-from tests.test_e2e_boot import _require_lab
+from tests.e2e import require_lab
 
 BOOT_TIMEOUT = 240.0
 UEFI_MAC = "52:54:00:77:00:60"
@@ -116,7 +116,7 @@ class ObservedBootTests(unittest.TestCase):
         return lab.run_in(lab.srv, [sys.executable, "-c", script, url]).stdout
 
     def test_timelines_metrics_and_status_page(self) -> None:
-        _require_lab()
+        require_lab()
         chromium()
         if not SNPONLY.is_file():
             raise AssertionError(f"{SNPONLY} is missing: run scripts/setup")

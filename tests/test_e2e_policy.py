@@ -32,7 +32,7 @@ from twisted.trial import unittest
 from pxed.lab.demo import start_pxed
 from pxed.lab.netns import Lab, tail
 from pxed.lab.payload import MARKER, build_initrd, find_kernel
-from tests.test_e2e_boot import _require_lab
+from tests.e2e import require_lab
 
 BOOT_TIMEOUT = 240.0
 
@@ -98,7 +98,7 @@ def header() -> str:
 
 class PolicyBootTests(unittest.TestCase):
     def scenario(self, firmware: str, mac: str) -> Scenario:
-        _require_lab()
+        require_lab()
         return Scenario(Path(self.mktemp()).resolve(), firmware, mac)
 
     def done(self, s: Scenario, found: list[bool], expected: int) -> None:
