@@ -2,6 +2,9 @@
 Interoperability of L{pxed.tftp.protocol} with real TFTP clients (curl,
 tftp-hpa, atftp) on 127.0.0.1.  Each client runs as a child process while
 the reactor serves it; every run is bounded by C{timeout(1)}.
+
+The clients come from Debian packages that C{scripts/setup} installs (CI
+has them): a missing one fails these tests rather than skipping them.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ class InteropMixin:
     """Server on loopback plus a helper to run a client command."""
 
     timeout = 60
+    #: The programs the tests run, beside timeout(1).
+    tools: tuple[str, ...] = ()
 
     def setUp(self) -> None:
+        _require("timeout", *self.tools)
         self.root = Path(self.mktemp()).absolute()  # type: ignore[attr-defined]
         self.root.mkdir()
         self.out = self.root.parent / "out"
@@ -65,6 +71,12 @@ class InteropMixin:
         )
 
 
+def _require(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        raise AssertionError(f"missing {', '.join(missing)}: run scripts/setup")
+
+
 def _sleep(seconds: float) -> defer.Deferred[None]:
     d: defer.Deferred[None] = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)  # type: ignore[attr-defined]
@@ -81,8 +93,7 @@ def _settle(ends: list[TransferResult], n: int) -> Any:
 
 
 class CurlTests(InteropMixin, TestCase):
-    if not shutil.which("curl") or not TIMEOUT:
-        skip = "curl not installed"
+    tools = ("curl",)
 
     def url(self, name: str) -> str:
         return f"tftp://{LOCAL}:{self.portNumber}/{name}"
@@ -126,8 +137,7 @@ class CurlTests(InteropMixin, TestCase):
 
 
 class TftpHpaTests(InteropMixin, TestCase):
-    if not shutil.which("tftp") or not TIMEOUT:
-        skip = "tftp-hpa not installed"
+    tools = ("tftp",)
 
     @defer.inlineCallbacks
     def test_files(self) -> Any:
@@ -164,8 +174,7 @@ class TftpHpaTests(InteropMixin, TestCase):
 
 
 class AtftpTests(InteropMixin, TestCase):
-    if not shutil.which("atftp") or not TIMEOUT:
-        skip = "atftp not installed"
+    tools = ("atftp",)
 
     @defer.inlineCallbacks
     def test_windowsize(self) -> Any:
@@ -215,10 +224,17 @@ LOSSY_HELPER = r"""
 import json, os, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
 root, loss = sys.argv[2], int(sys.argv[3])
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+# One datagram per packet, as on a wire: without this, loopback carries a
+# window sent with UDP segmentation offload as one packet past nftables.
+subprocess.run(["ip", "link", "set", "dev", "lo", "gso_max_segs", "1", "up"], check=True)
 for rule in (
     "add table inet t",
     "add chain inet t in { type filter hook input priority 0; }",
+    # The option handshake (OACK, ACK 0) is spared: atftp aborts on a
+    # repeated OACK ("unexpected OACK"), which is what a lost ACK 0 makes
+    # any server send.  The unit tests lose those packets instead.
+    "add rule inet t in iifname lo udp dport != 0 @th,64,16 6 accept",
+    "add rule inet t in iifname lo udp dport != 0 @th,64,32 0x40000 accept",
     f"add rule inet t in iifname lo udp dport != 0 numgen random mod 100 < {loss} counter drop",
 ):
     subprocess.run(["nft", *rule.split()], check=True)
@@ -272,20 +288,19 @@ task.react(main)
 class LossyLoopbackTests(TestCase):
     """
     Real clients against the server with 10% of loopback packets dropped by
-    nftables, in a private network namespace (needs root, unshare, nft).
+    nftables (all but the option handshake), in a private network namespace
+    (needs root, unshare, nft).
     """
 
     timeout = 300
-
-    if os.geteuid() != 0 or not all(
-        shutil.which(tool) for tool in ("unshare", "nft", "ip", "atftp", "tftp", "timeout")
-    ):
-        skip = "needs root, unshare, nft, ip, atftp and tftp"
 
     @defer.inlineCallbacks
     def test_tenPercentLoss(self) -> Any:
         import json
         import sys
+
+        _require("unshare", "nft", "ip", "atftp", "tftp", "timeout")
+        self.assertEqual(os.geteuid(), 0, "a network namespace and nftables need root")
 
         base = Path(self.mktemp()).absolute()
         root = base / "root"
@@ -301,8 +316,6 @@ class LossyLoopbackTests(TestCase):
             env=dict(os.environ),
             reactor=reactor,
         )
-        if code != 0 and b"unshare" in err:
-            raise self.skipTest(f"cannot make a network namespace: {err!r}")
         self.assertEqual(code, 0, err)
         report = json.loads(out.strip().splitlines()[-1])
         for name in ("atftp", "tftp-hpa", "pxed"):

@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pxed.tftp import packet as P
+from pxed.tftp.deadline import Deadline
 from pxed.tftp.session import (
     Negotiated,
     ReadSession,
@@ -405,6 +406,31 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(h.take(), [])
         self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
 
+    def test_sendMany(self) -> None:
+        """
+        Given a burst sender, each window goes out as one list, in order;
+        a single packet (the OACK, a lone last block) goes through send.
+        """
+        clock = Clock()
+        single: list[bytes] = []
+        bursts: list[list[bytes]] = []
+        content = bytes(range(95))
+        session = ReadSession(P.ReadRequest("f", "octet", {"blksize": "10", "windowsize": "4"}),
+                              RecordingReadable(content), single.append, clock,
+                              send_many=bursts.append)
+        session.start()
+        for block in (0, 4, 8):
+            session.datagramReceived(P.encode(P.Ack(block)))
+        self.assertEqual([P.decode(d) for d in single],
+                         [P.OptionAck({"blksize": "10", "windowsize": "4"})])
+        self.assertEqual([[P.decode(d) for d in burst] for burst in bursts], [
+            [data(n, content[(n - 1) * 10 : n * 10]) for n in range(1, 5)],
+            [data(n, content[(n - 1) * 10 : n * 10]) for n in range(5, 9)],
+            [data(9, content[80:90]), data(10, content[90:])],
+        ])
+        session.datagramReceived(P.encode(P.Ack(10)))
+        self.assertEqual(self.successResultOf(session.done).outcome, "complete")
+
     def test_sendFailure(self) -> None:
         """A send that raises is treated like a lost packet."""
         clock = Clock()
@@ -451,6 +477,49 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(h.take(), [P.OptionAck({"blksize": "512"})])
         h.ack(0)
         self.assertEqual(h.ack(1), [data(2, b"u" * 188)])
+
+
+class DeadlineTests(SynchronousTestCase):
+    """The retransmission timer: moved on every ACK, fired once when due."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.fired: list[float] = []
+        self.deadline = Deadline(self.clock, lambda: self.fired.append(self.clock.seconds()))
+
+    def test_later_is_cheap(self) -> None:
+        """Moving the time later keeps the one reactor call, which waits again."""
+        self.deadline.set(1.0, 0.0)
+        (call,) = self.clock.getDelayedCalls()
+        for now in (0.2, 0.4, 0.6):
+            self.clock.advance(0.2)
+            self.deadline.set(now + 1.0, now)
+        self.assertEqual(self.clock.getDelayedCalls(), [call])
+        self.clock.advance(0.4)  # t = 1.0: the call finds 0.6 s left
+        self.assertEqual(self.fired, [])
+        self.clock.advance(0.6)
+        self.assertEqual(self.fired, [1.6])
+        self.assertFalse(self.deadline.pending)
+
+    def test_sooner_moves_the_call(self) -> None:
+        self.deadline.set(1.0, 0.0)
+        self.deadline.set(0.02, 0.0)
+        self.clock.advance(0.02)
+        self.assertEqual(self.fired, [0.02])
+        self.clock.advance(2)
+        self.assertEqual(self.fired, [0.02])
+
+    def test_clear_and_cancel(self) -> None:
+        self.deadline.set(1.0, 0.0)
+        self.deadline.clear()
+        self.assertTrue(self.deadline.pending)
+        self.clock.advance(1)
+        self.assertEqual((self.fired, self.deadline.pending), ([], False))
+        self.deadline.set(2.0, 1.0)
+        self.deadline.cancel()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(5)
+        self.assertEqual(self.fired, [])
 
 
 class AdaptiveTimeoutTests(SynchronousTestCase):

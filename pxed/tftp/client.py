@@ -273,7 +273,9 @@ def fetch_result(
         options["windowsize"] = str(windowsize)
     request = P.ReadRequest(filename, "octet", options)
     client = _ReadClient(reactor, (host, port), request, timeout, retries, dally)
-    reactor.listenUDP(0, client, interface=interface)
+    # Room for the largest block (65464 + 4): Twisted's default of 8192
+    # would cut larger DATA packets short, and a short block ends a transfer.
+    reactor.listenUDP(0, client, interface=interface, maxPacketSize=65536)
     return client.result
 
 

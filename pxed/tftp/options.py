@@ -2,7 +2,9 @@
 """
 TFTP option negotiation (RFC 2347 framework, RFC 2348 blksize, RFC 2349
 timeout and tsize, RFC 7440 windowsize), as a pure function of the request,
-the content size and the server's limits.
+the content size and the server's limits; and the plain values around a
+transfer (what the server allows, what was agreed, how it ended), kept here
+so that they can be used without the session machinery.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "SessionLimits",
     "Negotiated",
+    "TransferResult",
     "negotiate",
     "MIN_BLKSIZE",
     "MAX_BLKSIZE",
@@ -57,6 +60,31 @@ class Negotiated:
     timeout: float = 1.0
     tsize: int | None = None
     oack: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """
+    How a transfer ended, for logs and observers.
+
+    C{outcome} is C{"complete"} (the final block was acknowledged),
+    C{"aborted"} (the client sent an ERROR, or the server shut the transfer
+    down), C{"timeout"} (the client stopped answering) or C{"error"} (the
+    content could not be read).  C{bytes_sent} counts file bytes the client
+    acknowledged; C{retransmits} and C{bytes_retransmitted} count DATA (and
+    OACK) packets sent more than once.
+    """
+
+    outcome: str
+    bytes_sent: int
+    blocks: int
+    retransmits: int
+    bytes_retransmitted: int
+    blksize: int
+    windowsize: int
+    tsize: int | None
+    duration: float
+    error: str | None = None
 
 
 def _int_option(options: Mapping[str, str], name: str) -> int | None:

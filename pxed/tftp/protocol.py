@@ -275,8 +275,11 @@ class TFTPServerProtocol(DatagramProtocol):
             readable.close()
             return
 
-        def makeSession(send: Callable[[bytes], object]) -> ReadSession:
-            session = ReadSession(request, readable, send, self.reactor, limits, peer=addr)
+        def makeSession(
+            send: Callable[[bytes], object], send_many: Callable[[list[bytes]], object] | None
+        ) -> ReadSession:
+            session = ReadSession(request, readable, send, self.reactor, limits, peer=addr,
+                                  send_many=send_many)
             self._transfers[key] = session
             session.done.addCallback(self._ended, request, addr)
             # Debug only: the line at the end says everything, once.

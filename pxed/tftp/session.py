@@ -22,61 +22,29 @@ without progress.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from . import packet as P
+from .deadline import Deadline
 from .options import (
     DEFAULT_BLKSIZE,
     MAX_BLKSIZE,
     MIN_BLKSIZE,
     Negotiated,
     SessionLimits,
+    TransferResult,
     negotiate,
 )
 from .pacing import Pacing
 from .source import BlockReader, IReadable
 
-__all__ = [
-    "SessionLimits",
-    "Negotiated",
-    "TransferResult",
-    "negotiate",
-    "ReadSession",
-    "MIN_BLKSIZE",
-    "MAX_BLKSIZE",
-    "DEFAULT_BLKSIZE",
-]
+__all__ = ["SessionLimits", "Negotiated", "TransferResult", "negotiate", "ReadSession",
+           "MIN_BLKSIZE", "MAX_BLKSIZE", "DEFAULT_BLKSIZE"]
 
 log = Logger()
-
-
-@dataclass(frozen=True)
-class TransferResult:
-    """
-    How a transfer ended, for logs and observers.
-
-    C{outcome} is C{"complete"} (the final block was acknowledged),
-    C{"aborted"} (the client sent an ERROR, or the server shut the transfer
-    down), C{"timeout"} (the client stopped answering) or C{"error"} (the
-    content could not be read).  C{bytes_sent} counts file bytes the client
-    acknowledged; C{retransmits} and C{bytes_retransmitted} count DATA (and
-    OACK) packets sent more than once.
-    """
-
-    outcome: str
-    bytes_sent: int
-    blocks: int
-    retransmits: int
-    bytes_retransmitted: int
-    blksize: int
-    windowsize: int
-    tsize: int | None
-    duration: float
-    error: str | None = None
 
 
 class ReadSession:
@@ -97,6 +65,11 @@ class ReadSession:
 
     Invariant: until the session ends, either the retransmission timer or
     the next-burst timer is pending, so no session can be left behind.
+
+    C{send_many}, if given, sends a burst of DATA packets (all of one size
+    but the last) at once, which a transport can do in one system call
+    (see L{pxed.tftp.transfer.TransferPort.burst_sender}); otherwise each
+    packet goes through C{send}.
     """
 
     def __init__(
@@ -108,6 +81,7 @@ class ReadSession:
         limits: SessionLimits | None = None,
         *,
         peer: tuple[str, int] | None = None,
+        send_many: Callable[[list[bytes]], object] | None = None,
     ) -> None:
         self.request = request
         self.peer = peer
@@ -115,6 +89,7 @@ class ReadSession:
         self.done: Deferred[TransferResult] = Deferred()
         self._readable = readable
         self._send = send
+        self._send_many = send_many
         self._clock = clock
         self.negotiated = negotiate(request.options, readable.size, self.limits)
         self.blksize = self.negotiated.blksize
@@ -141,11 +116,8 @@ class ReadSession:
         self._oack_pending = False
         self._retries = 0
         self._full_retries = 0
-        # The retransmission timer, and when a retransmission is due (None
-        # while a window is still being sent).
-        self._timer: IDelayedCall | None = None
-        self._timer_at = 0.0
-        self._due: float | None = None
+        # When to retransmit (nothing is due while a window is being sent).
+        self._rto = Deadline(clock, self._timedOut)
         self._max_retries = self.limits.retries
         self._patience = max(self.limits.patience, (self.limits.retries + 1) * self._timeout)
         self._send_failed = False
@@ -163,7 +135,8 @@ class ReadSession:
     @property
     def pending(self) -> bool:
         """Whether a timer is pending (always, until the session ends)."""
-        return any(t is not None and t.active() for t in (self._timer, self._burst_timer))
+        burst = self._burst_timer
+        return self._rto.pending or (burst is not None and burst.active())
 
     def start(self) -> None:
         """Send the OACK, or DATA 1 when no option was accepted."""
@@ -198,13 +171,9 @@ class ReadSession:
         if isinstance(pkt, P.Ack):
             self._ackReceived(pkt.block)
         elif isinstance(pkt, P.Error):
-            log.debug(
-                "client {peer} ended the transfer of {filename}: error {code} {message}",
-                peer=self.peer,
-                filename=self.request.filename,
-                code=pkt.code,
-                message=pkt.message,
-            )
+            log.debug("client {peer} ended the transfer of {filename}: error {code} {message}",
+                      peer=self.peer, filename=self.request.filename, code=pkt.code,
+                      message=pkt.message)
             self._finish("aborted", f"client error {pkt.code}: {pkt.message}")
 
     def _ackReceived(self, wire: int) -> None:
@@ -263,20 +232,34 @@ class ReadSession:
     # Sending
 
     def _send_oack(self) -> None:
-        self._transmit(P.encode(P.OptionAck(dict(self.negotiated.oack))))
+        self._transmit([P.encode(P.OptionAck(dict(self.negotiated.oack)))])
 
     def _send_error(self, code: int, message: str) -> None:
-        self._transmit(P.encode(P.Error(code, message)))
+        self._transmit([P.encode(P.Error(code, message))])
 
-    def _transmit(self, datagram: bytes) -> None:
-        try:
-            self._send(datagram)
-        except Exception:
-            # A send failure is like a lost packet: the timer recovers.  It
-            # is logged once per transfer, not once per packet.
-            if not self._send_failed:
-                self._send_failed = True
-                log.failure("sending to {peer} failed", peer=self.peer)
+    def _transmit(self, packets: list[bytes]) -> None:
+        if self._send_many is not None and len(packets) > 1:
+            try:
+                self._send_many(packets)
+            except Exception:
+                self._sendFailed()
+            return
+        send = self._send
+        for packet in packets:
+            try:
+                send(packet)
+            except Exception:
+                self._sendFailed()
+
+    def _sendFailed(self) -> None:
+        """
+        A send failure is like a lost packet: the timer recovers.  It is
+        logged once per transfer, not once per packet.  (Called from an
+        C{except} clause, whose exception the log shows.)
+        """
+        if not self._send_failed:
+            self._send_failed = True
+            log.failure("sending to {peer} failed", peer=self.peer)
 
     def _send_window(self, first: int, now: float) -> None:
         """Start sending the window of blocks beginning at C{first}."""
@@ -285,9 +268,8 @@ class ReadSession:
             if burst.active():
                 burst.cancel()
             self._burst_timer = None
-        # No retransmission is due until the window has gone out; a timer
-        # still pending from the last window finds nothing to do.
-        self._due = None
+        # No retransmission is due until the window has gone out.
+        self._rto.clear()
         self._next_send = first
         end = first + self.windowsize - 1
         if self._last is not None and end > self._last:
@@ -302,8 +284,9 @@ class ReadSession:
             now = self._clock.seconds()
         first = n = self._next_send
         stop = min(self._window_end, first + self.pacing.burst - 1)
-        datagram, transmit, sent_at = self._blocks.datagram, self._transmit, self._sent_at
+        datagram, sent_at = self._blocks.datagram, self._sent_at
         highest, blksize = self._highest_sent, self.blksize
+        burst: list[bytes] = []
         try:
             for n in range(first, stop + 1):
                 packet = datagram(n)
@@ -314,7 +297,7 @@ class ReadSession:
                 else:
                     highest = n
                     sent_at[n] = now
-                transmit(packet)
+                burst.append(packet)
                 if len(packet) - 4 < blksize:
                     self._last = self._window_end = n
                     self._last_len = len(packet) - 4
@@ -327,6 +310,7 @@ class ReadSession:
             return
         self._highest_sent = highest
         self._next_send = n + 1
+        self._transmit(burst)
         if n >= self._window_end:
             self._arm(now)
         else:
@@ -361,36 +345,19 @@ class ReadSession:
 
     def _arm(self, now: float) -> None:
         """
-        Make the retransmission timer fire at the next timeout (or, once
-        retransmissions are exhausted, at the deadline, waiting silently
+        Set the retransmission timer to the next timeout (or, once
+        retransmissions are exhausted, to the deadline, waiting silently
         for the client's own retransmitted ACK).
-
-        The pending timer is moved only if it must fire sooner: an ACK
-        normally pushes the timeout later, and then the timer, when it
-        fires, finds C{_due} ahead and waits again.  That is one timer
-        event per timeout instead of a cancel and a new timer per ACK.
         """
         remaining = max(0.0, self._progress_at + self._patience - now)
         if self._full_retries < self._max_retries:
             remaining = min(remaining, self._delay())
-        due = self._due = now + remaining
-        if self._timer is None:
-            self._timer = self._clock.callLater(remaining, self._timedOut)
-            self._timer_at = due
-        elif self._timer_at > due:
-            self._timer.reset(remaining)
-            self._timer_at = due
+        self._rto.set(now + remaining, now)
 
     def _timedOut(self) -> None:
-        self._timer = None
-        due = self._due
-        if self._finished or due is None:
+        if self._finished:
             return
         now = self._clock.seconds()
-        if now < due:
-            self._timer = self._clock.callLater(due - now, self._timedOut)
-            self._timer_at = due
-            return
         if now >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)
             self._send_error(P.ERR_UNDEFINED, "Timeout")
@@ -424,26 +391,19 @@ class ReadSession:
         if self._finished:
             return
         self._finished = True
-        _cancel(self._timer)
+        self._rto.cancel()
         _cancel(self._burst_timer)
-        self._timer = self._burst_timer = None
+        self._burst_timer = None
         try:
             self._readable.close()
         except Exception:
             log.failure("closing {filename} failed", filename=self.request.filename)
         self._blocks.release()
         result = TransferResult(
-            outcome=outcome,
-            bytes_sent=self._acked_bytes(),
-            blocks=self._acked,
-            retransmits=self.retransmits,
-            bytes_retransmitted=self.bytes_retransmitted,
-            blksize=self.blksize,
-            windowsize=self.windowsize,
-            tsize=self.negotiated.tsize,
-            duration=self._clock.seconds() - self._started_at,
-            error=error,
-        )
+            outcome=outcome, bytes_sent=self._acked_bytes(), blocks=self._acked,
+            retransmits=self.retransmits, bytes_retransmitted=self.bytes_retransmitted,
+            blksize=self.blksize, windowsize=self.windowsize, tsize=self.negotiated.tsize,
+            duration=self._clock.seconds() - self._started_at, error=error)
         self.done.callback(result)
 
 

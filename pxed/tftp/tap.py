@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService, Service
+from twisted.logger import InvalidLogLevelError
 from twisted.python import usage
 
+from pxed import logs
 from pxed.config.reader import ConfigError, Reader
 from pxed.config.tftp import TFTPConfig, parse_tftp
 from pxed.net import PacketInfoPort
@@ -58,9 +60,12 @@ class Options(usage.Options):
         ["max-transfers", None, _DEFAULTS.max_transfers, "Concurrent transfers."],
         ["max-per-client", None, _DEFAULTS.max_per_client,
          "Concurrent transfers per client address."],
+        ["log-level", None, "info", "The least severe events written: debug (each transfer's "
+         "start too), info (one line per transfer), warn, error or critical."],
     ]
 
     def postOptions(self) -> None:
+        self._log_level()
         if not self["root"]:
             raise usage.UsageError("--root DIR is required")
         if not 0 <= self["port"] <= 65535:
@@ -76,6 +81,26 @@ class Options(usage.Options):
         except ConfigError as e:
             option = "--" + e.key.split(".", 1)[-1].replace("_", "-")
             raise usage.UsageError(f"{option}: {e.problem}") from None
+
+
+    def _log_level(self) -> None:
+        """
+        Like C{twistd pxed}: twistd's own observer would write debug events
+        too, so twistd (C{parent}, whose C{postOptions} runs after this one)
+        is given pxed's text observer, which filters by level, unless the
+        user named a C{--logger} of their own.
+        """
+        try:
+            logs.set_level(self["log-level"])
+        except (ValueError, InvalidLogLevelError):
+            raise usage.UsageError(
+                f"--log-level must be debug, info, warn, error or critical, "
+                f"not {self['log-level']!r}") from None
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("logger"):
+            return
+        logs.write_to(parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log"))
+        parent["logger"] = "pxed.logs.text_observer"
 
 
 class TFTPService(Service):
