@@ -35,6 +35,7 @@ __all__ = [
     "JSONLinesObserver",
     "event_record",
     "json_observer",
+    "configure_twistd",
     "set_level",
     "text_observer",
     "write_to",
@@ -161,3 +162,34 @@ def text_observer() -> ILogObserver:
     observer writes debug events too).
     """
     return _filtered(textFileLogObserver(_output()))
+
+
+def configure_twistd(options: Any, fmt: str, level: str) -> None:
+    """
+    Check C{--log-format}/C{--log-level} and hand twistd (C{options.parent},
+    whose C{postOptions} runs after a plugin's) pxed's observer as its
+    C{--logger}: twistd's own would write debug events too.  A C{--logger}
+    the user named is kept for text; JSON cannot be combined with it.
+
+    @raise usage.UsageError: for a bad format or level, as one line.
+    """
+    from twisted.logger import InvalidLogLevelError
+    from twisted.python import usage
+
+    if fmt not in ("text", "json"):
+        raise usage.UsageError(f"--log-format must be text or json, not {fmt!r}")
+    try:
+        set_level(level)
+    except (ValueError, InvalidLogLevelError):
+        raise usage.UsageError(
+            f"--log-level must be debug, info, warn, error or critical, not {level!r}"
+        ) from None
+    parent = getattr(options, "parent", None)
+    if parent is None:
+        return
+    if parent.get("logger"):
+        if fmt == "json":
+            raise usage.UsageError("--log-format json and twistd's --logger cannot be combined")
+        return  # the user's own observer decides what it writes
+    write_to(parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log"))
+    parent["logger"] = f"pxed.logs.{fmt}_observer"

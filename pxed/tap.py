@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, Service
-from twisted.logger import InvalidLogLevelError
 from twisted.python import usage
 
 from pxed import logs
@@ -53,31 +52,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"bad configuration: {e}") from None
 
     def _log_format(self) -> None:
-        """
-        C{--log-format json} hands twistd (whose options are C{parent}, and
-        whose C{postOptions} runs after this one) pxed's JSON observer as
-        its C{--logger}.
-        """
-        fmt = self["log-format"]
-        if fmt not in ("text", "json"):
-            raise usage.UsageError(f"--log-format must be text or json, not {fmt!r}")
-        try:
-            logs.set_level(self["log-level"])
-        except (ValueError, InvalidLogLevelError):
-            raise usage.UsageError(
-                f"--log-level must be debug, info, warn, error or critical, "
-                f"not {self['log-level']!r}") from None
-        parent = getattr(self, "parent", None)
-        if parent is None:
-            return
-        if parent.get("logger"):
-            if fmt == "json":
-                raise usage.UsageError(
-                    "--log-format json and twistd's --logger cannot be combined")
-            return  # the user's own observer decides what it writes
-        logfile = parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log")
-        logs.write_to(logfile)
-        parent["logger"] = f"pxed.logs.{fmt}_observer"
+        logs.configure_twistd(self, self["log-format"], self["log-level"])
 
 
 class ReloadOnSignal(Service):

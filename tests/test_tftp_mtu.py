@@ -108,12 +108,12 @@ from twisted.internet import defer, task
 from pxed.tftp.client import fetch_result
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
-from pxed.tftp.tap import TFTPService
+from pxed.ports import UDPService
 
 @defer.inlineCallbacks
 def main(reactor):
     protocol = TFTPServerProtocol(FilesystemSource(Path(sys.argv[2])), reactor, max_blksize=65464)
-    service = TFTPService(protocol, 0, "127.0.0.1", reactor)
+    service = UDPService(0, protocol, "127.0.0.1", reactor=reactor)
     service.startService()
     port = service.port.getHost().port
     result = yield fetch_result(reactor, "127.0.0.1", port, "file", blksize=65464, timeout=2)

@@ -25,8 +25,9 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pxed import logs
+from pxed.ports import UDPService
 from pxed.tftp.client import TFTPError, fetch_result
-from pxed.tftp.tap import Options, TFTPService, makeService
+from pxed.tftp.tap import Options, makeService
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = "127.0.0.1"
@@ -67,8 +68,8 @@ class OptionsTests(SynchronousTestCase):
             "max_blksize": 8968, "max_windowsize": 64, "timeout": 2.5, "retries": 3,
             "patience": 12.0, "max_transfers": 1000, "max_per_client": 2})
         service = makeService(options)
-        self.assertIsInstance(service, TFTPService)
-        assert isinstance(service, TFTPService)
+        self.assertIsInstance(service, UDPService)
+        assert isinstance(service, UDPService)
         self.assertEqual((service.port_number, service.interface), (6969, LOCAL))
         self.assertEqual(service.protocol.limits.max_windowsize, 64)
         self.assertEqual(service.protocol.max_per_client, 2)

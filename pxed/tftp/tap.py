@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import IService, Service
-from twisted.logger import InvalidLogLevelError
+from twisted.application.service import IService
 from twisted.python import usage
 
 from pxed import logs
 from pxed.config.reader import ConfigError, Reader
 from pxed.config.tftp import TFTPConfig, parse_tftp
-from pxed.net import PacketInfoPort
+from pxed.ports import UDPService
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
 
-__all__ = ["Options", "TFTPService", "makeService"]
+__all__ = ["Options", "makeService"]
 
 _DEFAULTS = TFTPConfig()
 
@@ -84,56 +83,7 @@ class Options(usage.Options):
 
 
     def _log_level(self) -> None:
-        """
-        Like C{twistd pxed}: twistd's own observer would write debug events
-        too, so twistd (C{parent}, whose C{postOptions} runs after this one)
-        is given pxed's text observer, which filters by level, unless the
-        user named a C{--logger} of their own.
-        """
-        try:
-            logs.set_level(self["log-level"])
-        except (ValueError, InvalidLogLevelError):
-            raise usage.UsageError(
-                f"--log-level must be debug, info, warn, error or critical, "
-                f"not {self['log-level']!r}") from None
-        parent = getattr(self, "parent", None)
-        if parent is None or parent.get("logger"):
-            return
-        logs.write_to(parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log"))
-        parent["logger"] = "pxed.logs.text_observer"
-
-
-class TFTPService(Service):
-    """
-    Listens for TFTP requests while running.  The port reports where each
-    request arrived, so that replies leave from the address the client
-    asked and block sizes fit the receiving interface's MTU.
-    """
-
-    def __init__(self, protocol: TFTPServerProtocol, port: int, interface: str = "",
-                 reactor: Any = None) -> None:
-        self.protocol = protocol
-        self.port_number = port
-        self.interface = interface
-        self.reactor = reactor
-        self.port: PacketInfoPort | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
-        self.port = PacketInfoPort(self.port_number, self.protocol, self.interface,
-                                   reactor=self.reactor)
-        self.port.startListening()
-
-    def stopService(self) -> Any:
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
+        logs.configure_twistd(self, "text", self["log-level"])
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -141,4 +91,4 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     assert config.root is not None
     protocol = TFTPServerProtocol(FilesystemSource(config.root), reactor,
                                   **config.protocol_options())
-    return TFTPService(protocol, options["port"], options["interface"], reactor)
+    return UDPService(options["port"], protocol, options["interface"], reactor=reactor)
