@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
+
 __all__ = ["SERVER_ADDRESS", "RELAY_ADDRESS", "DHCP_PORT", "Namespace", "serve_pxed",
            "pxed_config", "dnsmasq_argv", "env"]
 
@@ -84,14 +86,13 @@ def dnsmasq_argv(workdir: Path) -> list[str]:
     the same answer as pxed's (a BIOS boot file), no DNS, no TFTP, its
     ordinary per-request log to a file.
     """
-    return [
-        "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--user=root",
-        "--port=0", "--no-resolv", "--no-hosts", "--interface=lo", "--bind-interfaces",
+    return lab_dnsmasq_argv(
+        "--interface=lo", "--bind-interfaces",
         "--dhcp-range=127.0.0.0,proxy,255.0.0.0",
         "--pxe-service=x86PC,Network boot,undionly",
         f"--log-facility={workdir / 'dnsmasq.log'}",
         f"--pid-file={workdir / 'dnsmasq.pid'}",
-    ]
+    )
 
 
 class Namespace:

@@ -16,16 +16,14 @@ from pxed import config
 from pxed.config import ConfigError, parse_config
 from pxed.dhcp.menu import PXEMenu
 from pxed.machine import ARCHITECTURE_SLUGS
+from tests.fixtures import write_bootloaders
 
 
 class ServerSectionTests(unittest.TestCase):
     def setUp(self) -> None:
         self.dir = Path(self.mktemp()).absolute()
         self.dir.mkdir()
-        loaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            (self.dir / name).write_bytes(b"x")
-            loaders[slug] = self.dir / name
+        loaders = write_bootloaders(self.dir)
         self.patch(config.server, "DEFAULT_BOOTLOADERS", loaders)
 
     def server(self, **section: Any) -> Any:

@@ -28,6 +28,7 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from tests.fixtures import write_bootloaders
 from tests.test_dhcp_protocol import ViaTransport
 
 MAC = "52:54:00:77:00:10"
@@ -122,10 +123,7 @@ class RoutingProtocolTests(unittest.TestCase):
         base = Path(self.mktemp()).absolute()
         base.mkdir()
         (base / "vmlinuz").write_bytes(b"k")
-        loaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            (base / name).write_bytes(b"x")
-            loaders[slug] = base / name
+        loaders = write_bootloaders(base)
         policy = StaticPolicy({}, default=BootSpec(kernel=str(base / "vmlinuz")))
         self.responder = BootResponder(policy, loaders, 80, MemoryBootLog())
         self.routes: list[str] = []

@@ -27,6 +27,7 @@ from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from tests.fixtures import write_bootloaders
 
 MAC = "52:54:00:77:00:10"
 CHADDR = bytes.fromhex("525400770010") + b"\x00" * 10
@@ -109,10 +110,7 @@ class MenuProtocolTests(unittest.TestCase):
         base.mkdir()
         kernel = base / "vmlinuz"
         kernel.write_bytes(b"k")
-        loaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            (base / name).write_bytes(b"x")
-            loaders[slug] = base / name
+        loaders = write_bootloaders(base)
         policy = StaticPolicy({MAC: BootSpec(kernel=str(kernel))})
         self.menu = PXEMenu(prompt="Pick", timeout=3)
         responder = BootResponder(policy, loaders, 80, MemoryBootLog(), menu=self.menu)

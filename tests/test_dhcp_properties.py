@@ -30,6 +30,7 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from tests.fixtures import write_bootloaders
 from tests.test_dhcp_protocol import ViaTransport
 
 SERVER = "192.168.77.1"
@@ -107,10 +108,7 @@ class PropertyTests(unittest.TestCase):
         base = Path(self.mktemp()).absolute()
         base.mkdir()
         (base / "vmlinuz").write_bytes(b"k")
-        loaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            (base / name).write_bytes(b"x")
-            loaders[slug] = base / name
+        loaders = write_bootloaders(base)
         policy = StaticPolicy({}, default=BootSpec(kernel=str(base / "vmlinuz")))
         responder = BootResponder(policy, loaders, 80, MemoryBootLog())
         self.protocols: list[tuple[Any, ViaTransport]] = []

@@ -31,6 +31,7 @@ from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 from tests import pcap
+from tests.fixtures import write_bootloaders
 from tests.test_dhcp_packet import SERVER_FRAMES, mutated_captures
 from tests.test_responder import SlowPolicy
 
@@ -92,10 +93,7 @@ class ProtocolTestCase(unittest.TestCase):
         base.mkdir()
         kernel = base / "vmlinuz"
         kernel.write_bytes(b"kernel")
-        bootloaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            (base / name).write_bytes(name.encode())
-            bootloaders[slug] = base / name
+        bootloaders = write_bootloaders(base)
         self.spec = BootSpec(kernel=str(kernel))
         self.policy = StaticPolicy({MAC: self.spec})
         self.boot_log = MemoryBootLog()

@@ -17,6 +17,7 @@ from pxed.machine import Machine, architecture
 from pxed.policy import BootSpec, IBootPolicy, StaticPolicy
 from pxed.responder import BootResponder, http_base, script_url
 from pxed.state import IBootLog, MemoryBootLog
+from tests.fixtures import write_bootloaders
 
 MAC = "52:54:00:77:00:10"
 OTHER_MAC = "52:54:00:77:00:99"
@@ -45,11 +46,7 @@ class ResponderTestCase(unittest.TestCase):
         base.mkdir()
         self.kernel = base / "vmlinuz"
         self.kernel.write_bytes(b"kernel")
-        self.bootloaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            path = base / name
-            path.write_bytes(name.encode())
-            self.bootloaders[slug] = path
+        self.bootloaders = write_bootloaders(base)
         self.spec = BootSpec(kernel=str(self.kernel))
         self.policy = StaticPolicy({MAC: self.spec})
         self.boot_log = MemoryBootLog()

@@ -22,6 +22,7 @@ from pxed.policy.request import read_context
 from pxed.responder import BootResponder
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from tests.fixtures import write_bootloaders
 from tests.test_policy_match import nets
 
 MAC = "52:54:00:77:00:10"
@@ -43,10 +44,7 @@ class ResponderPolicyTests(unittest.TestCase):
     def setUp(self) -> None:
         base = Path(self.mktemp()).absolute()
         base.mkdir()
-        self.bootloaders = {}
-        for slug, name in (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi")):
-            (base / name).write_bytes(name.encode())
-            self.bootloaders[slug] = base / name
+        self.bootloaders = write_bootloaders(base)
         self.grub = str(base / "grubx64.efi")
         self.signer = Signer(b"r" * 32)
         self.responder = BootResponder(Recording(LocalBoot()), self.bootloaders, 80,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pxed.lab.procs import tail
+from pxed.lab.procs import dnsmasq_argv, tail
 
 if TYPE_CHECKING:
     from pxed.lab.netns import Lab
@@ -115,13 +115,12 @@ class SecondLan:
         own), forwarding the second LAN's requests to the DHCP server and
         to pxed; with C{ipv6_ra}, it also sends RAs on that LAN.
         """
-        argv = [
-            "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--user=root",
-            "--port=0", "--no-resolv", "--no-hosts", "--log-dhcp", f"--log-facility={log}",
+        argv = dnsmasq_argv(
+            "--log-dhcp", f"--log-facility={log}",
             f"--pid-file={lab.workdir / 'dnsmasq-relay.pid'}",
             f"--dhcp-relay={self.gateway},{lab.ROUTER_IP}",
             f"--dhcp-relay={self.gateway},{lab.SERVER_IP}",
-        ]
+        )
         if ipv6_ra:
             assert lab.rly is not None
             lab.run_in(lab.rly, ["ip", "addr", "add", f"{self.ula}1/64", "dev", "eth1", "nodad"])

@@ -39,6 +39,7 @@ from typing import IO
 
 from pxed.lab.lan2 import SecondLan
 from pxed.lab.procs import (
+    dnsmasq_argv,
     netns_list,
     netns_pids,
     stop_pid,
@@ -266,14 +267,7 @@ class Lab:
         log = self.workdir / "dnsmasq-router.log"
         log.unlink(missing_ok=True)  # dnsmasq appends; a stale line would fool wait_for
         low, high = self.DHCP_RANGE
-        argv = [
-            "dnsmasq",
-            "--conf-file=/dev/null",
-            "--keep-in-foreground",
-            "--user=root",
-            "--port=0",
-            "--no-resolv",
-            "--no-hosts",
+        argv = dnsmasq_argv(
             f"--interface={self.ROUTER_IFACE}",
             f"--dhcp-range={low},{high},255.255.255.0,1h",
             f"--dhcp-option=option:router,{self.ROUTER_IP}",
@@ -283,7 +277,7 @@ class Lab:
             f"--log-facility={log}",
             f"--pid-file={self.workdir / 'dnsmasq-router.pid'}",
             f"--dhcp-leasefile={self.workdir / 'dnsmasq-router.leases'}",
-        ]
+        )
         if ipv6_ra:
             address = f"{self.ULA_PREFIX}fe/64"
             _ip("-n", self.rtr, "addr", "add", address, "dev", self.ROUTER_IFACE, "nodad")

@@ -21,6 +21,18 @@ POLL_INTERVAL = 0.2
 _ANSI = re.compile(r"\x1b(\[[0-9;?=]*[A-Za-z]|[()][A-Za-z0-9])")
 
 
+def dnsmasq_argv(*extra: str) -> list[str]:
+    """
+    dnsmasq in the foreground with no configuration file of the host's, no
+    DNS, and nothing read from C{/etc/hosts} or C{resolv.conf}: every use in
+    the lab and the benchmarks then says only what that instance is for.
+    """
+    return [
+        "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--user=root",
+        "--port=0", "--no-resolv", "--no-hosts", *extra,
+    ]
+
+
 def tail(path: Path, lines: int = 25) -> str:
     """
     The last C{lines} lines of a log, or a note saying why there are none.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pxed.lab.netns import Lab
 from pxed.lab.payload import MARKER, build_initrd, find_kernel
-from pxed.lab.procs import tail
+from pxed.lab.procs import dnsmasq_argv, tail
 
 HTTP_PORT = 8080
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -87,14 +87,7 @@ def proxy_dnsmasq_argv(workdir: Path, tftp_root: Path) -> list[str]:
     chain-loading loop.  x86-64_EFI covers arch 7; BC_EFI covers arch 9.
     """
     script = f"http://{Lab.SERVER_IP}:{HTTP_PORT}/boot.ipxe"
-    argv = [
-        "dnsmasq",
-        "--conf-file=/dev/null",
-        "--keep-in-foreground",
-        "--user=root",
-        "--port=0",
-        "--no-resolv",
-        "--no-hosts",
+    argv = dnsmasq_argv(
         f"--interface={Lab.SERVER_IFACE}",
         f"--dhcp-range={Lab.SERVER_IP.rsplit('.', 1)[0]}.0,proxy",
         "--dhcp-userclass=set:ipxe,iPXE",
@@ -104,7 +97,7 @@ def proxy_dnsmasq_argv(workdir: Path, tftp_root: Path) -> list[str]:
         f"--log-facility={workdir / 'dnsmasq-proxy.log'}",
         f"--pid-file={workdir / 'dnsmasq-proxy.pid'}",
         f"--dhcp-leasefile={workdir / 'dnsmasq-proxy.leases'}",
-    ]
+    )
     for csa, binary in (("x86PC", "undionly.kpxe"), ("x86-64_EFI", "ipxe.efi"),
                         ("BC_EFI", "ipxe.efi")):  # fmt: skip
         argv.append(f"--pxe-service=tag:!ipxe,{csa},boot,{binary}")
