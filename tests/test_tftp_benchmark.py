@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -22,6 +22,7 @@ from benchmarks.tftp import _grid, table
 from benchmarks.tftpclient import fetch, fetch_many, request
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
+from tests.fixtures import settle
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = "127.0.0.1"
@@ -54,19 +55,6 @@ class LeanClientTests(TestCase):
         self.address = (LOCAL, port.getHost().port)
 
     @defer.inlineCallbacks
-    def waitForEnds(self, count: int) -> Any:
-        """
-        The server reports each end once its transfer port has closed, so the
-        last end may come a moment after the client is done, and the ends of
-        back-to-back transfers may come in either order: wait (bounded) for
-        C{count} of them.
-        """
-        for _ in range(100):
-            if len(self.ends) >= count:
-                return
-            yield task.deferLater(reactor, 0.05, lambda: None)
-
-    @defer.inlineCallbacks
     def test_fetch(self) -> Any:
         for name, blksize, windowsize in (("f", 512, 1), ("f", 1468, 4), ("f", 1468, 64),
                                           ("exact", 1468, 8)):
@@ -74,7 +62,7 @@ class LeanClientTests(TestCase):
             expected = self.content if name == "f" else self.content[:1468 * 20]
             self.assertEqual((outcome.error, outcome.size, outcome.crc),
                              (None, len(expected), zlib.crc32(expected)))
-        yield self.waitForEnds(4)
+        yield settle(self.ends, 4)
         # A window above the server's cap is lowered in its OACK, and used.
         self.assertEqual(sorted((r.blksize, r.windowsize, r.outcome) for r in self.ends),
                          [(512, 1, "complete"), (1468, 4, "complete"),
@@ -90,7 +78,7 @@ class LeanClientTests(TestCase):
         outcomes = yield threads.deferToThread(fetch_many, self.address, "f", 30, 1468, 4)
         self.assertEqual({(o.error, o.size, o.crc) for o in outcomes},
                          {(None, len(self.content), zlib.crc32(self.content))})
-        yield self.waitForEnds(30)
+        yield settle(self.ends, 30)
         self.assertEqual(len(self.ends), 30)
 
 
