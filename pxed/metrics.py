@@ -86,7 +86,8 @@ class Metrics:
             "pxed_tftp_transfers", "TFTP transfers ended, by outcome (complete, aborted, timeout, "
             "error).", ["outcome"], registry=r)
         self.tftp_bytes = Counter(
-            "pxed_tftp_bytes", "File bytes acknowledged by TFTP clients.", registry=r)
+            "pxed_tftp_bytes", "File bytes acknowledged in TFTP transfers (by the client; "
+            "by pxed for uploads).", registry=r)
         self.tftp_retransmits = Counter(
             "pxed_tftp_retransmits", "TFTP packets (DATA, OACK) sent more than once.", registry=r)
         self.tftp_seconds = Histogram(

@@ -11,6 +11,7 @@ through the C{IP_PKTINFO} control message, read here with C{recvmsg}.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 __all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address", "interface_name",
-           "InterfaceNames", "route_source"]
+           "InterfaceNames", "route_source", "is_unicast", "requested_address"]
 
 #: Linux's value; Python's socket module does not export it.
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -217,3 +218,28 @@ def route_source(destination: str) -> str | None:
             return None
         local: str = s.getsockname()[0]
     return None if local == "0.0.0.0" else local
+
+
+def is_unicast(address: str) -> bool:
+    """
+    Whether C{address} names one host: not unspecified, multicast or the
+    limited broadcast (nor unparseable).  Only such an address can be
+    advertised to a client or replied from.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not (ip.is_multicast or ip.is_unspecified or str(ip) == "255.255.255.255")
+
+
+def requested_address(info: Any) -> str:
+    """
+    The unicast address a datagram was sent to, from its packet info (a
+    L{PacketInfo}, or anything with C{destination} and C{local}), or "".
+    """
+    for name in ("destination", "local"):
+        address = getattr(info, name, None)
+        if isinstance(address, str) and is_unicast(address):
+            return address
+    return ""

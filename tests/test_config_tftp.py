@@ -28,6 +28,8 @@ class TFTPSectionTests(ConfigTestCase):
     def test_everything(self) -> None:
         root = self.dir / "tftp"
         root.mkdir()
+        uploads = self.dir / "uploads"
+        uploads.mkdir()
         loaded = self.load(f"""\
             tftp:
               root: {root}
@@ -38,13 +40,33 @@ class TFTPSectionTests(ConfigTestCase):
               patience: 1m
               max_transfers: 1000
               max_per_client: 4
+              upload_root: {uploads}
+              max_upload_size: 1000000
+              upload_overwrite: true
             """)
         self.assertEqual(loaded.tftp, TFTPConfig(
             root=root, max_blksize=8968, max_windowsize=64, timeout=2.0, retries=3,
-            patience=60.0, max_transfers=1000, max_per_client=4))
-        self.assertEqual(loaded.tftp.protocol_options(), {
+            patience=60.0, max_transfers=1000, max_per_client=4, upload_root=uploads,
+            max_upload_size=1_000_000, upload_overwrite=True))
+        options = loaded.tftp.protocol_options()
+        upload = options.pop("upload")
+        self.assertEqual(options, {
             "max_blksize": 8968, "max_windowsize": 64, "timeout": 2.0, "retries": 3,
             "patience": 60.0, "max_transfers": 1000, "max_per_client": 4})
+        self.assertEqual((upload.root, upload.max_size, upload.overwrite),
+                         (uploads, 1_000_000, True))
+
+    def test_uploads_off_by_default(self) -> None:
+        self.assertIsNone(TFTPConfig().protocol_options()["upload"])
+
+    def test_bad_upload_settings(self) -> None:
+        self.assertError({"tftp": {"upload_root": "up"}}, "tftp.upload_root", "absolute path")
+        self.assertError({"tftp": {"upload_root": str(self.dir / "missing")}},
+                         "tftp.upload_root", "does not exist")
+        self.assertError({"tftp": {"max_upload_size": "1G"}}, "tftp.max_upload_size",
+                         "whole number")
+        self.assertError({"tftp": {"upload_overwrite": "yes"}}, "tftp.upload_overwrite",
+                         "true or false")
 
     def test_example_shows_the_defaults(self) -> None:
         self.assertEqual(load_config(EXAMPLE).tftp, TFTPConfig())

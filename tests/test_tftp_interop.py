@@ -9,8 +9,10 @@ has them): a missing one fails these tests rather than skipping them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from twisted.trial.unittest import TestCase
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.session import TransferResult
 from pxed.tftp.source import FilesystemSource
+from tests.fixtures import settle
 
 LOCAL = "127.0.0.1"
 TIMEOUT = shutil.which("timeout")
@@ -77,21 +80,6 @@ def _require(*tools: str) -> None:
         raise AssertionError(f"missing {', '.join(missing)}: run scripts/setup")
 
 
-def _sleep(seconds: float) -> defer.Deferred[None]:
-    d: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(seconds, d.callback, None)  # type: ignore[attr-defined]
-    return d
-
-
-@defer.inlineCallbacks
-def _settle(ends: list[TransferResult], n: int) -> Any:
-    for _ in range(200):
-        if len(ends) >= n:
-            return
-        yield _sleep(0.05)
-    raise AssertionError(f"{len(ends)} transfers ended, expected {n}")
-
-
 class CurlTests(InteropMixin, TestCase):
     tools = ("curl",)
 
@@ -114,7 +102,7 @@ class CurlTests(InteropMixin, TestCase):
             )
             self.assertEqual(code, 0, err)
             self.check(name)
-        yield _settle(self.ends, len(runs))
+        yield settle(self.ends, len(runs))
         self.assertEqual({r.outcome for r in self.ends}, {"complete"})
 
     @defer.inlineCallbacks
@@ -133,7 +121,7 @@ class CurlTests(InteropMixin, TestCase):
         )
         self.assertEqual(code, 0, err)
         self.check("huge")
-        yield _settle(self.ends, 1)
+        yield settle(self.ends, 1)
 
 
 class TftpHpaTests(InteropMixin, TestCase):
@@ -148,7 +136,7 @@ class TftpHpaTests(InteropMixin, TestCase):
             self.assertEqual(code, 0, err)
             self.assertEqual(out + err, b"")
             self.check(name)
-        yield _settle(self.ends, len(self.files))
+        yield settle(self.ends, len(self.files))
         self.assertEqual({r.outcome for r in self.ends}, {"complete"})
 
     @defer.inlineCallbacks
@@ -162,7 +150,7 @@ class TftpHpaTests(InteropMixin, TestCase):
         )
         self.assertEqual(out + err, b"")
         self.check("huge")
-        yield _settle(self.ends, 1)
+        yield settle(self.ends, 1)
         self.assertEqual(self.ends[0].blocks, 65541)
 
     @defer.inlineCallbacks
@@ -195,7 +183,7 @@ class AtftpTests(InteropMixin, TestCase):
             )
             self.assertEqual(code, 0, err)
             self.check(name)
-        yield _settle(self.ends, len(self.files))
+        yield settle(self.ends, len(self.files))
         self.assertEqual(
             {(r.outcome, r.windowsize, r.blksize) for r in self.ends}, {("complete", 8, 1428)}
         )
@@ -216,11 +204,11 @@ class AtftpTests(InteropMixin, TestCase):
         )
         self.assertEqual(code, 0, err)
         self.check("odd.bin")
-        yield _settle(self.ends, 1)
+        yield settle(self.ends, 1)
         self.assertEqual(self.ends[0].tsize, 1_000_003)
 
 
-LOSSY_HELPER = r"""
+LOSSY_NETWORK = r"""
 import json, os, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
 root, loss = sys.argv[2], int(sys.argv[3])
@@ -238,7 +226,9 @@ for rule in (
     f"add rule inet t in iifname lo udp dport != 0 numgen random mod 100 < {loss} counter drop",
 ):
     subprocess.run(["nft", *rule.split()], check=True)
+"""
 
+LOSSY_HELPER = LOSSY_NETWORK + r"""
 from pathlib import Path
 from twisted.internet import defer, task
 from twisted.internet.utils import getProcessOutputAndValue
@@ -284,6 +274,50 @@ def main(reactor):
 task.react(main)
 """
 
+LOSSY_UPLOAD_HELPER = LOSSY_NETWORK + r"""
+from pathlib import Path
+from twisted.internet import defer, task
+from twisted.internet.utils import getProcessOutputAndValue
+from pxed.tftp.protocol import TFTPServerProtocol
+from pxed.tftp.source import FilesystemSource
+from pxed.tftp.upload import UploadRoot
+
+@defer.inlineCallbacks
+def main(reactor):
+    results, report = [], {}
+    uploads = Path(root).parent / "uploads"
+    uploads.mkdir()
+    server = TFTPServerProtocol(FilesystemSource(Path(root)), reactor, patience=12,
+                                upload=UploadRoot(uploads),
+                                on_transfer_end=lambda p, f, r: results.append(r))
+    port = reactor.listenUDP(0, server, interface="127.0.0.1").getHost().port
+    local = str(Path(root) / "file")
+    clients = {
+        "atftp": ["atftp", "--option", "windowsize 8", "--option", "blksize 1428",
+                  "--option", "timeout 1", "-p", "-l", local, "-r", "atftp",
+                  "127.0.0.1", str(port)],
+        # tftp-hpa resends only on its own timer: a second rather than 5.
+        "tftp-hpa": ["sh", "-c", f"printf 'binary\\nrexmt 1\\nput {local} tftp-hpa\\n' | "
+                     f"tftp 127.0.0.1 {port}"],
+    }
+    for name, argv in clients.items():
+        start = time.monotonic()
+        yield getProcessOutputAndValue("timeout", ["120", *argv], env=dict(os.environ),
+                                       reactor=reactor)
+        for _ in range(200):  # the server commits after the last block and a dally
+            if (uploads / name).exists():
+                break
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        got = (uploads / name).read_bytes() if (uploads / name).exists() else b""
+        report[name] = {"ok": got == Path(local).read_bytes(),
+                        "seconds": round(time.monotonic() - start, 1)}
+    report["left"] = sorted(os.listdir(uploads))
+    report["server"] = [[r.outcome, r.retransmits, r.error] for r in results]
+    print(json.dumps(report))
+
+task.react(main)
+"""
+
 
 class LossyLoopbackTests(TestCase):
     """
@@ -295,20 +329,20 @@ class LossyLoopbackTests(TestCase):
     timeout = 300
 
     @defer.inlineCallbacks
-    def test_tenPercentLoss(self) -> Any:
-        import json
-        import sys
-
+    def runHelper(self, script: str, size: int) -> Any:
+        """
+        Run C{script} in a network namespace of its own over a random file
+        of C{size} bytes; return its JSON report and the file's content.
+        """
         _require("unshare", "nft", "ip", "atftp", "tftp", "timeout")
         self.assertEqual(os.geteuid(), 0, "a network namespace and nftables need root")
-
         base = Path(self.mktemp()).absolute()
         root = base / "root"
         root.mkdir(parents=True)
-        content = os.urandom(400_000)
+        content = os.urandom(size)
         (root / "file").write_bytes(content)
         helper = base / "helper.py"
-        helper.write_text(LOSSY_HELPER)
+        helper.write_text(script)
         project = str(Path(__file__).resolve().parent.parent)
         out, err, code = yield getProcessOutputAndValue(
             "timeout",
@@ -317,7 +351,11 @@ class LossyLoopbackTests(TestCase):
             reactor=reactor,
         )
         self.assertEqual(code, 0, err)
-        report = json.loads(out.strip().splitlines()[-1])
+        return json.loads(out.strip().splitlines()[-1]), content
+
+    @defer.inlineCallbacks
+    def test_tenPercentLoss(self) -> Any:
+        report, content = yield self.runHelper(LOSSY_HELPER, 400_000)
         for name in ("atftp", "tftp-hpa", "pxed"):
             self.assertTrue(report[name]["ok"], report)
         self.assertEqual(len(report["server"]), 3, report)
@@ -329,3 +367,12 @@ class LossyLoopbackTests(TestCase):
                 (outcome, error), [("complete", None), ("timeout", "no ACK for the final block")]
             )
             self.assertLessEqual(retransmitted, 2 * len(content), report)
+
+    @defer.inlineCallbacks
+    def test_uploadsUnderLoss(self) -> Any:
+        """Uploads survive 10% loss, windowed (atftp) and lock-step (tftp-hpa)."""
+        report, _ = yield self.runHelper(LOSSY_UPLOAD_HELPER, 40_000)
+        for name in ("atftp", "tftp-hpa"):
+            self.assertTrue(report[name]["ok"], report)
+        # Each landed once, under its name, and no temporary file is left.
+        self.assertEqual(report["left"], ["atftp", "tftp-hpa"], report)

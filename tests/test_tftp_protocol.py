@@ -212,11 +212,11 @@ class TransferTests(ServerTestCase):
 
     @defer.inlineCallbacks
     def test_netascii(self) -> Any:
-        """netascii is served unchanged."""
+        """netascii is served with network line ends (CR LF)."""
         raw = self.rawClient()
         raw.send(P.ReadRequest("small.txt", "netascii"), self.addr)
         pkt, tid = yield raw.next()
-        self.assertEqual(pkt, P.Data(1, self.files["small.txt"]))
+        self.assertEqual(pkt, P.Data(1, self.files["small.txt"].replace(b"\n", b"\r\n")))
         raw.send(P.Ack(1), tid)
         yield self.waitForEnds(1)
 

@@ -55,16 +55,23 @@ class OptionsTests(SynchronousTestCase):
         config = options["config"]
         self.assertEqual((config.root, options["port"], options["interface"]),
                          (self.root, 69, ""))
+        self.assertIsNone(config.upload_root)
         self.assertEqual(config.protocol_options(), {
-            "max_blksize": 1468, "max_windowsize": 16, "timeout": 1.0, "retries": 5,
+            "upload": None, "max_blksize": 1468, "max_windowsize": 16, "timeout": 1.0, "retries": 5,
             "patience": 30.0, "max_transfers": 500, "max_per_client": 8})
 
     def test_everything(self) -> None:
         options = self.parse("-r", str(self.root), "-p", "6969", "-i", LOCAL,
                              "--max-blksize", "8968", "--max-windowsize", "64",
                              "--timeout", "2.5", "--retries", "3", "--patience", "12",
-                             "--max-transfers", "1000", "--max-per-client", "2")
-        self.assertEqual(options["config"].protocol_options(), {
+                             "--max-transfers", "1000", "--max-per-client", "2",
+                             "--upload-root", str(self.root), "--max-upload-size", "4096",
+                             "--upload-overwrite")
+        protocol_options = options["config"].protocol_options()
+        upload = protocol_options.pop("upload")
+        self.assertEqual((upload.root, upload.max_size, upload.overwrite),
+                         (self.root.resolve(), 4096, True))
+        self.assertEqual(protocol_options, {
             "max_blksize": 8968, "max_windowsize": 64, "timeout": 2.5, "retries": 3,
             "patience": 12.0, "max_transfers": 1000, "max_per_client": 2})
         service = makeService(options)
@@ -84,6 +91,9 @@ class OptionsTests(SynchronousTestCase):
             (("--root", str(self.root), "--max-windowsize", "0"), "--max-windowsize: must be"),
             (("--root", str(self.root), "--timeout", "0"), "--timeout: must be more than 0"),
             (("--root", str(self.root), "--port", "70000"), "--port must be 0..65535"),
+            (("--root", str(self.root), "--upload-root", str(self.root / "none")),
+             "--upload-root: directory"),
+            (("--root", str(self.root), "--max-upload-size", "-1"), "--max-upload-size: must be"),
         ]
         for argv, message in cases:
             error = self.assertRaises(usage.UsageError, self.parse, *argv)

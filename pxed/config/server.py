@@ -15,6 +15,7 @@ from typing import Any
 from pxed.config.reader import Reader, type_name
 from pxed.dhcp.menu import MAX_TEXT, PXEMenu
 from pxed.machine import ARCHITECTURE_SLUGS
+from pxed.net import is_unicast
 
 __all__ = ["Ports", "ServerConfig", "DEFAULT_BOOTLOADERS", "IPXE_PACKAGE", "parse_server",
            "parse_bootloaders"]
@@ -64,11 +65,10 @@ class ServerConfig:
 def _advertisable(reader: Reader, value: Any, key: str) -> str:
     address = reader.string(value, key)
     try:
-        parsed = ipaddress.IPv4Address(address)
+        ipaddress.IPv4Address(address)
     except ValueError:
         raise reader.fail(key, f"{address!r} is not an IPv4 address") from None
-    if parsed.is_unspecified or parsed.is_multicast or parsed == ipaddress.IPv4Address(
-            "255.255.255.255"):
+    if not is_unicast(address):
         raise reader.fail(key, f"{address} cannot be advertised to clients")
     return address
 

@@ -2,7 +2,8 @@
 """
 The C{tftp:} section: how generous the TFTP server is (block and window
 sizes, how many transfers at once) and how patient (timeouts, retries),
-plus an optional directory served read-only beside the boot programs.
+plus an optional directory served read-only beside the boot programs, and
+an optional one that write requests may create files in (off by default).
 
 The defaults suit a LAN of PXE firmware; they are here so that a site with
 jumbo frames, a rack that boots all at once or a slow WAN link can say so.
@@ -18,11 +19,13 @@ from typing import Any
 from pxed.config.policy import parse_duration
 from pxed.config.reader import Reader
 from pxed.tftp.options import MAX_BLKSIZE, MAX_WINDOWSIZE, MIN_BLKSIZE
+from pxed.tftp.upload import MAX_UPLOAD, UploadRoot
 
 __all__ = ["TFTPConfig", "parse_tftp"]
 
 _KEYS = {"root", "max_blksize", "max_windowsize", "timeout", "retries", "patience",
-         "max_transfers", "max_per_client"}
+         "max_transfers", "max_per_client", "upload_root", "max_upload_size",
+         "upload_overwrite"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class TFTPConfig:
         dnsmasq stops at 50 by default, which a rack booting at once
         exceeds.
     @ivar max_per_client: transfers at once per client address.
+    @ivar upload_root: a directory write requests may create files in, or
+        C{None} (every write is refused with ERROR 2).
+    @ivar max_upload_size: the largest upload, in bytes.
+    @ivar upload_overwrite: whether an upload may replace an existing file.
     """
 
     root: Path | None = None
@@ -54,10 +61,18 @@ class TFTPConfig:
     patience: float = 30.0
     max_transfers: int = 500
     max_per_client: int = 8
+    upload_root: Path | None = None
+    max_upload_size: int = MAX_UPLOAD
+    upload_overwrite: bool = False
 
     def protocol_options(self) -> dict[str, Any]:
         """Keyword arguments for L{pxed.tftp.protocol.TFTPServerProtocol}."""
+        upload = None
+        if self.upload_root is not None:
+            upload = UploadRoot(self.upload_root, max_size=self.max_upload_size,
+                                overwrite=self.upload_overwrite)
         return {
+            "upload": upload,
             "max_blksize": self.max_blksize,
             "max_windowsize": self.max_windowsize,
             "timeout": self.timeout,
@@ -74,14 +89,14 @@ def _whole(reader: Reader, value: Any, key: str, least: int, most: int) -> int:
     return value
 
 
-def _root(reader: Reader, value: Any) -> Path:
-    path = Path(reader.string(value, "tftp.root"))
+def _directory(reader: Reader, value: Any, key: str, access: int, what: str) -> Path:
+    path = Path(reader.string(value, key))
     if not path.is_absolute():
-        raise reader.fail("tftp.root", f"{value!r} must be an absolute path")
+        raise reader.fail(key, f"{value!r} must be an absolute path")
     if not path.is_dir():
-        raise reader.fail("tftp.root", f"directory {value} does not exist")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise reader.fail("tftp.root", f"directory {value} is not readable")
+        raise reader.fail(key, f"directory {value} does not exist")
+    if not os.access(path, access):
+        raise reader.fail(key, f"directory {value} is not {what}")
     return path
 
 
@@ -109,5 +124,18 @@ def parse_tftp(reader: Reader, value: Any) -> TFTPConfig:
     timeout = limits.get("timeout", defaults.timeout)
     if "patience" in limits and limits["patience"] < timeout:
         raise reader.fail("tftp.patience", f"must be at least tftp.timeout ({timeout:g}s)")
-    root = _root(reader, section["root"]) if section.get("root") is not None else None
-    return TFTPConfig(root=root, **limits)
+    if section.get("root") is not None:
+        limits["root"] = _directory(reader, section["root"], "tftp.root",
+                                    os.R_OK | os.X_OK, "readable")
+    if section.get("upload_root") is not None:
+        limits["upload_root"] = _directory(reader, section["upload_root"], "tftp.upload_root",
+                                           os.W_OK | os.X_OK, "writable")
+    if section.get("max_upload_size") is not None:
+        limits["max_upload_size"] = _whole(reader, section["max_upload_size"],
+                                           "tftp.max_upload_size", 0, 1 << 40)
+    if section.get("upload_overwrite") is not None:
+        overwrite = section["upload_overwrite"]
+        if not isinstance(overwrite, bool):
+            raise reader.fail("tftp.upload_overwrite", f"must be true or false, not {overwrite!r}")
+        limits["upload_overwrite"] = overwrite
+    return TFTPConfig(**limits)

@@ -17,6 +17,7 @@ __all__ = [
     "Negotiated",
     "TransferResult",
     "negotiate",
+    "refusal",
     "MIN_BLKSIZE",
     "MAX_BLKSIZE",
     "DEFAULT_BLKSIZE",
@@ -97,12 +98,29 @@ def _int_option(options: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
+def refusal(options: Mapping[str, str]) -> str | None:
+    """
+    Why the request's options cannot be met (RFC 2347 ERROR 8), or C{None}.
+
+    Only one request cannot be met by lowering or leaving out an option: a
+    block size under RFC 2348's minimum of 8.  Such a client cannot take the
+    default 512-byte blocks either, so answering without the option would
+    only fail later.  Everything else that is out of range is left out of
+    the OACK (see L{negotiate}).
+    """
+    requested = _int_option({k.lower(): v for k, v in options.items()}, "blksize")
+    if requested is not None and requested < MIN_BLKSIZE:
+        return f"blksize {requested} is below {MIN_BLKSIZE}"
+    return None
+
+
 def negotiate(options: Mapping[str, str], size: int | None, limits: SessionLimits) -> Negotiated:
     """
     Decide which requested options to accept (RFC 2347/2348/2349/7440).
 
     Invalid values are ignored rather than refused with ERROR 8: the client
-    then falls back to plain RFC 1350, which is better than no boot.  Values
+    then falls back to plain RFC 1350, which is better than no boot (the
+    one request that cannot be met that way is L{refusal}'s).  Values
     above what the server allows are lowered, which the RFCs permit for
     blksize and windowsize.  C{tsize} is answered only when the size is known.
     """

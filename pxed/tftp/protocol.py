@@ -1,12 +1,14 @@
 # -*- test-case-name: tests.test_tftp_protocol -*-
 """
-The TFTP server: a thin UDP layer over L{ReadSession}.
+The TFTP server: a thin UDP layer over L{ReadSession} (and, where uploads
+are allowed, L{WriteSession}).
 
 L{TFTPServerProtocol} listens on the well-known port and only ever answers
 requests.  Each accepted read gets a fresh UDP port (its transfer ID, as
 RFC 1350 requires) served by a L{TransferProtocol}; packets reaching that
 port from anyone but the requesting client get ERROR 5 and are otherwise
-ignored.  The server is read-only: write requests are refused.
+ignored.  The server is read-only unless it is given an L{UploadRoot}: write
+requests are refused with ERROR 2.
 
 Nothing a client sends may stop the service, so every datagram handler
 catches and logs whatever goes wrong.
@@ -14,7 +16,6 @@ catches and logs whatever goes wrong.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -27,21 +28,27 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pxed.net import requested_address
+
 from . import packet as P
 from .mtu import MTUCache
+from .netascii import NetasciiReadable
+from .options import refusal
 from .session import ReadSession, SessionLimits, TransferResult
 from .source import AccessViolation, FileNotFound, IFileSource, IReadable
-from .transfer import TransferProtocol, listen_transfer
+from .transfer import Session, TransferProtocol, listen_transfer
+from .upload import UploadRefused, UploadRoot, WriteSession
 
 __all__ = ["TFTPServerProtocol", "TransferProtocol", "SUPPORTED_MODES"]
 
-# netascii is accepted but served unchanged: PXE content is binary, and
-# translating line ends would make tsize and block offsets lie.
+# netascii is converted both ways (see pxed.tftp.netascii).
 SUPPORTED_MODES = frozenset({"octet", "netascii"})
 
 Address = tuple[str, int]
 StartObserver = Callable[[Address, str, dict[str, str]], object]
 EndObserver = Callable[[Address, str, TransferResult], object]
+Sender = Callable[[bytes], object]
+BurstSender = Callable[[list[bytes]], object]
 
 log = Logger()
 
@@ -72,6 +79,8 @@ class TFTPServerProtocol(DatagramProtocol):
     @param on_transfer_start: called with (peer, filename, options) when a
         transfer port starts serving a request.
     @param on_transfer_end: called with (peer, filename, TransferResult).
+    @param upload: where write requests may create files; C{None} (the
+        default) refuses them all.
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class TFTPServerProtocol(DatagramProtocol):
         open_timeout: float = 10.0,
         on_transfer_start: StartObserver | None = None,
         on_transfer_end: EndObserver | None = None,
+        upload: UploadRoot | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -108,9 +118,10 @@ class TFTPServerProtocol(DatagramProtocol):
         self.open_timeout = open_timeout
         self.on_transfer_start = on_transfer_start
         self.on_transfer_end = on_transfer_end
+        self.upload = upload
         # (peer, filename) -> the session once its port is up, else None
         # while the file is being opened.
-        self._transfers: dict[tuple[Address, str], ReadSession | None] = {}
+        self._transfers: dict[tuple[Address, str], Session | None] = {}
         self._ports: dict[tuple[Address, str], tuple[IListeningPort, TransferProtocol]] = {}
         self._running = False
         self.mtus = MTUCache(reactor)
@@ -147,7 +158,7 @@ class TFTPServerProtocol(DatagramProtocol):
         interface's MTU (see L{pxed.tftp.mtu}).
         """
         try:
-            local = _requestedAddress(info) or self._listeningAddress()
+            local = requested_address(info) or self._listeningAddress()
             ifindex = getattr(info, "ifindex", 0)
             fits = self.mtus.max_blksize(ifindex) if isinstance(ifindex, int) else None
             self._handle(datagram, (addr[0], addr[1]), local, fits)
@@ -173,30 +184,37 @@ class TFTPServerProtocol(DatagramProtocol):
         except P.MalformedPacket as e:
             log.debug("malformed packet from {peer}: {reason}", peer=addr, reason=e)
             return
-        if isinstance(pkt, P.WriteRequest):
+        if isinstance(pkt, P.WriteRequest) and self.upload is None:
             log.debug("refusing write of {filename} from {peer}", filename=pkt.filename, peer=addr)
             self._reply(addr, P.ERR_ACCESS_VIOLATION, "Access violation: read-only server")
             return
-        if not isinstance(pkt, P.ReadRequest):
+        if not isinstance(pkt, (P.ReadRequest, P.WriteRequest)):
             log.debug("ignoring {packet!r} on the request port from {peer}", packet=pkt, peer=addr)
             return
         limits = self.limits
         if fits is not None and fits < limits.max_blksize:
             limits = replace(limits, max_blksize=fits)
-        self._readRequest(pkt, addr, local, limits)
+        if not self._admit(pkt, addr):
+            return
+        if isinstance(pkt, P.WriteRequest):
+            self._writeRequest(pkt, addr, local, limits)
+        else:
+            self._readRequest(pkt, addr, local, limits)
 
-    def _readRequest(
-        self, request: P.ReadRequest, addr: Address, local: str, limits: SessionLimits
-    ) -> None:
-        key = (addr, request.filename)
-        if key in self._transfers:
+    def _admit(self, request: P.ReadRequest | P.WriteRequest, addr: Address) -> bool:
+        """Whether to start a transfer for C{request}; if not, the client is told why."""
+        if (addr, request.filename) in self._transfers:
             # The client retransmitted its request; the session that is
             # already running will retransmit on its own timer.
-            log.debug("duplicate RRQ from {peer}", peer=addr)
-            return
+            log.debug("duplicate request from {peer}", peer=addr)
+            return False
         if request.mode not in SUPPORTED_MODES:
             self._reply(addr, P.ERR_ILLEGAL_OPERATION, f"Unsupported mode {request.mode}")
-            return
+            return False
+        refused = refusal(request.options)
+        if refused is not None:
+            self._reply(addr, P.ERR_OPTION_NEGOTIATION, f"Option refused: {refused}")
+            return False
         if len(self._transfers) >= self.max_transfers:
             log.warn(
                 "too many transfers, refusing {filename} to {peer}",
@@ -204,7 +222,7 @@ class TFTPServerProtocol(DatagramProtocol):
                 peer=addr,
             )
             self._reply(addr, P.ERR_UNDEFINED, "Server busy")
-            return
+            return False
         if sum(1 for peer, _ in self._transfers if peer[0] == addr[0]) >= self.max_per_client:
             log.warn(
                 "too many transfers to {host}, refusing {filename}",
@@ -213,7 +231,13 @@ class TFTPServerProtocol(DatagramProtocol):
                 peer=addr,
             )
             self._reply(addr, P.ERR_UNDEFINED, "Too many transfers")
-            return
+            return False
+        return True
+
+    def _readRequest(
+        self, request: P.ReadRequest, addr: Address, local: str, limits: SessionLimits
+    ) -> None:
+        key = (addr, request.filename)
         self._transfers[key] = None
         d = maybeDeferred(self.source.open, request.filename, addr)
         d.addTimeout(self.open_timeout, self.reactor)
@@ -269,22 +293,58 @@ class TFTPServerProtocol(DatagramProtocol):
         local: str,
         limits: SessionLimits,
     ) -> None:
-        key = (addr, request.filename)
         if not self._running:
-            self._transfers.pop(key, None)
+            self._transfers.pop((addr, request.filename), None)
             readable.close()
             return
+        if request.mode == "netascii":
+            readable = NetasciiReadable(readable)
 
-        def makeSession(
-            send: Callable[[bytes], object], send_many: Callable[[list[bytes]], object] | None
-        ) -> ReadSession:
-            session = ReadSession(request, readable, send, self.reactor, limits, peer=addr,
-                                  send_many=send_many)
+        def makeSession(send: Sender, send_many: BurstSender | None) -> Session:
+            return ReadSession(request, readable, send, self.reactor, limits, peer=addr,
+                               send_many=send_many)
+
+        self._serve(request, addr, local, makeSession, readable.close)
+
+    def _writeRequest(
+        self, request: P.WriteRequest, addr: Address, local: str, limits: SessionLimits
+    ) -> None:
+        assert self.upload is not None
+        try:
+            upload = self.upload.open(request)
+        except UploadRefused as e:
+            log.info("refused upload of {filename} from {peer}: {reason}",
+                     filename=request.filename, peer=addr, reason=e.reason)
+            self._reply(addr, e.code, e.message)
+            return
+        self._transfers[(addr, request.filename)] = None
+
+        def makeSession(send: Sender, send_many: BurstSender | None) -> Session:
+            return WriteSession(request, upload, send, self.reactor, limits, peer=addr)
+
+        # A DATA packet is as large as the block size the session grants.
+        self._serve(request, addr, local, makeSession, upload.discard,
+                    max_size=max(limits.max_blksize, 512) + 4)
+
+    def _serve(
+        self,
+        request: P.ReadRequest | P.WriteRequest,
+        addr: Address,
+        local: str,
+        make: Callable[[Sender, BurstSender | None], Session],
+        release: Callable[[], object],
+        max_size: int = 2048,
+    ) -> None:
+        """Open the transfer port of a request and start its session there."""
+        key = (addr, request.filename)
+
+        def makeSession(send: Sender, send_many: BurstSender | None) -> Session:
+            session = make(send, send_many)
             self._transfers[key] = session
             session.done.addCallback(self._ended, request, addr)
             # Debug only: the line at the end says everything, once.
             log.debug(
-                "TFTP start: {filename} to {host}:{port} (options {options})",
+                "TFTP start: {filename} with {host}:{port} (options {options})",
                 filename=request.filename,
                 host=addr[0],
                 port=addr[1],
@@ -296,11 +356,11 @@ class TFTPServerProtocol(DatagramProtocol):
 
         transfer = TransferProtocol(addr, makeSession)
         try:
-            port = listen_transfer(self.reactor, transfer, local)
+            port = listen_transfer(self.reactor, transfer, local, max_size)
         except CannotListenError:
             log.failure("no transfer port for {peer}", peer=addr)
             self._transfers.pop(key, None)
-            readable.close()
+            release()
             self._reply(addr, P.ERR_UNDEFINED, "Internal error")
             return
         if key in self._transfers:
@@ -310,17 +370,21 @@ class TFTPServerProtocol(DatagramProtocol):
             # on the first block).
             port.stopListening()
 
-    def _ended(self, result: TransferResult, request: P.ReadRequest, addr: Address) -> None:
+    def _ended(
+        self, result: TransferResult, request: P.ReadRequest | P.WriteRequest, addr: Address
+    ) -> None:
         key = (addr, request.filename)
         self._transfers.pop(key, None)
         port, transfer = self._ports.pop(key, (None, None))
         if transfer is not None and transfer.transport is None:
             port = None  # already closed
         log.info(
-            "TFTP {outcome}: {filename} to {host}:{port}, {bytes_sent} bytes in {duration:.2f}s "
-            "(blksize {blksize}, window {windowsize}, {retransmits} retransmits){reason}",
+            "TFTP {outcome}: {filename} {direction} {host}:{port}, {bytes_sent} bytes in "
+            "{duration:.2f}s (blksize {blksize}, window {windowsize}, "
+            "{retransmits} retransmits){reason}",
             outcome=result.outcome,
             filename=request.filename,
+            direction="from" if isinstance(request, P.WriteRequest) else "to",
             host=addr[0],
             port=addr[1],
             peer=addr,
@@ -351,19 +415,3 @@ class TFTPServerProtocol(DatagramProtocol):
         except Exception:
             log.failure("transfer observer {observer!r} failed", observer=observer)
 
-
-def _requestedAddress(info: Any) -> str:
-    """The unicast address a request was sent to, from packet info, or ""."""
-    for name in ("destination", "local"):
-        address = getattr(info, name, None)
-        if isinstance(address, str) and _isUnicast(address):
-            return address
-    return ""
-
-
-def _isUnicast(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return not (ip.is_multicast or ip.is_unspecified or str(ip) == "255.255.255.255")

@@ -31,6 +31,7 @@ from zope.interface import Attribute, Interface, implementer
 __all__ = [
     "FileNotFound",
     "AccessViolation",
+    "name_parts",
     "IReadable",
     "IFileSource",
     "FileReadable",
@@ -156,6 +157,24 @@ def _open_regular(path: Path, name: str) -> FileReadable:
         raise
 
 
+def name_parts(filename: str) -> list[str]:
+    """
+    The path components of a requested name, by the rules of
+    L{FilesystemSource} (backslashes are slashes, leading slashes and C{.}
+    are dropped).
+
+    @raise AccessViolation: for a NUL byte, a C{..} component or no name.
+    """
+    if "\0" in filename:
+        raise AccessViolation("NUL byte in filename")
+    parts = [p for p in filename.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise AccessViolation(f"{filename!r}: '..' in filename")
+    if not parts:
+        raise AccessViolation(f"{filename!r}: empty filename")
+    return parts
+
+
 def _call(f: Callable[[str], IReadable], filename: str) -> Deferred:
     """Run a synchronous opener, turning its exception into a failed Deferred."""
     try:
@@ -190,14 +209,7 @@ class FilesystemSource:
         @raise AccessViolation: if the name tries to escape the root.
         @raise FileNotFound: if a path component is missing.
         """
-        if "\0" in filename:
-            raise AccessViolation("NUL byte in filename")
-        parts = [p for p in filename.replace("\\", "/").split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise AccessViolation(f"{filename!r}: '..' in filename")
-        if not parts:
-            raise AccessViolation(f"{filename!r}: empty filename")
-        candidate = self.root.joinpath(*parts)
+        candidate = self.root.joinpath(*name_parts(filename))
         try:
             real = candidate.resolve(strict=True)
         except (FileNotFoundError, NotADirectoryError):

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_tftp_tap -*-
 """
-C{twistd pxed-tftp}: pxed's TFTP server on its own, serving a directory.
+C{twistd pxed-tftp}: pxed's TFTP server on its own, serving a directory
+(and, with C{--upload-root}, taking uploads into another).
 
 It is the same engine C{twistd pxed} runs (windowsize, adaptive timeouts,
 limits), for sites that want a fast read-only TFTP server and nothing
@@ -35,15 +36,19 @@ _LIMITS = {
     "patience": float,
     "max-transfers": int,
     "max-per-client": int,
+    "max-upload-size": int,
 }
 
 
 class Options(usage.Options):
     synopsis = "--root DIR [options]"
     longdesc = (
-        "pxed-tftp: a read-only TFTP server (RFC 1350 with blksize, tsize, timeout and "
-        "windowsize) serving the files below --root."
+        "pxed-tftp: a TFTP server (RFC 1350 with blksize, tsize, timeout and windowsize) "
+        "serving the files below --root, read-only unless --upload-root is given."
     )
+    optFlags = [
+        ["upload-overwrite", None, "Let uploads replace existing files."],
+    ]
     optParameters = [
         ["root", "r", None, "The directory to serve (read-only; required)."],
         ["port", "p", 69, "The UDP port to listen on.", int],
@@ -59,6 +64,9 @@ class Options(usage.Options):
         ["max-transfers", None, _DEFAULTS.max_transfers, "Concurrent transfers."],
         ["max-per-client", None, _DEFAULTS.max_per_client,
          "Concurrent transfers per client address."],
+        ["upload-root", None, None,
+         "A directory write requests may create files in (default: writes are refused)."],
+        ["max-upload-size", None, _DEFAULTS.max_upload_size, "Largest upload, in bytes."],
         ["log-level", None, "info", "The least severe events written: debug (each transfer's "
          "start too), info (one line per transfer), warn, error or critical."],
     ]
@@ -69,7 +77,8 @@ class Options(usage.Options):
             raise usage.UsageError("--root DIR is required")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0..65535, not {self['port']}")
-        section: dict[str, Any] = {"root": self["root"]}
+        section: dict[str, Any] = {"root": self["root"], "upload_root": self["upload-root"],
+                                   "upload_overwrite": bool(self["upload-overwrite"])}
         for name, kind in _LIMITS.items():
             try:
                 section[name.replace("-", "_")] = kind(self[name])

@@ -22,9 +22,10 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorFDSet, IReadDescriptor
 from twisted.internet.protocol import DatagramProtocol
@@ -33,15 +34,36 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import packet as P
-from .session import ReadSession
+from .options import Negotiated, TransferResult
 
-__all__ = ["TransferProtocol", "TransferPort", "listen_transfer"]
+__all__ = ["Session", "TransferProtocol", "TransferPort", "listen_transfer"]
 
 Address = tuple[str, int]
+
+
+class Session(Protocol):
+    """
+    One transfer's state machine, as a transfer port drives it: a
+    L{pxed.tftp.session.ReadSession} or a L{pxed.tftp.upload.WriteSession}.
+    """
+
+    done: Deferred[TransferResult]
+    negotiated: Negotiated
+
+    @property
+    def finished(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def datagramReceived(self, datagram: bytes) -> None: ...
+
+    def abort(self, reason: str) -> None: ...
+
+
 #: Makes the session of a transfer, given how to send one packet and, where
 #: the transport can, a burst of them at once.
 SessionFactory = Callable[
-    [Callable[[bytes], object], Callable[[list[bytes]], object] | None], ReadSession
+    [Callable[[bytes], object], Callable[[list[bytes]], object] | None], Session
 ]
 
 log = Logger()
@@ -62,8 +84,8 @@ _U16 = struct.Struct("=H").pack
 
 class TransferProtocol(DatagramProtocol):
     """
-    The transfer-ID port of one read transfer: feeds the client's packets to
-    a L{ReadSession} and turns strangers away with ERROR 5.
+    The transfer-ID port of one transfer: feeds the client's packets to its
+    L{Session} and turns strangers away with ERROR 5.
     """
 
     # One port per transfer: Twisted's per-port start/stop lines would drown
@@ -73,7 +95,7 @@ class TransferProtocol(DatagramProtocol):
     def __init__(self, peer: Address, session_factory: SessionFactory) -> None:
         self.peer = peer
         self._session_factory = session_factory
-        self.session: ReadSession | None = None
+        self.session: Session | None = None
 
     def startProtocol(self) -> None:
         transport = self.transport
@@ -250,13 +272,18 @@ class TransferPort:
         self.stopListening()
 
 
-def listen_transfer(reactor: Any, protocol: DatagramProtocol, interface: str) -> Any:
+def listen_transfer(reactor: Any, protocol: DatagramProtocol, interface: str,
+                    max_size: int = 2048) -> Any:
     """
     Open a transfer port on an ephemeral port of C{interface} ("" for the
-    kernel's choice), with L{TransferPort} where the reactor allows.
+    kernel's choice), with L{TransferPort} where the reactor allows;
+    C{max_size} is the largest datagram it reads (an ACK for reads, a DATA
+    block for writes).
     """
     if IReactorFDSet.providedBy(reactor):
-        port = TransferPort(protocol, interface, reactor)
+        port = TransferPort(protocol, interface, reactor, max_size)
         port.startListening()
         return port
+    if max_size > 8192:  # Twisted's default
+        return reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=max_size)
     return reactor.listenUDP(0, protocol, interface=interface)

@@ -1,0 +1,385 @@
+# -*- test-case-name: tests.test_tftp_upload -*-
+"""
+Write requests, for sites that turn them on: where uploads go and the
+receiving side of one transfer.
+
+pxed is a boot server, so writes are refused unless an upload root is
+configured.  Some firmware and installers do write (crash dumps, switch
+configurations, installer logs); with an L{UploadRoot} they may create
+files below it, by the same name rules as reads, and nothing else:
+
+  - the directory must exist inside the root (none is created), and a
+    symlink out of it is refused like a read;
+  - an existing file is never replaced unless C{overwrite} is set
+    (ERROR 6 otherwise);
+  - the data goes to a hidden temporary file beside the target and is
+    moved into place only once the last block has arrived, so a transfer
+    that fails or is abandoned leaves nothing, and a reader never sees half
+    a file;
+  - a size limit holds both for the announced C{tsize} (refused up front)
+    and for what actually arrives (ERROR 3 then).
+
+L{WriteSession} is the receiving state machine, with the same shape as
+L{pxed.tftp.session.ReadSession}: a request, a C{send} callable and a
+clock, fed the client's packets.  With RFC 7440's windowsize it ACKs the
+last block of each window; after a gap it ACKs the last block received in
+order once, then waits for the sender to resume from there, so neither
+side answers a packet with more than one packet (no Sorcerer's Apprentice).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from . import packet as P
+from .deadline import Deadline
+from .netascii import NetasciiDecoder
+from .options import SessionLimits, TransferResult, negotiate
+from .source import AccessViolation, FileNotFound, name_parts
+
+__all__ = ["UploadRoot", "Upload", "UploadRefused", "FileExists", "TooLarge", "WriteSession"]
+
+log = Logger()
+
+#: Default largest upload: a crash dump or a log, not a disk image.
+MAX_UPLOAD = 64 * 1024 * 1024
+
+
+class FileExists(Exception):
+    """The target exists and uploads may not replace files (TFTP error 6)."""
+
+
+class TooLarge(Exception):
+    """More than the upload limit (TFTP error 3)."""
+
+
+class UploadRefused(Exception):
+    """A write request turned away, with the TFTP error to answer and why."""
+
+    def __init__(self, code: int, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.message, self.reason = code, message, reason
+
+
+class Upload:
+    """
+    One file being received: a temporary file beside C{path}, moved into
+    place by L{commit} or removed by L{discard}.
+    """
+
+    def __init__(self, path: Path, overwrite: bool, max_size: int) -> None:
+        self.path = path
+        self.overwrite = overwrite
+        self.max_size = max_size
+        self.size = 0
+        self._temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            self._fd: int | None = os.open(self._temp, flags, 0o644)
+        except OSError as e:
+            raise AccessViolation(f"{path.name}: {e.strerror}") from None
+
+    def write(self, data: bytes) -> None:
+        """Append C{data}; L{TooLarge} past the limit, L{OSError} if the disk says no."""
+        if self._fd is None:
+            raise ValueError("write to a finished upload")
+        if self.size + len(data) > self.max_size:
+            raise TooLarge(f"more than {self.max_size} bytes")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.size += len(data)
+
+    def commit(self) -> None:
+        """Flush to disk and move into place (never over a file, unless allowed)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            if self.overwrite:
+                os.replace(self._temp, self.path)
+            else:
+                # link() fails if the name exists: no window for a race.
+                os.link(self._temp, self.path)
+                os.unlink(self._temp)
+        except FileExistsError:
+            self._remove()
+            raise FileExists(self.path.name) from None
+        except BaseException:
+            self._remove()
+            raise
+
+    def discard(self) -> None:
+        """Give up: close and remove the temporary file."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+            self._remove()
+
+    def _remove(self) -> None:
+        try:
+            os.unlink(self._temp)
+        except FileNotFoundError:
+            pass
+
+
+class UploadRoot:
+    """The directory write requests may create files in (see the module docstring)."""
+
+    def __init__(self, root: Path | str, *, max_size: int = MAX_UPLOAD,
+                 overwrite: bool = False) -> None:
+        self.root = Path(root).resolve()
+        self.max_size = max_size
+        self.overwrite = overwrite
+
+    def open(self, request: P.WriteRequest) -> Upload:
+        """
+        Start receiving what C{request} sends.
+
+        @raise UploadRefused: with the TFTP error that says why not.
+        """
+        announced = announced_size(request.options)
+        if announced is not None and announced > self.max_size:
+            raise UploadRefused(P.ERR_DISK_FULL, "Disk full or allocation exceeded",
+                                f"tsize {announced} is over the limit of {self.max_size}")
+        try:
+            return self.create(request.filename)
+        except FileNotFound:
+            raise UploadRefused(P.ERR_FILE_NOT_FOUND, "File not found",
+                                "no such directory") from None
+        except FileExists:
+            raise UploadRefused(P.ERR_FILE_EXISTS, "File already exists", "file exists") from None
+        except AccessViolation as e:
+            raise UploadRefused(P.ERR_ACCESS_VIOLATION, "Access violation", str(e)) from None
+
+    def create(self, filename: str) -> Upload:
+        """
+        Start receiving C{filename}.
+
+        @raise AccessViolation: a bad name, a path leaving the root, a
+            symlink or something other than a regular file in the way.
+        @raise FileNotFound: the directory does not exist.
+        @raise FileExists: the file exists and may not be replaced.
+        """
+        parts = name_parts(filename)
+        try:
+            directory = self.root.joinpath(*parts[:-1]).resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError):
+            raise FileNotFound(filename) from None
+        except (OSError, RuntimeError) as e:
+            raise AccessViolation(f"{filename!r}: {e}") from None
+        if not directory.is_relative_to(self.root) or not directory.is_dir():
+            raise AccessViolation(f"{filename!r}: not a directory inside the upload root")
+        path = directory / parts[-1]
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise AccessViolation(f"{filename!r}: not a regular file")
+        if path.exists() and not self.overwrite:
+            raise FileExists(filename)
+        return Upload(path, self.overwrite, self.max_size)
+
+
+def announced_size(options: dict[str, str]) -> int | None:
+    """The C{tsize} a write request announces (RFC 2349), if any."""
+    for name, value in options.items():
+        if name.lower() == "tsize" and value.strip().isdigit() and len(value) <= 15:
+            return int(value)
+    return None
+
+
+class WriteSession:
+    """
+    Receive one write request into C{upload}.
+
+    C{done} fires (never errbacks) with a L{TransferResult} exactly once;
+    C{bytes_sent} there counts the bytes received and kept.  The session
+    owns C{upload}: it commits it after the last block or discards it.
+    After the last block it stays a moment (C{dally}) to ACK the final
+    block again should the client not have heard the first ACK.
+    """
+
+    def __init__(
+        self,
+        request: P.WriteRequest,
+        upload: Upload,
+        send: Callable[[bytes], object],
+        clock: IReactorTime,
+        limits: SessionLimits | None = None,
+        *,
+        peer: tuple[str, int] | None = None,
+        send_many: Callable[[list[bytes]], object] | None = None,
+    ) -> None:
+        self.request = request
+        self.peer = peer
+        self.limits = limits or SessionLimits()
+        self.done: Deferred[TransferResult] = Deferred()
+        self._upload = upload
+        self._send = send
+        self._clock = clock
+        self.negotiated = negotiate(request.options, announced_size(request.options),
+                                    self.limits)
+        self.blksize = self.negotiated.blksize
+        self.windowsize = self.negotiated.windowsize
+        self._timeout = self.negotiated.timeout
+        self._decoder = NetasciiDecoder() if request.mode == "netascii" else None
+        self._received = 0  # absolute number of the last block in order
+        self._window_start = 0  # the block ACKed last: a window counts from it
+        self._gap_acked = False
+        self._complete = False
+        self._finished = False
+        self._retries = 0
+        self._progress_at = self._started_at = self._acked_at = 0.0
+        self._patience = max(self.limits.patience, (self.limits.retries + 1) * self._timeout)
+        self._timer = Deadline(clock, self._timedOut)
+        self.retransmits = 0
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def start(self) -> None:
+        """Answer the request: an OACK, or ACK 0 when no option was accepted."""
+        self._started_at = self._progress_at = self._clock.seconds()
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        if self._received == 0 and self.negotiated.oack:
+            self._transmit(P.encode(P.OptionAck(dict(self.negotiated.oack))))
+        else:
+            self._transmit(P.encode(P.Ack(self._received & 0xFFFF)))
+        now = self._acked_at = self._clock.seconds()
+        self._timer.set(now + self._delay(), now)
+
+    def _transmit(self, datagram: bytes) -> None:
+        try:
+            self._send(datagram)
+        except Exception:
+            log.failure("sending to {peer} failed", peer=self.peer)
+
+    def _delay(self) -> float:
+        if self._complete:
+            return self._timeout  # the dally
+        return min(self._timeout * (2 ** min(self._retries, 8)), self._patience)
+
+    def datagramReceived(self, datagram: bytes) -> None:
+        try:
+            pkt = P.decode(datagram)
+        except P.MalformedPacket:
+            return
+        if self._finished:
+            return
+        if isinstance(pkt, P.Data):
+            self._data(pkt.block, pkt.payload)
+        elif isinstance(pkt, P.Error):
+            self._end("aborted", f"client error {pkt.code}: {pkt.message}")
+
+    def _data(self, wire: int, payload: bytes) -> None:
+        expected = self._received + 1
+        ahead = (wire - expected) & 0xFFFF
+        if self._complete or ahead != 0:
+            if ahead == 0xFFFF:
+                # The block ACKed last, again: that ACK was lost.
+                self.retransmits += 1
+                self._acknowledge()
+            elif ahead < 0x8000 and not self._gap_acked and not self._complete:
+                # A block was lost: say once where to resume (RFC 7440);
+                # the rest of that window is ignored until it does.
+                self.retransmits += 1
+                self._ack_window()
+                self._gap_acked = True
+            return
+        if len(payload) > self.blksize:
+            self._fail(P.ERR_ILLEGAL_OPERATION, "Block larger than blksize", "oversized block")
+            return
+        data = payload if self._decoder is None else self._decoder.feed(payload)
+        last = len(payload) < self.blksize
+        if last and self._decoder is not None:
+            data += self._decoder.flush()
+        try:
+            self._upload.write(data)
+            if last:
+                self._upload.commit()
+        except TooLarge as e:
+            self._fail(P.ERR_DISK_FULL, "Disk full or allocation exceeded", str(e))
+            return
+        except FileExists:
+            self._fail(P.ERR_FILE_EXISTS, "File already exists", "file appeared meanwhile")
+            return
+        except OSError as e:
+            log.failure("writing {filename} failed", filename=self.request.filename)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._fail(P.ERR_DISK_FULL, "Disk full or allocation exceeded", "disk full")
+            else:
+                self._fail(P.ERR_UNDEFINED, "Write error", f"write error: {e.strerror}")
+            return
+        self._received = expected
+        self._progress_at = self._clock.seconds()
+        self._retries = 0
+        self._gap_acked = False
+        if last:
+            self._complete = True
+            self._ack_window()
+        elif expected - self._window_start >= self.windowsize:
+            self._ack_window()
+
+    def _ack_window(self) -> None:
+        self._window_start = self._received
+        self._acknowledge()
+
+    def _timedOut(self) -> None:
+        if self._finished:
+            return
+        if self._complete:
+            self._end("complete")
+            return
+        now = self._clock.seconds()
+        resume = self._progress_at + self._delay()
+        if self._progress_at > self._acked_at and resume > now:
+            # Blocks came in since the last ACK (a long window): not yet.
+            self._timer.set(resume, now)
+            return
+        if now - self._progress_at >= self._patience - 1e-6:
+            self._fail(P.ERR_UNDEFINED, "Timeout", "client stopped sending", outcome="timeout")
+            return
+        # Nothing new for a timeout: repeat the last answer, which also
+        # restarts a window whose blocks were all lost.
+        self._retries += 1
+        self.retransmits += 1
+        self._gap_acked = False
+        self._ack_window()
+
+    def abort(self, reason: str) -> None:
+        """End the transfer from the server side, telling the client why."""
+        if not self._finished and not self._complete:
+            self._fail(P.ERR_UNDEFINED, reason, reason, outcome="aborted")
+        elif not self._finished:
+            self._end("complete")
+
+    def _fail(self, code: int, message: str, reason: str, outcome: str = "error") -> None:
+        self._transmit(P.encode(P.Error(code, message)))
+        self._end(outcome, reason)
+
+    def _end(self, outcome: str, error: str | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._timer.cancel()
+        if outcome != "complete":
+            self._upload.discard()
+        result = TransferResult(
+            outcome=outcome, bytes_sent=self._upload.size if outcome == "complete" else 0,
+            blocks=self._received, retransmits=self.retransmits, bytes_retransmitted=0,
+            blksize=self.blksize, windowsize=self.windowsize, tsize=self.negotiated.tsize,
+            duration=self._clock.seconds() - self._started_at, error=error)
+        self.done.callback(result)
