@@ -18,6 +18,7 @@ __all__ = [
     "TransferResult",
     "negotiate",
     "refusal",
+    "int_option",
     "MIN_BLKSIZE",
     "MAX_BLKSIZE",
     "DEFAULT_BLKSIZE",
@@ -98,6 +99,14 @@ def _int_option(options: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
+def int_option(options: Mapping[str, str], name: str) -> int | None:
+    """The whole-number value of option C{name} (any case), if it has one."""
+    for key, value in options.items():
+        if key.lower() == name:
+            return _int_option({name: value}, name)
+    return None
+
+
 def refusal(options: Mapping[str, str]) -> str | None:
     """
     Why the request's options cannot be met (RFC 2347 ERROR 8), or C{None}.
@@ -108,7 +117,7 @@ def refusal(options: Mapping[str, str]) -> str | None:
     only fail later.  Everything else that is out of range is left out of
     the OACK (see L{negotiate}).
     """
-    requested = _int_option({k.lower(): v for k, v in options.items()}, "blksize")
+    requested = int_option(options, "blksize")
     if requested is not None and requested < MIN_BLKSIZE:
         return f"blksize {requested} is below {MIN_BLKSIZE}"
     return None

@@ -42,7 +42,7 @@ from twisted.logger import Logger
 from . import packet as P
 from .deadline import Deadline
 from .netascii import NetasciiDecoder
-from .options import SessionLimits, TransferResult, negotiate
+from .options import SessionLimits, TransferResult, int_option, negotiate
 from .source import AccessViolation, FileNotFound, name_parts
 
 __all__ = ["UploadRoot", "Upload", "UploadRefused", "FileExists", "TooLarge", "WriteSession"]
@@ -51,6 +51,9 @@ log = Logger()
 
 #: Default largest upload: a crash dump or a log, not a disk image.
 MAX_UPLOAD = 64 * 1024 * 1024
+#: How long a finished upload waits for its final block again: a client
+#: that missed the final ACK resends on its own timer (tftp-hpa: 5 s).
+DALLY = 6.0
 
 
 class FileExists(Exception):
@@ -192,10 +195,7 @@ class UploadRoot:
 
 def announced_size(options: dict[str, str]) -> int | None:
     """The C{tsize} a write request announces (RFC 2349), if any."""
-    for name, value in options.items():
-        if name.lower() == "tsize" and value.strip().isdigit() and len(value) <= 15:
-            return int(value)
-    return None
+    return int_option(options, "tsize")
 
 
 class WriteSession:
@@ -205,8 +205,9 @@ class WriteSession:
     C{done} fires (never errbacks) with a L{TransferResult} exactly once;
     C{bytes_sent} there counts the bytes received and kept.  The session
     owns C{upload}: it commits it after the last block or discards it.
-    After the last block it stays a moment (C{dally}) to ACK the final
-    block again should the client not have heard the first ACK.
+    After the last block it stays L{DALLY} seconds (at least the timeout)
+    to ACK the final block again should the client not have heard the
+    first ACK; the file is in place by then.
     """
 
     def __init__(
@@ -218,7 +219,6 @@ class WriteSession:
         limits: SessionLimits | None = None,
         *,
         peer: tuple[str, int] | None = None,
-        send_many: Callable[[list[bytes]], object] | None = None,
     ) -> None:
         self.request = request
         self.peer = peer
@@ -269,7 +269,7 @@ class WriteSession:
 
     def _delay(self) -> float:
         if self._complete:
-            return self._timeout  # the dally
+            return max(self._timeout, DALLY)
         return min(self._timeout * (2 ** min(self._retries, 8)), self._patience)
 
     def datagramReceived(self, datagram: bytes) -> None:
