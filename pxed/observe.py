@@ -193,7 +193,10 @@ class BootRecorder:
         mac = self.peers.mac(peer[0])
         if mac is None:
             return
-        self.record(mac, "tftp-end", file=filename, peer=peer[0], outcome=result.outcome,
+        # An upload (an installer's log, say) is no step of a boot, and never
+        # part of a loop.
+        self.record(mac, "tftp-upload" if result.upload else "tftp-end", file=filename,
+                    peer=peer[0], outcome=result.outcome,
                     bytes=result.bytes_sent, seconds=round(result.duration, 3),
                     blksize=result.blksize, windowsize=result.windowsize,
                     retransmits=result.retransmits, tsize=result.tsize, error=result.error)

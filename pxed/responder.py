@@ -105,9 +105,12 @@ class BootResponder:
                       **fields)
             return
         self._unserved.add(code)
+        twin = machine.arch.pxe_slug
         log.warn(
             "{mac}: ignoring clients of architecture {code} ({description}): no network "
-            "bootstrap program configured for it (add bootloaders.{arch} to the configuration)",
+            "bootstrap program configured for it (add bootloaders.{arch}{twin} to the "
+            "configuration)",
+            twin=f", or bootloaders.{twin} for both" if twin else "",
             **fields,
         )
 

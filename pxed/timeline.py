@@ -57,6 +57,7 @@ LABELS: Mapping[str, str] = {
     "bootserver": "boot server ACK (4011)",
     "tftp-start": "TFTP start",
     "tftp-end": "TFTP end",
+    "tftp-upload": "TFTP upload",
     "program": "boot program (HTTP)",
     "script": "iPXE script",
     "kernel": "kernel",

@@ -41,7 +41,7 @@ class StatusSectionTests(ConfigTestCase):
     def test_bad_paths(self) -> None:
         for path in ("status", "/a b", "/../x", "/x?y", ""):
             self.assertError({"status": {"page": path}}, "status.page")
-        for taken in ("/_/machines", "/metrics", "/_/file/x", "/_/booting"):
+        for taken in ("/_/machines", "/metrics", "/_/file/x", "/_/booting", "/_", "/_/"):
             self.assertError({"status": {"page": taken}}, "status.page", "is taken by")
 
     def test_bad_values(self) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.testing import FakeDatagramTransport
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from pxed.config import ConfigError, parse_config
 from pxed.dhcp.packet import DHCPPacket, Option, decode, encode
 from pxed.dhcp.protocol import ProxyDHCPProtocol
 from pxed.machine import ARCHITECTURES, Firmware
@@ -82,3 +83,27 @@ class ArchitectureServiceTests(unittest.TestCase):
         self.assertEqual([e["code"] for e in warnings], [0, 11, 27, 300])
         self.assertEqual(warnings[1]["arch"], "arm64-uefi")
         self.assertEqual(warnings[3]["arch"], "unknown-300")
+
+    def test_unregistered_code_served_by_the_key_the_warning_names(self) -> None:
+        """
+        The warning for a code the registry lacks names a key that the
+        configuration accepts, and that key serves the code.
+        """
+        path = self.base / "odd.efi"
+        path.write_bytes(b"x")
+        config = parse_config({"bootloaders": {"unknown-300": str(path)}}, "site.yaml")
+        proxy, transport = self.proxy({"unknown-300": config.bootloaders["unknown-300"]})
+        proxy.datagramReceived(discover(300), ("0.0.0.0", 68))
+        [(data, _)] = transport.written
+        self.assertEqual(decode(data).file, b"odd.efi")
+        for bad in ("unknown-65536", "unknown-01", "unknown-x"):
+            error = self.assertRaises(ConfigError, parse_config,
+                                      {"bootloaders": {bad: str(path)}}, "site.yaml")
+            self.assertEqual(error.key, f"bootloaders.{bad}")
+
+    def test_http_code_warning_names_its_pxe_twin(self) -> None:
+        proxy, transport = self.proxy({})
+        proxy.datagramReceived(discover(19), ("0.0.0.0", 68))
+        [warning] = [e for e in self.events if e.get("log_level") == LogLevel.warn]
+        text = formatEvent(warning)
+        self.assertIn("bootloaders.arm64-uefi-http, or bootloaders.arm64-uefi for both", text)

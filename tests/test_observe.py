@@ -151,6 +151,20 @@ class LoopTests(RecorderTestCase):
         self.assertEqual(self.sample("pxed_boot_loops_total"), 0.0)
 
 
+    def test_uploads_are_no_loop(self) -> None:
+        """
+        An installer uploading the same log again and again, after or
+        between boots, is no boot program fetched in circles.
+        """
+        self.peers.learn(CLIENT, MAC)
+        self.recorder.record(MAC, "booting")
+        for port in range(1000, 1005):
+            self.recorder.tftp_ended((CLIENT, port), "install.log", result(upload=True))
+        self.assertNotIn("loop", self.stages())
+        self.assertEqual(self.stages()[1:], ["tftp-upload"] * 5)
+        self.assertEqual(self.sample("pxed_boot_loops_total"), 0.0)
+
+
 class TFTPHookTests(RecorderTestCase):
     def test_known_peer(self) -> None:
         self.neighbours[CLIENT] = MAC

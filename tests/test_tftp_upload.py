@@ -252,6 +252,12 @@ class WriteRequestTests(ServerTestCase):
             pkt, _ = yield raw.next()
             self.assertEqual(pkt, P.Ack(n))
         self.assertEqual((self.upload_root / "got.bin").read_bytes(), content)
+        # Observers hear of the upload's end (after its dally), and of no
+        # start: that hook is for downloads, the steps of a boot.
+        yield self.waitForEnds(1)
+        self.assertEqual([(e[1], e[2].upload, e[2].bytes_sent) for e in self.ends],
+                         [("got.bin", True, 2000)])
+        self.assertEqual(self.starts, [])
 
     @defer.inlineCallbacks
     def test_refusals(self) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pxed.config.reader import Reader, type_name
 from pxed.dhcp.menu import MAX_TEXT, PXEMenu
-from pxed.machine import ARCHITECTURE_SLUGS
+from pxed.machine import ARCHITECTURE_SLUGS, architecture
 from pxed.net import is_unicast
 
 __all__ = ["Ports", "ServerConfig", "DEFAULT_BOOTLOADERS", "IPXE_PACKAGE", "parse_server",
@@ -152,8 +152,24 @@ def parse_server(reader: Reader, value: Any) -> ServerConfig:
                         menu=_menu(reader, section.get("menu")), log_packets=log_packets)
 
 
+def _unregistered(slug: str) -> bool:
+    """
+    Whether C{slug} names an option 93 code the registry does not have, as
+    L{pxed.machine.architecture} (and so pxed's log) names it.
+    """
+    code = slug.removeprefix("unknown-")
+    return (code != slug and code.isdigit() and str(int(code)) == code
+            and int(code) <= 0xFFFF and architecture(int(code)).slug == slug)
+
+
 def parse_bootloaders(reader: Reader, value: Any) -> dict[str, Path]:
-    section = reader.mapping(value, "bootloaders", set(ARCHITECTURE_SLUGS))
+    section = reader.mapping(value, "bootloaders", None)
+    for slug in section:
+        # A code the registry does not have yet is named as pxed logs it.
+        if slug not in ARCHITECTURE_SLUGS and not _unregistered(slug):
+            raise reader.fail(f"bootloaders.{slug}", "unknown key (expected one of: "
+                              f"{', '.join(sorted(ARCHITECTURE_SLUGS))}, or unknown-CODE for "
+                              "a code the IANA registry does not have)")
     chosen = dict(DEFAULT_BOOTLOADERS)
     for slug, location in section.items():
         if location is None:

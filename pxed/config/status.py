@@ -53,7 +53,9 @@ def _page(reader: Reader, value: Any) -> str | None:
         raise reader.fail("status.page", f"{value!r} must be a path like /_/status, or false "
                                          "for no status page")
     for reserved in RESERVED_PATHS:
-        if path == reserved or path.startswith(reserved + "/"):
+        # Neither on nor above a route of pxed's: the page's mount would
+        # take every request below it (/_ would swallow /_/ipxe).
+        if path == reserved or path.startswith(reserved + "/") or reserved.startswith(path + "/"):
             raise reader.fail("status.page", f"{path} is taken by pxed's {reserved}")
     return path
 

@@ -74,7 +74,9 @@ class TransferResult:
     down), C{"timeout"} (the client stopped answering) or C{"error"} (the
     content could not be read).  C{bytes_sent} counts file bytes the client
     acknowledged; C{retransmits} and C{bytes_retransmitted} count DATA (and
-    OACK) packets sent more than once.
+    OACK) packets sent more than once.  For an upload (C{upload}),
+    C{bytes_sent} counts the bytes received and kept, and C{retransmits}
+    the ACKs sent again.
     """
 
     outcome: str
@@ -87,6 +89,8 @@ class TransferResult:
     tsize: int | None
     duration: float
     error: str | None = None
+    #: A write request (into the upload root), not a download.
+    upload: bool = False
 
 
 def _int_option(options: Mapping[str, str], name: str) -> int | None:

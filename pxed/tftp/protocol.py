@@ -77,8 +77,9 @@ class TFTPServerProtocol(DatagramProtocol):
         misbehaving machine cannot take every slot.
     @param open_timeout: seconds a source may take to open a file.
     @param on_transfer_start: called with (peer, filename, options) when a
-        transfer port starts serving a request.
-    @param on_transfer_end: called with (peer, filename, TransferResult).
+        transfer port starts serving a read request.
+    @param on_transfer_end: called with (peer, filename, TransferResult),
+        for reads and uploads (C{TransferResult.upload}).
     @param upload: where write requests may create files; C{None} (the
         default) refuses them all.
     """
@@ -351,7 +352,9 @@ class TFTPServerProtocol(DatagramProtocol):
                 peer=addr,
                 options=session.negotiated.oack,
             )
-            self._notify(self.on_transfer_start, addr, request.filename, dict(request.options))
+            if isinstance(request, P.ReadRequest):
+                self._notify(self.on_transfer_start, addr, request.filename,
+                             dict(request.options))
             return session
 
         transfer = TransferProtocol(addr, makeSession)

@@ -381,5 +381,5 @@ class WriteSession:
             outcome=outcome, bytes_sent=self._upload.size if outcome == "complete" else 0,
             blocks=self._received, retransmits=self.retransmits, bytes_retransmitted=0,
             blksize=self.blksize, windowsize=self.windowsize, tsize=self.negotiated.tsize,
-            duration=self._clock.seconds() - self._started_at, error=error)
+            duration=self._clock.seconds() - self._started_at, error=error, upload=True)
         self.done.callback(result)

@@ -66,6 +66,7 @@
         return f.file + (asked ? " (asked " + asked + ")" : "");
       }
       case "tftp-end":
+      case "tftp-upload":
         return f.file + ": " + [
           f.outcome,
           typeof f.bytes === "number" ? bytes(f.bytes) + took : null,
