@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from pxed.tftp import packet as P
@@ -111,6 +112,20 @@ class ServerTestCase(TestCase):
 
 
 class TransferTests(ServerTestCase):
+    @defer.inlineCallbacks
+    def test_one_info_line_with_fields(self) -> Any:
+        """Each transfer ends with one info line, with the fields log shippers index."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        yield self.get("small.txt", blksize=1024)
+        yield self.waitForEnds(1)
+        [line] = [e for e in events if e.get("log_namespace") == "pxed.tftp.protocol"
+                  and e["log_level"] == LogLevel.info]
+        self.assertEqual((line["stage"], line["peer"], line["filename"], line["outcome"]),
+                         ("tftp-end", LOCAL, "small.txt", "complete"))
+        self.assertIn("TFTP complete: small.txt to 127.0.0.1:", formatEvent(line))
+
     @defer.inlineCallbacks
     def test_plain(self) -> Any:
         """A transfer without options, in 512-byte blocks."""
