@@ -160,3 +160,15 @@ class MenuProtocolTests(unittest.TestCase):
             self.request(MessageType.REQUEST, 0, o43=boot_item_option((LOCAL_BOOT, 0))),
             ("192.168.77.150", 4011))
         self.assertEqual(self.boot_out.written, [])
+
+    def test_items_pxed_never_offered_not_answered(self) -> None:
+        """
+        A choice from another boot server's menu (a vendor type pxed did not
+        offer, or a standard one such as type 1, Windows NT's boot server)
+        is that server's to answer.
+        """
+        for kind in (1, 0x8002, 0xFFFE):
+            self.boot.datagramReceived(
+                self.request(MessageType.REQUEST, 0, o43=boot_item_option((kind, 0))),
+                ("192.168.77.150", 4011))
+        self.assertEqual(self.boot_out.written, [])

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pxed.dhcp.classify import NotNetworkBooting, classify
-from pxed.dhcp.menu import LOCAL_BOOT, boot_item
+from pxed.dhcp.menu import LOCAL_BOOT, NETWORK_BOOT, boot_item
 from pxed.dhcp.packet import (
     BOOTREQUEST,
     DHCPPacket,
@@ -105,6 +105,9 @@ def screen(data: bytes, stage: Stage) -> tuple[DHCPPacket, Machine]:
         item = boot_item(packet.options.get(Option.VENDOR_SPECIFIC))
         if item is not None and item[0] == LOCAL_BOOT:
             raise Ignored("asks for the local boot item, which the firmware does itself")
+        if item is not None and item[0] != NETWORK_BOOT:
+            # A choice from another server's menu: that server answers it.
+            raise Ignored(f"asks for boot server type {item[0]:#06x}, which pxed does not offer")
     return packet, machine
 
 
