@@ -1,20 +1,57 @@
 """
-What the QEMU end-to-end test modules share: the precondition check and
-the verdict on one boot.
+What the QEMU end-to-end test modules share: the precondition check, the
+steps each kind of boot must show on its timeline, and the verdict on one
+boot.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from twisted.trial import unittest
 
 from pxed.lab.demo import BootRun
 from pxed.lab.netns import tail
+from pxed.state import BootEvent
+from pxed.timeline import milestone
 
 BOOT_TIMEOUT = 300.0
+
+#: The steps each boot must show on its timeline, in this order (see
+#: L{pxed.timeline}): UEFI with EDK2's PXE (4011, then TFTP), BIOS with an
+#: iPXE ROM (straight to the script), UEFI HTTP Boot (iPXE over HTTP).
+UEFI_STEPS = ["offer", "bootserver", "tftp-start", "program", "ipxe-dhcp", "script", "kernel",
+              "initrd", "booted"]
+BIOS_STEPS = ["ipxe-dhcp", "script", "kernel", "initrd", "booted"]
+HTTP_BOOT_STEPS = ["offer", "program", "ipxe-dhcp", "script", "kernel", "initrd", "booted"]
+STEPS = {"uefi": UEFI_STEPS, "bios": BIOS_STEPS, "uefi-http": HTTP_BOOT_STEPS}
+
+
+def step(event: dict[str, Any]) -> str | None:
+    """
+    The step an event of the JSON API stands for: its milestone, with
+    files told apart (kernel, initrd) and TFTP starts kept.
+    """
+    stage = event["stage"]
+    if stage in ("kernel", "initrd", "tftp-start"):
+        return stage
+    return milestone(BootEvent("", stage, event["when"], event["fields"]))
+
+
+def in_order(events: list[dict[str, Any]], steps: list[str]) -> list[str]:
+    """
+    The steps of C{steps} found in C{events} one after the other (a
+    boot has more events than steps: retries, TFTP's size probe).
+    """
+    found: list[str] = []
+    for event in events:
+        if len(found) < len(steps) and step(event) == steps[len(found)]:
+            found.append(steps[len(found)])
+    return found
 
 
 def require_lab() -> None:
@@ -44,5 +81,8 @@ def assert_booted(case: unittest.TestCase, run: BootRun, workdir: Path) -> str:
     case.assertTrue(run.pxed_survived, f"pxed exited during the boot:\n{tail(run.pxed_log)}")
     log = run.pxed_log.read_text(errors="replace")
     case.assertIn(f"{run.mac}: booting", log, "the iPXE script's beacon never reached pxed")
+    # What an operator would see: every step of this kind of boot, in order.
+    steps = STEPS[run.firmware]
+    case.assertEqual(in_order(run.timeline, steps), steps, json.dumps(run.timeline, indent=1))
     run.pcap.unlink(missing_ok=True)
     return log

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -34,47 +33,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial import unittest
 
 from pxed.lab.browser import chromium, render
-from pxed.lab.demo import start_pxed
+from pxed.lab.demo import fetch_from_server, start_pxed
 from pxed.lab.netns import Lab, tail
 from pxed.lab.payload import MARKER, build_initrd, find_kernel
-from pxed.timeline import milestone
-from tests.e2e import require_lab
+from tests.e2e import BIOS_STEPS, UEFI_STEPS, in_order, require_lab
 
 BOOT_TIMEOUT = 240.0
 UEFI_MAC = "52:54:00:77:00:60"
 BIOS_MAC = "52:54:00:77:00:61"
 SNPONLY = Path("/usr/lib/ipxe/snponly.efi")
-
-#: The steps each boot must show, in this order (see L{pxed.timeline}).
-UEFI_STEPS = ["offer", "bootserver", "tftp-start", "program", "ipxe-dhcp", "script", "kernel",
-              "initrd", "booted"]
-BIOS_STEPS = ["ipxe-dhcp", "script", "kernel", "initrd", "booted"]
-
-
-def step(event: dict[str, Any]) -> str | None:
-    """
-    The step an event of the JSON API stands for: its milestone, with
-    files told apart (kernel, initrd) and TFTP starts kept.
-    """
-    from pxed.state import BootEvent
-
-    stage = event["stage"]
-    if stage in ("kernel", "initrd", "tftp-start"):
-        return stage
-    return milestone(BootEvent("", stage, event["when"], event["fields"]))
-
-
-def in_order(events: list[dict[str, Any]], steps: list[str]) -> list[str]:
-    """
-    The steps of C{steps} found in C{events} one after the other (a
-    boot has more events than steps: retries, TFTP's size probe).
-    """
-    found: list[str] = []
-    for event in events:
-        if len(found) < len(steps) and step(event) == steps[len(found)]:
-            found.append(steps[len(found)])
-    return found
-
 
 class Rows(HTMLParser):
     """
@@ -106,14 +73,7 @@ class Rows(HTMLParser):
 
 class ObservedBootTests(unittest.TestCase):
     def fetch(self, lab: Lab, path: str) -> str:
-        """
-        GET pxed's C{path} from inside the server's namespace.
-        """
-        script = ("import sys, urllib.request\n"
-                  "with urllib.request.urlopen(sys.argv[1], timeout=10) as r:\n"
-                  "    sys.stdout.write(r.read().decode())\n")
-        url = f"http://{lab.SERVER_IP}{path}"
-        return lab.run_in(lab.srv, [sys.executable, "-c", script, url]).stdout
+        return fetch_from_server(lab, path)
 
     def test_timelines_metrics_and_status_page(self) -> None:
         require_lab()

@@ -10,13 +10,14 @@ and the end-to-end tests (which check the same boot silently).
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pxed.lab.netns import Lab, tail
 from pxed.lab.payload import MARKER, build_initrd, find_kernel
@@ -87,6 +88,9 @@ class BootRun:
     pxed_log: Path
     pcap: Path
     pxed_survived: bool
+    #: The machine's events from pxed's JSON API after the boot (empty
+    #: if pxed could not be asked).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _follow(path: Path, out: IO[str], offset: int) -> int:
@@ -159,8 +163,23 @@ def boot_from_pxed(
         if console is not None:
             _follow(serial, console, offset)
         survived = pxed.poll() is None
-    return BootRun(firmware, mac, token, ok, time.monotonic() - started, serial, pxed_log, pcap,
-                   survived)
+        seconds = time.monotonic() - started
+        timeline: list[dict[str, Any]] = []
+        if survived:
+            try:
+                timeline = json.loads(fetch_from_server(lab, f"/_/machines/{mac}"))["timeline"]
+            except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError):
+                pass  # the verdict says what is missing
+    return BootRun(firmware, mac, token, ok, seconds, serial, pxed_log, pcap, survived, timeline)
+
+
+def fetch_from_server(lab: Lab, path: str) -> str:
+    """GET pxed's C{path} from inside the server's namespace, as text."""
+    script = ("import sys, urllib.request\n"
+              "with urllib.request.urlopen(sys.argv[1], timeout=10) as r:\n"
+              "    sys.stdout.write(r.read().decode())\n")
+    return lab.run_in(lab.srv, [sys.executable, "-c", script,
+                                f"http://{lab.SERVER_IP}{path}"]).stdout
 
 
 def demo(firmware: str, workdir: Path, timeout: float, second_lan: str | None = None) -> int:
