@@ -11,8 +11,11 @@ machine) for anything else.  An answer is Pixiecore's JSON::
     {"kernel": "/files/vmlinuz", "initrd": ["/files/initrd.gz"],
      "cmdline": "console=ttyS0", "message": "installing"}
 
-or an iPXE script (C{{"ipxe-script": "#!ipxe\\n..."}}) or one of pxed's
-actions (C{{"action": "chain", "url": "..."}}, C{{"action": "local"}},
+A cmdline may name more files with Pixiecore's C{{{ URL "/files/ks.cfg" }}}
+(or C{{{ ID "..." }}}), which pxed serves to the booting machine, and
+C{{{ ServerHost }}} is pxed's address.  Or the answer is an iPXE script
+(C{{"ipxe-script": "#!ipxe\\n..."}}) or one of pxed's actions
+(C{{"action": "chain", "url": "..."}}, C{{"action": "local"}},
 C{{"action": "ignore"}}).  Relative URLs are relative to this server;
 C{--files DIR} serves a directory under C{/files/} for them.
 
@@ -34,6 +37,16 @@ from twisted.web.iweb import IRequest
 from twisted.web.static import File
 
 __all__ = ["PolicyAPI", "main"]
+
+
+class Files(File):
+    """
+    Files as they are on disk: an C{initrd.gz} is a file to boot, not a
+    gzip-encoded response (served as one from this Klein app, it arrived
+    empty).
+    """
+
+    contentEncodings: dict[str, str] = {}
 
 
 class PolicyAPI:
@@ -65,7 +78,7 @@ class PolicyAPI:
         if self.files is None:
             request.setResponseCode(404)
             return b"no files\n"
-        return File(str(self.files))
+        return Files(str(self.files))
 
 
 def main(argv: list[str] | None = None) -> int:

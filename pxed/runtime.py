@@ -11,8 +11,9 @@ configuration is valid, between two reactor events: a request that began
 before the swap finishes with the objects it started with, and open TFTP
 transfers and HTTP downloads keep their open files.
 
-What a reload cannot change (ports, addresses, the state file) is only
-reported: those need a restart.
+The state file is re-read on reload (an operator deletes a machine's flag
+there to install it again); what a reload cannot change (ports,
+addresses, the state file's path) is only reported: those need a restart.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pxed.policy.actions import firmware_name
 from pxed.policy.api import APIRule
 from pxed.policy.rules import boot_section_rules
 from pxed.signing import Signer
-from pxed.store import FileStateStore, IStateStore, MemoryStateStore
+from pxed.store import FileStateStore, IStateStore, MemoryStateStore, StateFileError
 from pxed.tftp.source import ChainSource, FilesystemSource, IFileSource, MappingSource
 
 __all__ = ["PolicyRuntime", "SwitchSource", "make_store", "policy_from_config", "tftp_source"]
@@ -48,9 +49,15 @@ log = Logger()
 def make_store(config: Config) -> IStateStore:
     """
     The state store the configuration asks for: the state file, or memory.
+
+    @raise ConfigError: the state file is unusable (loading the
+        configuration checked it, but it may have changed since).
     """
     if config.policy.state_file is not None:
-        return FileStateStore(config.policy.state_file)
+        try:
+            return FileStateStore(config.policy.state_file)
+        except StateFileError as e:
+            raise ConfigError(config.source, "policy.state_file", str(e)) from None
     return MemoryStateStore()
 
 
@@ -235,7 +242,24 @@ class PolicyRuntime(service.Service):
         self.apply(new, parts)
         note = f" ({', '.join(later)} changes need a restart)" if later else ""
         log.info("reloaded the configuration from {source}{note}", source=source, note=note)
-        return True, f"reloaded {source}{note}"
+        return True, f"reloaded {source}{note}{self._reload_store()}"
+
+    def _reload_store(self) -> str:
+        """
+        Re-read the state store; on failure keep the state in memory and
+        say so (the configuration itself was good and is in use).
+        """
+        # Stores an embedding program wrote before IStateStore.reload existed.
+        reread = getattr(self.store, "reload", None)
+        if reread is None:
+            return ""
+        try:
+            reread()
+        except StateFileError as e:
+            log.error("reload: cannot re-read the state file: {error}; keeping the 'once' flags "
+                      "from before (the next change rewrites the file from them)", error=str(e))
+            return f"; state file not re-read: {e}; kept the state from before"
+        return ""
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()

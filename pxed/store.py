@@ -26,12 +26,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-__all__ = ["IStateStore", "MemoryStateStore", "FileStateStore", "StateFileError"]
+__all__ = ["IStateStore", "MemoryStateStore", "FileStateStore", "StateFileError",
+           "read_state_file"]
 
 log = Logger()
 
 #: Enough for HMAC-SHA256.
 KEY_BYTES = 32
+#: What L{pxed.signing.Signer} accepts.
+MIN_KEY_BYTES = 16
 
 
 class StateFileError(Exception):
@@ -60,6 +63,17 @@ class IStateStore(Interface):
         """
         The secret that signs pxed's URLs, created on first use.  Called
         once at start-up, so a networked store may block briefly here.
+        """
+
+    def reload() -> None:
+        """
+        Re-read state that an operator may have changed behind pxed's back
+        (called on a configuration reload), so that deleting a machine's
+        flag there and reloading installs it again.  The signing key in
+        use stays: it signed URLs that clients hold now.
+
+        @raise StateFileError: the stored state is unusable; the state in
+            memory is kept.
         """
 
 
@@ -92,6 +106,42 @@ class MemoryStateStore:
             self._key = secrets.token_bytes(KEY_BYTES)
         return self._key
 
+    def reload(self) -> None:
+        """
+        Nothing to re-read: only this process changes it.
+        """
+
+
+def read_state_file(path: Path) -> tuple[dict[str, set[str]], bytes | None]:
+    """
+    The 'once' flags and signing key in the state file at C{path}; none
+    of either if it does not exist (yet).  The configuration calls this
+    too, so that a broken file is a one-line error at start-up and on
+    reload rather than a traceback.
+
+    @raise StateFileError: if the file exists but is unreadable or not
+        pxed's.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StateFileError(f"{path}: cannot read: {e}") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise ValueError("not a pxed state file (version 1)")
+        once = {str(mac): set(map(str, rules)) for mac, rules in data.get("once", {}).items()}
+        key = data.get("signing_key")
+        if key is not None:
+            key = base64.b64decode(key, validate=True)
+            if len(key) < MIN_KEY_BYTES:
+                raise ValueError(f"signing_key is shorter than {MIN_KEY_BYTES} bytes")
+    except (ValueError, TypeError, AttributeError) as e:
+        raise StateFileError(f"{path}: {e}") from None
+    return once, key
+
 
 @implementer(IStateStore)
 class FileStateStore(MemoryStateStore):
@@ -106,26 +156,29 @@ class FileStateStore(MemoryStateStore):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
         self.path = Path(path)
-        self._load()
+        self._once, self._key = read_state_file(self.path)
 
-    def _load(self) -> None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+    def reload(self) -> None:
+        """
+        Take the flags from the file as it is now.  The running signing
+        key is kept (it signed the URLs clients hold), and written back if
+        the file lost it or has another, so the file again says what pxed
+        uses.
+
+        @raise StateFileError: the file is unusable (then nothing changes),
+            or the key cannot be written back.
+        """
+        once, key = read_state_file(self.path)
+        self._once = once
+        if self._key is None or key == self._key:
             return
-        except (OSError, UnicodeDecodeError) as e:
-            raise StateFileError(f"{self.path}: cannot read: {e}") from None
+        if key is not None:
+            log.warn("{path}: its signing key differs from the one in use; keeping the one in "
+                     "use until a restart and writing it back", path=str(self.path))
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or data.get("version") != 1:
-                raise ValueError("not a pxed state file (version 1)")
-            once = data.get("once", {})
-            self._once = {str(mac): set(map(str, rules)) for mac, rules in once.items()}
-            key = data.get("signing_key")
-            if key is not None:
-                self._key = base64.b64decode(key, validate=True)
-        except (ValueError, TypeError, AttributeError) as e:
-            raise StateFileError(f"{self.path}: {e}") from None
+            self._save()
+        except OSError as e:
+            raise StateFileError(f"{self.path}: cannot write: {e}") from None
 
     def _save(self) -> None:
         data: dict[str, Any] = {

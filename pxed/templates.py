@@ -3,11 +3,12 @@
 Templates for kernel command lines and iPXE scripts (Jinja2, sandboxed).
 
 A template sees the machine (C{mac}, C{arch}, C{arch_code}, C{firmware},
-C{uuid}, C{hostname}, C{user_class}), the server (C{server}, C{base_url})
-and three functions: C{url(location)} turns a local path or a remote URL
-into one the client can fetch from pxed, C{export(name, path="")} gives
-the URL of an exported directory or a file in it, and C{beacon} is the
-iPXE line that reports "booting" (needed for 'once' rules in scripts).
+C{uuid}, C{hostname}, C{user_class}), the server (C{server}, also named
+C{ServerHost} as in Pixiecore, and C{base_url}) and three functions:
+C{url(location)} turns a local path or a remote URL into one the client
+can fetch from pxed, C{export(name, path="")} gives the URL of an
+exported directory or a file in it, and C{beacon} is the iPXE line that
+reports "booting" (needed for 'once' rules in scripts).
 
 The sandbox matters because a template may come from an HTTP API rather
 than from the administrator: it can only format text and call the
@@ -134,6 +135,8 @@ class ScriptEnv:
             "user_class": request.user_class or "",
             "hostname": self.hostname,
             "server": self.server,
+            # Pixiecore's name for it, so its API answers render unchanged.
+            "ServerHost": self.server,
             "base_url": self.base_url,
             "beacon": beacon_line(self.beacon_url),
             "url": self.url,

@@ -42,9 +42,12 @@ from pxed.policy import (
 from pxed.policy.api import APIError, APIRule, parse_answer
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from pxed.templates import ScriptEnv
 
 REPO = Path(__file__).resolve().parents[1]
 MAC = "52:54:00:aa:00:01"
+#: Answered with Pixiecore's cmdline template calls.
+PIXIECORE_MAC = "52:54:00:aa:00:08"
 GUID = "12345678-9abc-def0-1122-334455667788"
 
 
@@ -107,6 +110,9 @@ class APITestCase(unittest.TestCase):
             "52:54:00:aa:00:05": {"action": "ignore"},
             "52:54:00:aa:00:06": {"action": "reboot"},
             "52:54:00:aa:00:07": {"kernel": "file:///etc/passwd"},
+            PIXIECORE_MAC: {"kernel": "/files/vmlinuz", "cmdline": (
+                'ks={{ URL "/files/initrd.gz" }} cfg={{ ID "/files/vmlinuz" }} '
+                "srv={{ ServerHost }} raw=https://cdn.invalid/x")},
         }, self.files)
         port = reactor.listenTCP(0, Site(self.api.app.resource()), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -244,6 +250,34 @@ class ParseTests(unittest.TestCase):
         self.assertEqual((answer.kernel, answer.initrds), ("http://api:1/base/k",
                                                            ("https://cdn/i",)))
 
+    def test_pixiecore_cmdline_calls(self) -> None:
+        """
+        Pixiecore's C{{{ URL "..." }}} and C{{{ ID "..." }}} become pxed's
+        C{url()}, with relative URLs resolved like the kernel's; Go's raw
+        strings and trim markers too, and quotes cannot break out.
+        """
+        answer = parse_answer({"kernel": "k", "cmdline": (
+            'a={{ URL "/ks.cfg" }} b={{ID `https://h/x`}} c={{- URL "y" -}} '
+            "d={{ ID \"http://h/it's\" }} {{ ServerHost }}")}, "http://api:1/base")
+        self.assertEqual(answer.cmdline, (
+            "a={{ url('http://api:1/ks.cfg') }} b={{ url('https://h/x') }} "
+            "c={{- url('http://api:1/base/y') -}} d={{ url('http://h/it\\'s') }} "
+            "{{ ServerHost }}"))
+        request = BootRequest(Machine(MAC, architecture(7)), "script")
+        env = ScriptEnv(request, "10.0.0.1", "http://10.0.0.1", "http://10.0.0.1/b",
+                        file_url=lambda loc: f"<{loc}>", export_url=lambda n, p: "",
+                        allow_local=False)
+        self.assertEqual(env.render(answer.cmdline),
+                         "a=<http://api:1/ks.cfg> b=<https://h/x> c=<http://api:1/base/y>"
+                         "d=<http://h/it's> 10.0.0.1")
+
+    def test_pixiecore_calls_refused(self) -> None:
+        for cmdline in ('{{ URL .Kernel }}', '{{ URL "a b" }}', '{{ ID "ftp://h/x" }}',
+                        '{{ URL "http://h/\\"x" }}', '{{ URL }}', '{{ ID "" }}'):
+            error = self.assertRaises(APIError, parse_answer,
+                                      {"kernel": "k", "cmdline": cmdline}, "http://api")
+            self.assertIn("cmdline", str(error), cmdline)
+
     def test_refused(self) -> None:
         for data in ([], {}, {"kernel": 3}, {"kernel": "http://h/a b"},
                      {"kernel": "http://h/k\nshell"}, {"kernel": "k", "initrd": 4},
@@ -291,6 +325,27 @@ class SignedURLTests(APITestCase):
             response = yield self.get(self.base + path)
             yield treq.content(response)
             self.assertEqual(response.code, 404, path)
+
+    @defer.inlineCallbacks
+    def test_pixiecore_cmdline(self) -> Any:
+        """
+        An API written for Pixiecore: C{URL}/C{ID} in its cmdline become
+        pxed URLs (signed, proxied here) that serve the API's files, and
+        C{ServerHost} is pxed's address.
+        """
+        response = yield self.get(f"{self.base}/_/ipxe?mac={quote(PIXIECORE_MAC)}&arch=7")
+        script = (yield treq.content(response)).decode()
+        line = re.search(r"^kernel \S+ (.*)$", script, re.M)
+        assert line is not None, script
+        words = dict(word.split("=", 1) for word in line.group(1).split())
+        self.assertEqual(words["srv"], "127.0.0.1")
+        self.assertEqual(words["raw"], "https://cdn.invalid/x")
+        for key, content in (("ks", b"initrd"), ("cfg", self.kernel)):
+            self.assertTrue(words[key].startswith(self.base + "/_/file/"), words)
+            response = yield self.get(words[key])
+            body = yield treq.content(response)
+            self.assertEqual((response.code, body), (200, content))
+        self.assertNotIn(self.url, script)
 
     @defer.inlineCallbacks
     def test_api_script_rendered_remote_only(self) -> Any:

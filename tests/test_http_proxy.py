@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import treq
@@ -22,7 +23,7 @@ from twisted.web.static import File
 
 from pxed.http.app import BootHTTP
 from pxed.http.files import FileCatalog
-from pxed.http.proxy import RemoteFetcher, _Relay
+from pxed.http.proxy import CLIENT_STALL, RemoteFetcher, _Relay
 from pxed.policy import StaticPolicy
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
@@ -186,10 +187,18 @@ class RelayBackpressureTests(unittest.TestCase):
         def stopProducing(self) -> None:
             self.calls.append("stop")
 
+    class Transport:
+        def __init__(self) -> None:
+            self.aborted = False
+
+        def abortConnection(self) -> None:
+            self.aborted = True
+
     class Client:
         def __init__(self) -> None:
             self.producer: Any = None
             self.written: list[bytes] = []
+            self.channel = SimpleNamespace(transport=RelayBackpressureTests.Transport())
 
         def registerProducer(self, producer: Any, streaming: bool) -> None:
             self.producer = producer
@@ -214,4 +223,55 @@ class RelayBackpressureTests(unittest.TestCase):
         self.assertEqual(client.written, [b"abc"])
         client.producer.stopProducing()
         self.assertEqual(upstream.calls[-1], "stop")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def relay(self) -> tuple[Any, Any, Any, task.Clock]:
+        clock = task.Clock()
+        fetcher = RemoteFetcher(MemoryReactorClock(), idle_timeout=IDLE, clock=clock)
+        client, upstream = self.Client(), self.Upstream()
+        relay = _Relay(client, fetcher, "http://h/x")  # type: ignore[arg-type]
+        relay.makeConnection(upstream)  # type: ignore[arg-type]
+        return relay, client, upstream, clock
+
+    def test_paused_upstream_is_not_idle(self) -> None:
+        """
+        A client that stops reading for longer than the idle timeout keeps
+        its download: the upstream is quiet because we paused it.  Once
+        resumed, the upstream has a whole idle timeout to send again.
+        """
+        relay, client, upstream, clock = self.relay()
+        relay.dataReceived(b"abc")
+        client.producer.pauseProducing()
+        clock.advance(IDLE * 3)
+        relay.dataReceived(b"def")  # already on its way when we paused
+        clock.advance(IDLE * CLIENT_STALL - 1)
+        self.assertEqual(upstream.calls, ["pause"])
+        self.assertFalse(client.channel.transport.aborted)
+        client.producer.resumeProducing()
+        clock.advance(IDLE - 1)
+        self.assertEqual(upstream.calls, ["pause", "resume"])
+        self.assertEqual(client.written, [b"abc", b"def"])
+        clock.advance(1)
+        self.assertEqual(upstream.calls, ["pause", "resume", "stop"])
+        self.assertTrue(client.channel.transport.aborted)
+
+    def test_client_that_never_reads_again(self) -> None:
+        """A stalled client does not hold the upstream for ever."""
+        relay, client, upstream, clock = self.relay()
+        client.producer.pauseProducing()
+        clock.advance(IDLE * CLIENT_STALL)
+        self.assertEqual(upstream.calls, ["pause", "stop"])
+        self.assertTrue(client.channel.transport.aborted)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_silent_upstream_still_times_out(self) -> None:
+        relay, client, upstream, clock = self.relay()
+        relay.dataReceived(b"abc")
+        clock.advance(IDLE - 1)
+        relay.dataReceived(b"def")
+        clock.advance(IDLE - 1)
+        self.assertFalse(client.channel.transport.aborted)
+        clock.advance(1)
+        self.assertEqual(upstream.calls, ["stop"])
+        self.assertTrue(client.channel.transport.aborted)
         self.assertEqual(clock.getDelayedCalls(), [])

@@ -6,6 +6,7 @@ context.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -30,7 +31,13 @@ from pxed.policy import (
 )
 from pxed.policy.actions import firmware_name
 from pxed.policy.match import ArchMatcher, MacMatcher, Match
-from pxed.policy.request import read_context, sign_context
+from pxed.policy.request import (
+    CONTEXT_PURPOSE,
+    ScriptContext,
+    open_context,
+    read_context,
+    sign_context,
+)
 from pxed.policy.rules import boot_section_rules
 from pxed.signing import Signer
 from pxed.store import MemoryStateStore
@@ -199,3 +206,22 @@ class ContextTests(unittest.TestCase):
         self.assertEqual(read_context(signer, None, MAC), {})
         self.assertEqual(read_context(signer, signer.sign("context", "[1]"), MAC), {})
         self.assertIsNone(sign_context(signer, ask()))
+
+    def test_user_class(self) -> None:
+        """
+        The DHCP request's user class is signed in, even with no network
+        context; a context signed without one (before pxed carried it)
+        reads as iPXE's, and one signed with none stays without.
+        """
+        signer = Signer(b"c" * 32)
+        machine = Machine(MAC, architecture(7), ipxe=True, user_class="netboot")
+        self.assertEqual(open_context(signer, sign_context(signer, BootRequest(machine))),
+                         ScriptContext(MAC, user_class="netboot"))
+        none = sign_context(signer, BootRequest(Machine(MAC, architecture(7)), interface="e"))
+        self.assertEqual(open_context(signer, none), ScriptContext(MAC, "e", user_class=None))
+        old = signer.sign(CONTEXT_PURPOSE, json.dumps({"m": MAC, "i": "eth1", "r": None,
+                                                       "l": None}))
+        self.assertEqual(open_context(signer, old), ScriptContext(MAC, "eth1", user_class="iPXE"))
+        for token in (None, "", old[:-1], signer.sign(CONTEXT_PURPOSE, '{"i":"eth1"}'),
+                      signer.sign("once", json.dumps({"m": MAC}))):
+            self.assertIsNone(open_context(signer, token), token)

@@ -6,6 +6,7 @@ rejected while the old one keeps serving, and open transfers go on.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import textwrap
@@ -13,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
 from twisted.trial import unittest
 
-from pxed.config import load_config
+from pxed.config import ConfigError, load_config
 from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, BootSpec, Chain, LocalBoot
 from pxed.policy.actions import firmware_name
+from pxed.runtime import make_store
 from pxed.service import makeBootService, makePolicy
+from pxed.store import StateFileError
 from pxed.tap import ReloadOnSignal
 from pxed.tftp.source import FileNotFound
 
@@ -147,6 +151,109 @@ class ReloadTests(unittest.TestCase):
         self.assertEqual(self.decide(policy, OTHER), LocalBoot())
         self.assertEqual(self.decide(policy, "52:54:00:11:11:11"),
                          BootSpec(str(kernel), (), "default"))
+
+
+class StateFileReloadTests(unittest.TestCase):
+    """
+    A reload re-reads the state file, so deleting a machine's entry and
+    reloading installs it again; a broken state file is a one-line error.
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).absolute()
+        self.dir.mkdir()
+        for name in ("undionly.kpxe", "snponly.efi"):
+            (self.dir / name).write_bytes(b"x")
+        self.state = self.dir / "state.json"
+        self.path = self.dir / "pxed.yaml"
+        self.path.write_text(textwrap.dedent(f"""\
+            server: {{ports: {{dhcp: 0, pxe: 0, tftp: 0, http: 0}}}}
+            bootloaders: {{x86-bios: {self.dir}/undionly.kpxe, x64-uefi: {self.dir}/snponly.efi}}
+            policy:
+              state_file: {self.state}
+              rules:
+                - {{name: install, match: {{mac: "52:54:00:*"}}, once: true, local: true}}
+            """))
+
+    def start(self) -> Any:
+        top = makeBootService(load_config(self.path), reactor=MemoryReactorClock())
+        return top.getServiceNamed("policy")
+
+    def done(self, runtime: Any, mac: str) -> bool:
+        return bool(self.successResultOf(runtime.store.once_done(mac, "install")))
+
+    def test_deleted_entry_installs_again(self) -> None:
+        runtime = self.start()
+        for mac in (MAC, OTHER):
+            self.successResultOf(runtime.store.mark_once(mac, "install"))
+        data = json.loads(self.state.read_text())
+        del data["once"][MAC]
+        self.state.write_text(json.dumps(data))
+        ok, message = runtime.reload()
+        self.assertTrue(ok, message)
+        self.assertFalse(self.done(runtime, MAC))
+        self.assertTrue(self.done(runtime, OTHER))
+        # The next beacon (another machine's) must not write the entry back.
+        self.successResultOf(runtime.store.mark_once("52:54:00:00:00:42", "install"))
+        self.assertNotIn(MAC, json.loads(self.state.read_text())["once"])
+
+    def test_bad_state_file_rejects_the_reload(self) -> None:
+        runtime = self.start()
+        self.successResultOf(runtime.store.mark_once(MAC, "install"))
+        policy = runtime.responder.policy
+        self.state.write_text("{not json")
+        ok, message = runtime.reload()
+        self.assertFalse(ok)
+        self.assertIn(f"bad configuration: {self.path}: policy.state_file: {self.state}: ",
+                      message)
+        self.assertIs(runtime.responder.policy, policy)
+        self.assertTrue(self.done(runtime, MAC))
+
+    def test_state_file_broken_after_the_check(self) -> None:
+        """
+        If the store cannot re-read the file even so (it changed after the
+        configuration was loaded), the new configuration applies, the old
+        flags stay, and the answer and the log say so.
+        """
+        runtime = self.start()
+        self.successResultOf(runtime.store.mark_once(MAC, "install"))
+
+        def broken() -> None:
+            raise StateFileError(f"{self.state}: cannot read: gone bad")
+
+        self.patch(runtime.store, "reload", broken)
+        ok, message = runtime.reload()
+        self.assertTrue(ok)
+        self.assertIn(f"state file not re-read: {self.state}: cannot read: gone bad; kept the "
+                      "state from before", message)
+        self.assertTrue(self.done(runtime, MAC))
+
+    def test_corrupt_state_file_at_start(self) -> None:
+        """
+        Loading the configuration names the broken state file in one line,
+        which C{twistd pxed} prints instead of a traceback.
+        """
+        from pxed.tap import Options
+
+        self.state.write_text('{"version": 1, "once": 3}')
+        error = self.assertRaises(ConfigError, load_config, self.path)
+        self.assertEqual(error.key, "policy.state_file")
+        self.assertIn(str(self.state), str(error))
+        usage_error = self.assertRaises(usage.UsageError, Options().parseOptions,
+                                        ["--config", str(self.path)])
+        self.assertTrue(str(usage_error).startswith(f"bad configuration: {self.path}: "
+                                                    f"policy.state_file: {self.state}: "))
+        self.assertNotIn("\n", str(usage_error))
+
+    def test_make_store_reports_a_config_error(self) -> None:
+        """
+        A state file broken after the configuration was loaded is still a
+        configuration error for makeBootService's callers.
+        """
+        config = load_config(self.path)
+        self.state.write_text("[]")
+        error = self.assertRaises(ConfigError, make_store, config)
+        self.assertIn(f"policy.state_file: {self.state}: not a pxed state file", str(error))
 
 
 class SignalTests(unittest.TestCase):

@@ -18,7 +18,7 @@ from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, Chain, IBootPolicy, Ignore, LocalBoot, Rule, RulePolicy
 from pxed.policy.actions import firmware_name
 from pxed.policy.match import InterfaceMatcher, Match, RelayMatcher, SubnetMatcher
-from pxed.policy.request import read_context
+from pxed.policy.request import ScriptContext, open_context, read_context
 from pxed.responder import BootResponder
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
@@ -92,6 +92,16 @@ class ResponderPolicyTests(unittest.TestCase):
         query = parse_qs(urlsplit(answer.bootfile).query)
         self.assertEqual(read_context(self.signer, query["ctx"][0], MAC),
                          {"interface": "eth1", "relay": "10.9.0.1", "local_address": SERVER})
+
+    def test_user_class_in_script_url(self) -> None:
+        """
+        The user class the DHCP request sent goes into the signed context,
+        for user_class rules to decide the same way for the script.
+        """
+        machine = Machine(MAC, architecture(7), ipxe=True, user_class="netboot")
+        query = parse_qs(urlsplit(self.answer(machine).bootfile).query)
+        self.assertEqual(open_context(self.signer, query["ctx"][0]),
+                         ScriptContext(MAC, local_address=SERVER, user_class="netboot"))
 
     def test_network_rules(self) -> None:
         """

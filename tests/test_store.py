@@ -5,6 +5,7 @@ an atomically rewritten state file.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -14,9 +15,16 @@ from typing import Any
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from pxed.store import FileStateStore, IStateStore, MemoryStateStore, StateFileError
+from pxed.store import (
+    FileStateStore,
+    IStateStore,
+    MemoryStateStore,
+    StateFileError,
+    read_state_file,
+)
 
 MAC = "52:54:00:12:34:56"
+OTHER = "52:54:00:00:00:01"
 
 
 class StoreTestsMixin:
@@ -53,6 +61,14 @@ class MemoryStoreTests(StoreTestsMixin, unittest.TestCase):
 
     def test_keys_differ(self) -> None:
         self.assertNotEqual(MemoryStateStore().signing_key(), MemoryStateStore().signing_key())
+
+    def test_reload_keeps_everything(self) -> None:
+        store = self.make()
+        key = store.signing_key()
+        self.successResultOf(store.mark_once(MAC, "install"))
+        store.reload()
+        self.assertTrue(self.successResultOf(store.once_done(MAC, "install")))
+        self.assertEqual(store.signing_key(), key)
 
 
 class FileStoreTests(StoreTestsMixin, unittest.TestCase):
@@ -105,3 +121,76 @@ class FileStoreTests(StoreTestsMixin, unittest.TestCase):
             self.assertRaises(StateFileError, self.make)
         self.path.write_bytes(b"\xff\xfe")
         self.assertRaises(StateFileError, self.make)
+
+    def test_reload_takes_the_file_as_it_is(self) -> None:
+        """
+        A machine's entry deleted from the file is gone after a reload, and
+        the next change does not write it back.
+        """
+        store = self.make()
+        key = store.signing_key()
+        for mac in (MAC, OTHER):
+            self.successResultOf(store.mark_once(mac, "install"))
+        data = json.loads(self.path.read_text())
+        del data["once"][MAC]
+        self.path.write_text(json.dumps(data))
+        store.reload()
+        self.assertFalse(self.successResultOf(store.once_done(MAC, "install")))
+        self.assertTrue(self.successResultOf(store.once_done(OTHER, "install")))
+        self.successResultOf(store.mark_once(OTHER, "firmware"))
+        self.assertEqual(json.loads(self.path.read_text())["once"],
+                         {OTHER: ["firmware", "install"]})
+        self.assertEqual(store.signing_key(), key)
+
+    def test_reload_of_a_deleted_file_keeps_the_key(self) -> None:
+        """
+        Deleting the whole file forgets every flag; the key in use (it
+        signed URLs that clients hold) is written back at once, so a
+        restart keeps it too.
+        """
+        store = self.make()
+        key = store.signing_key()
+        self.successResultOf(store.mark_once(MAC, "install"))
+        self.path.unlink()
+        store.reload()
+        self.assertFalse(self.successResultOf(store.once_done(MAC, "install")))
+        self.assertEqual(store.signing_key(), key)
+        self.assertEqual(self.make().signing_key(), key)
+
+    def test_reload_of_a_bad_file_keeps_the_state(self) -> None:
+        store = self.make()
+        self.successResultOf(store.mark_once(MAC, "install"))
+        self.path.write_text('{"version": 1, "once": {')
+        error = self.assertRaises(StateFileError, store.reload)
+        self.assertIn(str(self.path), str(error))
+        self.assertTrue(self.successResultOf(store.once_done(MAC, "install")))
+
+    def test_short_key_refused(self) -> None:
+        """
+        A key the signer would refuse is the file's error, not a traceback
+        later.
+        """
+        self.path.write_text(json.dumps({"version": 1, "signing_key": "c2hvcnQ="}))
+        error = self.assertRaises(StateFileError, self.make)
+        self.assertIn("shorter than 16 bytes", str(error))
+
+    def test_read_state_file(self) -> None:
+        self.assertEqual(read_state_file(self.path), ({}, None))
+        store = self.make()
+        key = store.signing_key()
+        self.successResultOf(store.mark_once(MAC, "install"))
+        self.assertEqual(read_state_file(self.path), ({MAC: {"install"}}, key))
+
+    def test_reload_writes_the_running_key_back(self) -> None:
+        """
+        A file with another key (copied from elsewhere) gets the key in
+        use back: URLs already handed out must keep working.
+        """
+        store = self.make()
+        key = store.signing_key()
+        other = base64.b64encode(b"o" * 32).decode()
+        self.path.write_text(json.dumps({"version": 1, "once": {MAC: ["a"]},
+                                         "signing_key": other}))
+        store.reload()
+        self.assertEqual(store.signing_key(), key)
+        self.assertEqual(read_state_file(self.path), ({MAC: {"a"}}, key))

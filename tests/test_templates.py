@@ -35,6 +35,13 @@ class RenderTests(unittest.TestCase):
         self.assertEqual(text, f"{MAC} x86-bios 0 bios {GUID} iPXE web1 10.0.0.1 "
                                "http://10.0.0.1:8080")
 
+    def test_pixiecore_server_host(self) -> None:
+        """
+        Pixiecore's C{ServerHost} is pxed's address, as C{server} is.
+        """
+        self.assertEqual(make_env(server="192.0.2.9").render("srv={{ ServerHost }}"),
+                         "srv=192.0.2.9")
+
     def test_filters(self) -> None:
         self.assertEqual(make_env().render("{{ mac | replace(':', '-') | upper }}"),
                          "52-54-00-12-34-56")

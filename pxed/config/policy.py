@@ -36,6 +36,7 @@ from pxed.policy.match import (
     UserClassMatcher,
     UUIDMatcher,
 )
+from pxed.store import StateFileError, read_state_file
 
 __all__ = ["APIConfig", "PolicyConfig", "RemoteConfig", "parse_policy", "parse_duration"]
 
@@ -365,6 +366,12 @@ def parse_policy(reader: Reader, value: Any) -> PolicyConfig:
             raise reader.fail("policy.state_file", f"{location!r} must be an absolute path")
         if not state_path.parent.is_dir():
             raise reader.fail("policy.state_file", f"directory {state_path.parent} does not exist")
+        try:
+            # Here, not when the store opens it: a broken file is then one
+            # line at start-up (not a traceback), and a reload refuses it.
+            read_state_file(state_path)
+        except StateFileError as e:
+            raise reader.fail("policy.state_file", str(e)) from None
         state_file = state_path
     token = _secret(reader, section.get("admin"), "policy.admin", "token")
     return PolicyConfig(

@@ -13,6 +13,7 @@ URL) known.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
 
 from pxed import ipxe
+from pxed.config.boot import normal_mac
 from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
 from pxed.http.proxy import RemoteFetcher
 from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, IBootPolicy, is_url
-from pxed.policy.request import read_context
+from pxed.policy.request import IPXE_USER_CLASS, open_context
 from pxed.responder import http_base
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore
@@ -45,6 +47,10 @@ log = Logger()
 ONCE_PURPOSE = "once"
 
 _NOT_FOUND = b"not found\n"
+
+#: A MAC address once normalised (L{normal_mac}): anything else in a query
+#: is refused, so nobody can fill the boot log with invented machines.
+_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 
 
 class _TextPaths(Resource):
@@ -126,6 +132,21 @@ class BootHTTP:
             return None
         return values[0].decode("utf-8", "replace")
 
+    @classmethod
+    def _mac(cls, request: IRequest) -> str | None:
+        """
+        The query's C{mac} in the form pxed uses everywhere (lower case,
+        colons), or C{None} if it is missing or not a MAC address.
+        """
+        mac = normal_mac(cls._arg(request, "mac") or "")
+        return mac if _MAC.match(mac) else None
+
+    @staticmethod
+    def _bad_request(request: IRequest, why: str) -> bytes:
+        request.setResponseCode(400)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return f"bad request: {why}\n".encode()
+
     @staticmethod
     def _peer(request: IRequest) -> str | None:
         return getattr(request.getClientAddress(), "host", None)
@@ -140,16 +161,30 @@ class BootHTTP:
         the network its DHCP request came from).
         """
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        mac = (self._arg(request, "mac") or "").lower()
+        mac = self._mac(request)
+        if mac is None:
+            return self._bad_request(request, "mac must be a MAC address like 52:54:00:12:34:56")
         try:
             code = int(self._arg(request, "arch") or "0")
         except ValueError:
             code = 0
+        token = self._arg(request, "ctx")
+        context = open_context(self.catalog.signer, token)
+        if token and context is None:
+            log.debug("{mac}: ignoring a script URL context not signed by this key", mac=mac)
+        if context is not None and normal_mac(context.mac) != mac:
+            # A genuine context copied onto another MAC: someone probing.
+            log.info("{peer}: refused a script for {mac} with the context of {owner}",
+                     peer=self._peer(request), mac=mac, owner=context.mac)
+            return self._bad_request(request, "ctx was made for another machine")
+        # The user class the DHCP request sent, so user_class rules decide
+        # the same way for the script; iPXE's own without a context.
+        user_class = context.user_class if context is not None else IPXE_USER_CLASS
         machine = Machine(mac=mac, arch=architecture(code), uuid=self._arg(request, "uuid"),
-                          ipxe=True, user_class="iPXE")
-        context = read_context(self.catalog.signer, self._arg(request, "ctx"), mac)
+                          ipxe=True, user_class=user_class)
+        network = context.network() if context is not None else {}
         boot_request = BootRequest(machine, "script", client_address=self._peer(request),
-                                   **context)
+                                   **network)
         return ensureDeferred(self._script(request, boot_request))
 
     async def _script(self, request: IRequest, boot: BootRequest) -> bytes:
@@ -263,12 +298,15 @@ class BootHTTP:
         see, so "booting" means "the kernel and initrds were all loaded".
         A 'once' rule's token makes this boot its last from that rule.
         """
-        mac = (self._arg(request, "mac") or "").lower()
         request.setHeader(b"Content-Type", b"text/plain")
-        if mac:
-            self.boot_log.record(mac, "booting", peer=self._peer(request))
-            log.info("{mac}: booting", mac=mac, stage="booting", peer=self._peer(request))
-            self._once(mac, self._arg(request, "once"))
+        if not self._arg(request, "mac"):
+            return b"ok\n"
+        mac = self._mac(request)
+        if mac is None:
+            return self._bad_request(request, "mac must be a MAC address like 52:54:00:12:34:56")
+        self.boot_log.record(mac, "booting", peer=self._peer(request))
+        log.info("{mac}: booting", mac=mac, stage="booting", peer=self._peer(request))
+        self._once(mac, self._arg(request, "once"))
         return b"ok\n"
 
     def _once(self, mac: str, token: str | None) -> None:

@@ -9,9 +9,12 @@ one), never holding more than a few chunks: when the client reads slowly,
 the upstream connection is paused.
 
 Two timeouts bound every fetch: one on connecting, one on silence (no
-response headers, or no body bytes, for that long).  A failure before the
-headers is a 502 or 504; one after them aborts the client's connection,
-so a truncated file can never pass for a complete one.
+response headers, or no body bytes, for that long).  Silence counts only
+while the upstream may send: a client that stops reading pauses the
+upstream, which is then quiet because pxed asked it to be; such a client
+gets L{CLIENT_STALL} idle timeouts to read again.  A failure
+before the headers is a 502 or 504; one after them aborts the client's
+connection, so a truncated file can never pass for a complete one.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ class RemoteFetcher:
         return self.pool.closeCachedConnections()
 
 
+#: How many idle timeouts a client that stopped reading (a paused
+#: upstream) has before the fetch is given up.
+CLIENT_STALL = 4
+
+
 @implementer(IPushProducer)
 class _Relay(Protocol):
     """
@@ -79,6 +87,8 @@ class _Relay(Protocol):
         self.fetcher = fetcher
         self.url = url
         self.finished = False
+        #: We paused the upstream for a slow client: its silence is ours.
+        self.paused = False
         self.timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
@@ -86,10 +96,13 @@ class _Relay(Protocol):
         self._arm()
 
     def _arm(self) -> None:
+        if self.finished:
+            return
+        delay = self.fetcher.idle_timeout * (CLIENT_STALL if self.paused else 1)
         if self.timer is not None and self.timer.active():
-            self.timer.reset(self.fetcher.idle_timeout)
+            self.timer.reset(delay)
         else:
-            self.timer = self.fetcher.clock.callLater(self.fetcher.idle_timeout, self._idle)
+            self.timer = self.fetcher.clock.callLater(delay, self._idle)
 
     def _disarm(self) -> None:
         if self.timer is not None and self.timer.active():
@@ -98,8 +111,12 @@ class _Relay(Protocol):
 
     def _idle(self) -> None:
         self.timer = None
-        log.warn("proxy: {url} sent nothing for {seconds} s; aborting", url=self.url,
-                 seconds=self.fetcher.idle_timeout)
+        if self.paused:
+            log.warn("proxy: the client of {url} read nothing for {seconds} s; aborting",
+                     url=self.url, seconds=self.fetcher.idle_timeout * CLIENT_STALL)
+        else:
+            log.warn("proxy: {url} sent nothing for {seconds} s; aborting", url=self.url,
+                     seconds=self.fetcher.idle_timeout)
         self._abort_upstream()
         self._abort_client()
 
@@ -143,10 +160,17 @@ class _Relay(Protocol):
 
     # IPushProducer, for the client's side
     def pauseProducing(self) -> None:
+        # The client stopped reading: that is not the upstream's silence
+        # (bytes already on their way still come), but a client that never
+        # reads again must not hold the upstream connection for ever.
+        self.paused = True
+        self._arm()
         if self._upstream is not None:
             self._upstream.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self.paused = False
+        self._arm()  # a full idle_timeout from now for the upstream to go on
         if self._upstream is not None:
             self._upstream.resumeProducing()
 

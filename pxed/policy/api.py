@@ -6,7 +6,9 @@ boots what the answer says.
 The answer is Pixiecore's JSON (C{kernel}, C{initrd}, C{cmdline},
 C{message}, C{ipxe-script}) or one of pxed's own actions
 (C{{"action": "chain", "url": ...}}, C{"local"}, C{"ignore"}).  Relative
-URLs are resolved against the API's URL, as Pixiecore does.  Anything
+URLs are resolved against the API's URL, as Pixiecore does, and so are
+those its cmdline's Go-template calls C{{{ URL "..." }}} and
+C{{{ ID "..." }}} name: they become pxed's C{url()}.  Anything
 else (a timeout, a non-200 status, bad JSON, an answer that makes no
 sense) means "ignore this machine for now", with the reason logged: a
 broken API must never boot a machine into something half-specified.
@@ -49,6 +51,11 @@ log = Logger()
 
 #: One word, printable ASCII: anything else in a URL could inject script lines.
 _URL_SAFE = re.compile(r"^[\x21-\x7e]+$")
+#: Pixiecore's cmdline functions, in Go template syntax: C{{{ URL "..." }}}
+#: and C{{{ ID "..." }}}, with either kind of Go string and trim markers.
+_GO_CALL = re.compile(r'\{\{(-?)\s*(URL|ID)\s+(?:"([^"\\]*)"|`([^`]*)`)\s*(-?)\}\}')
+#: A call that is not one of those (another argument, an escape ...).
+_GO_LEFTOVER = re.compile(r"\{\{-?\s*(URL|ID)\b")
 #: An answer is a few hundred bytes; refuse to buffer a runaway one.
 MAX_ANSWER = 1 << 20
 #: Bound on remembered answers (expired ones are swept first).
@@ -92,6 +99,33 @@ def _cmdline(value: Any) -> str:
     raise APIError("cmdline must be a string or an object")
 
 
+def _jinja_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _pixiecore_calls(cmdline: str, api_url: str) -> str:
+    """
+    Pixiecore's cmdline functions in pxed's terms.  There, C{URL} and
+    C{ID} both give the URL at which the booting OS fetches a file through
+    Pixiecore; here that is C{url()}, which proxies or hands the URL on as
+    C{policy.remote} says.  Relative URLs are the API's, like the kernel's.
+
+    @raise APIError: for a call with anything but one quoted URL.
+    """
+
+    def translate(call: re.Match[str]) -> str:
+        left, name, quoted, raw, right = call.groups()
+        target = _url(api_url, quoted if quoted is not None else raw, f"cmdline {name}")
+        return f"{{{{{left} url({_jinja_string(target)}) {right}}}}}"
+
+    text = _GO_CALL.sub(translate, cmdline)
+    leftover = _GO_LEFTOVER.search(text)
+    if leftover is not None:
+        raise APIError(f"cmdline: {leftover.group(1)} takes one quoted URL, as in "
+                       f'{{{{ {leftover.group(1)} "/files/ks.cfg" }}}}')
+    return text
+
+
 def _text(data: dict[str, Any], key: str) -> str:
     value = data.get(key, "")
     if not isinstance(value, str):
@@ -124,7 +158,7 @@ def parse_answer(data: Any, api_url: str) -> IBootAction:
         return BootSpec(
             _url(api_url, data.get("kernel"), "kernel"),
             tuple(_url(api_url, item, "initrd") for item in initrds),
-            _cmdline(data.get("cmdline")),
+            _pixiecore_calls(_cmdline(data.get("cmdline")), api_url),
             message=_text(data, "message"),
             remote_only=True,
         )

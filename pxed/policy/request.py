@@ -20,7 +20,7 @@ from pxed.machine import Architecture, Firmware, Machine
 if TYPE_CHECKING:
     from pxed.signing import Signer
 
-__all__ = ["BootRequest", "sign_context", "read_context"]
+__all__ = ["BootRequest", "ScriptContext", "sign_context", "open_context", "read_context"]
 
 
 @dataclass(frozen=True)
@@ -79,39 +79,85 @@ class BootRequest:
 #: The purpose signed into a script URL's network context.
 CONTEXT_PURPOSE = "context"
 
+#: The user class of a script request whose context does not carry one
+#: (URLs signed before pxed put it there, or no context): what iPXE sends.
+IPXE_USER_CLASS = "iPXE"
+
+
+@dataclass(frozen=True)
+class ScriptContext:
+    """
+    What the DHCP side signed into a script URL: the machine it was made
+    for, where its request came from, and the user class it sent.
+    """
+
+    mac: str
+    interface: str | None = None
+    relay: str | None = None
+    local_address: str | None = None
+    user_class: str | None = IPXE_USER_CLASS
+
+    def network(self) -> dict[str, str | None]:
+        """
+        The L{BootRequest} fields it carries.
+        """
+        return {"interface": self.interface, "relay": self.relay,
+                "local_address": self.local_address}
+
 
 def sign_context(signer: Signer, request: BootRequest) -> str | None:
     """
-    The network side of C{request} (interface, relay, pxed's address),
-    signed for the script URL, or C{None} when there is nothing to carry.
+    The network side of C{request} (interface, relay, pxed's address) and
+    the machine's user class, signed for the script URL, or C{None} when
+    there is nothing to carry.
 
-    Only the DHCP side knows where a request came from; iPXE fetches its
-    script over HTTP, and rules that match on the network must decide
-    the same way then.  Signed, so a client cannot claim another network.
+    Only the DHCP side knows where a request came from and what user
+    class it sent (iPXE's own is C{iPXE}, a custom build's may be another);
+    iPXE fetches its script over HTTP, and rules that match on either must
+    decide the same way then.  Signed, so a client cannot claim another
+    network.
     """
     fields = {"m": request.mac, "i": request.interface, "r": request.relay,
-              "l": request.local_address}
-    if not any((request.interface, request.relay, request.local_address)):
+              "l": request.local_address, "u": request.user_class}
+    if not any((request.interface, request.relay, request.local_address, request.user_class)):
         return None
     return signer.sign(CONTEXT_PURPOSE, json.dumps(fields, separators=(",", ":")))
 
 
-def read_context(signer: Signer, token: str | None, mac: str) -> dict[str, str | None]:
+def _text(fields: dict[str, object], short: str) -> str | None:
+    value = fields.get(short)
+    return value if isinstance(value, str) else None
+
+
+def open_context(signer: Signer, token: str | None) -> ScriptContext | None:
     """
-    The context signed into C{token} for C{mac}; empty if the token is
-    missing, forged or was made for another machine.
+    The context signed into C{token}, for whichever machine it was made;
+    C{None} if the token is missing or not one this key signed.  A
+    context without a user class (signed before pxed carried it) has
+    iPXE's.
     """
     if not token:
-        return {}
+        return None
     text = signer.verify(CONTEXT_PURPOSE, token)
     if text is None:
-        return {}
+        return None
     try:
         fields = json.loads(text)
     except ValueError:
+        return None
+    if not isinstance(fields, dict) or not isinstance(fields.get("m"), str):
+        return None
+    user_class = _text(fields, "u") if "u" in fields else IPXE_USER_CLASS
+    return ScriptContext(fields["m"], _text(fields, "i"), _text(fields, "r"), _text(fields, "l"),
+                         user_class)
+
+
+def read_context(signer: Signer, token: str | None, mac: str) -> dict[str, str | None]:
+    """
+    The network context signed into C{token} for C{mac}; empty if the
+    token is missing, forged or was made for another machine.
+    """
+    context = open_context(signer, token)
+    if context is None or context.mac != mac:
         return {}
-    if not isinstance(fields, dict) or fields.get("m") != mac:
-        return {}
-    names = {"i": "interface", "r": "relay", "l": "local_address"}
-    return {name: fields.get(short) if isinstance(fields.get(short), str) else None
-            for short, name in names.items()}
+    return context.network()
