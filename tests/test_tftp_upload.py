@@ -157,6 +157,25 @@ class SessionTests(SynchronousTestCase):
         self.clock.advance(DALLY)
         self.assertEqual(self.stored(), b"".join(str(n).encode() * 10 for n in range(1, 6)))
 
+    def test_first_block_lost(self) -> None:
+        """
+        The OACK is repeated only while no DATA has come back; a gap before
+        block 1 is ACK 0, which a windowed sender resumes from (atftp takes
+        a repeated OACK for an ACK of its whole window, and loses block 1).
+        """
+        s = self.session({"blksize": "10", "windowsize": "4"})
+        self.clock.advance(1.0)  # nothing came back: the OACK may be lost
+        self.assertEqual(self.sent, [P.OptionAck({"blksize": "10", "windowsize": "4"})] * 2)
+        for n in (2, 3, 4):
+            self.data(s, n, b"x" * 10)
+        self.assertEqual(self.sent[2:], [P.Ack(0)])
+        self.clock.advance(2.0)  # the second timeout backs off to 2 s
+        self.assertEqual(self.sent[3:], [P.Ack(0)])  # the timer, too, says ACK 0 now
+        for n in (1, 2, 3, 4):
+            self.data(s, n, str(n).encode() * 10)
+        self.data(s, 5, b"")
+        self.assertEqual(self.sent[4:], [P.Ack(4), P.Ack(5)])
+
     def test_rollover(self) -> None:
         s = self.session({"blksize": "8"})
         for n in range(1, 65540):

@@ -236,6 +236,7 @@ class WriteSession:
         self._received = 0  # absolute number of the last block in order
         self._window_start = 0  # the block ACKed last: a window counts from it
         self._gap_acked = False
+        self._data_seen = False
         self._complete = False
         self._finished = False
         self._retries = 0
@@ -254,7 +255,10 @@ class WriteSession:
         self._acknowledge()
 
     def _acknowledge(self) -> None:
-        if self._received == 0 and self.negotiated.oack:
+        # The OACK again only while nothing has come back: once any DATA
+        # has arrived the client has it, and ACK 0 says "resend from block
+        # 1" (atftp takes a repeated OACK for an ACK of its whole window).
+        if not self._data_seen and self.negotiated.oack:
             self._transmit(P.encode(P.OptionAck(dict(self.negotiated.oack))))
         else:
             self._transmit(P.encode(P.Ack(self._received & 0xFFFF)))
@@ -285,6 +289,7 @@ class WriteSession:
             self._end("aborted", f"client error {pkt.code}: {pkt.message}")
 
     def _data(self, wire: int, payload: bytes) -> None:
+        self._data_seen = True
         expected = self._received + 1
         ahead = (wire - expected) & 0xFFFF
         if self._complete or ahead != 0:
