@@ -94,8 +94,16 @@ class AdvertisedAddressTests(unittest.TestCase):
         # Not a listed relay: the usual order.
         self.assertEqual(advertised_address(request(giaddr="192.0.2.1"), ETH0, None, RELAYS),
                          "192.168.77.1")
-        # The relay table is for relayed requests only.
+        # The relay table is for relayed requests only ...
         self.assertEqual(advertised_address(request(), ETH0, None, RELAYS), "192.168.77.1")
+        # ... but a client that sends its port-4011 request straight to a
+        # relay subnet's address (as its relayed offer told it) hears that
+        # address again, not the configured one.
+        to_relay_address = PacketInfo(2, "192.168.77.1", "172.16.0.1")
+        self.assertEqual(advertised_address(request(MessageType.REQUEST), to_relay_address,
+                                            "9.9.9.9", RELAYS), "172.16.0.1")
+        self.assertEqual(advertised_address(request(MessageType.REQUEST), to_relay_address,
+                                            "9.9.9.9", ()), "9.9.9.9")
 
     def test_routed_towards_relay(self) -> None:
         asked: list[str] = []

@@ -122,7 +122,9 @@ def advertised_address(
     The server address to tell this client (option 54, siaddr, URLs).
 
     In order: the address configured for the relay's subnet (C{relays},
-    when the request came through one), the configured C{address}, the
+    when the request came through one, or when a request not relayed was
+    sent to such an address: the client knows pxed by it already), the
+    configured C{address}, the
     local address the request arrived on (C{IP_PKTINFO}: for a relayed
     request, the address the relay reached us on), and, failing all of
     those, the address the host would use towards the relay (C{route}).
@@ -138,6 +140,11 @@ def advertised_address(
             for subnet, chosen in relays:
                 if giaddr in subnet:
                     return chosen
+    if (not relayed and info is not None
+            and any(info.destination == chosen for _, chosen in relays)):
+        # Sent straight to a relay subnet's address (the 4011 request after
+        # a relayed offer, which named it): keep telling the client that.
+        return info.destination
     if address is not None:
         return address
     if info is not None and info.local != "0.0.0.0":
