@@ -70,10 +70,21 @@ class PolicySectionTests(ConfigTestCase):
         self.assertFalse(rule.match.matches(ask()))
 
     def test_once_needs_name(self) -> None:
-        self.assertError({"policy": {"rules": [{"local": True, "once": True}]}},
+        self.assertError({"policy": {"rules": [{"chain": "http://x/y.efi", "once": True}]}},
                          "policy.rules[0]", "needs a 'name'")
-        rule = self.rule(name="install", local=True, once=True)
+        rule = self.rule(name="install", chain="http://x/y.efi", once=True)
         self.assertEqual((rule.name, rule.once), ("install", True))
+
+    def test_once_needs_a_boot_that_reports(self) -> None:
+        """
+        'once' ends at the beacon: rules whose boots never fetch it would
+        apply for ever, so they are refused.
+        """
+        for action in ({"local": True}, {"ignore": True}, {"ipxe": "#!ipxe\nexit\n"}):
+            self.assertError({"policy": {"rules": [{"name": "a", "once": True, **action}]}},
+                             "policy.rules[0].once")
+        rule = self.rule(name="a", once=True, ipxe="#!ipxe\n{{ beacon }}\nexit\n")
+        self.assertTrue(rule.once)
 
     def test_rule_errors(self) -> None:
         cases = [

@@ -172,7 +172,7 @@ class StateFileReloadTests(unittest.TestCase):
             policy:
               state_file: {self.state}
               rules:
-                - {{name: install, match: {{mac: "52:54:00:*"}}, once: true, local: true}}
+                - {{name: install, match: {{mac: "52:54:00:*"}}, once: true, chain: "http://192.0.2.9/installer.efi"}}
             """))
 
     def start(self) -> Any:

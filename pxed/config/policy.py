@@ -265,7 +265,22 @@ def _rule(reader: Reader, value: Any, key: str, names: set[str]) -> Rule:
         if name in names:
             raise reader.fail(join_key(key, "name"), f"another rule is already named {name!r}")
     names.add(name)
+    if once:
+        _check_once(reader, kind, action, join_key(key, "once"))
     return Rule(name, _match(reader, entry.get("match"), join_key(key, "match")), action, once)
+
+
+def _check_once(reader: Reader, kind: str, action: Any, key: str) -> None:
+    """
+    A 'once' rule ends when its boot fetches the beacon: refuse the rules
+    whose boots never do, which would otherwise apply for ever.
+    """
+    if kind in ("local", "ignore"):
+        raise reader.fail(key, f"a {kind} rule never reports a boot, so 'once' would never "
+                               "end; put the rule after the 'once' one instead")
+    if isinstance(action, IPXEScript) and "beacon" not in action.script:
+        raise reader.fail(key, "the script must fetch {{ beacon }} before it boots: that is "
+                               "how pxed learns the boot happened")
 
 
 def _api(reader: Reader, value: Any) -> APIConfig | None:
