@@ -44,7 +44,7 @@ class EndToEndDHCPTests(unittest.TestCase):
         mac = "52:54:00:77:00:30"
         _, log = self._boot("uefi-http", mac)
         self.assertIn(f"{mac}: proxydhcp x64-uefi-http -> http://192.168.77.1/_/boot/", log)
-        self.assertIn("serving boot program", log)
+        self.assertIn(f"{mac}: served boot program (HTTP) snponly.efi", log)
         self.assertIn(f"{mac}: proxydhcp x64-uefi -> http://192.168.77.1/_/ipxe?", log)
 
     def test_uefi_through_relay(self) -> None:

@@ -283,8 +283,10 @@ class BootHTTP:
             request.setResponseCode(404)
             return b"not found\n"
         peer = request.getClientAddress()
-        log.info("{peer}: serving boot program {path}", peer=getattr(peer, "host", peer),
-                 path=str(path))
+        # Debug only: the boot recorder logs the one line of this stage
+        # when the download ends (with the MAC and the bytes).
+        log.debug("{peer}: serving boot program {path}", peer=getattr(peer, "host", peer),
+                  path=str(path))
         kind = "application/efi" if name.lower().endswith(".efi") else "application/octet-stream"
         resource = File(str(path), defaultType=kind)
         resource.type, resource.encoding = kind, None
