@@ -27,6 +27,7 @@ from pxed.dhcp.exchange import STAGES, Ignored, Stage, advertised_address, scree
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
 from pxed.dhcp.reply import BootAnswer
 from pxed.machine import Machine
+from pxed.net import PacketInfo
 from pxed.policy import IBootPolicy
 from pxed.responder import BootResponder
 from pxed.service import makePolicy
@@ -237,9 +238,10 @@ def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str 
     local = address
     if local is None and datagram.dst[0] not in ("255.255.255.255", "0.0.0.0"):
         local = datagram.dst[0]  # a unicast request names the address it reached
-    server = advertised_address(packet, None, config.server.address, config.server.relays)
-    if server is None:
-        server = local
+    # What the socket's packet info would say: the address the request was
+    # sent to, and the receiving interface's (only where it is known).
+    info = PacketInfo(0, local or "0.0.0.0", datagram.dst[0])
+    server = advertised_address(packet, info, config.server.address, config.server.relays)
     if server is None:
         result.ignored = f"no address to advertise: pxed would use {UNKNOWN_ADDRESS}"
         return result

@@ -191,6 +191,21 @@ class HexTests(ExplainTestCase):
         self.assertIn("to 10.2.0.1:67 (unicast to the relay)", out)
         self.assertIn("siaddr 172.16.5.5", out)
 
+    def test_bootserver_request_to_a_relay_address(self) -> None:
+        """
+        The port-4011 request a relayed client sends to the address its
+        offer named is answered with that address, as the server does.
+        """
+        config = self.config("address: 192.168.77.1", 'relays: {"10.2.0.0/16": 172.16.5.5}')
+        request = bytes.fromhex(self.discover(ciaddr="10.2.0.50", options={
+            Option.MESSAGE_TYPE: bytes((MessageType.REQUEST,))}))
+        code, out, _ = self.pxed("explain", "--config", str(config), "--port", "4011",
+                                "--source", "10.2.0.50:4011", "--address", "172.16.5.5",
+                                "--hex", request.hex())
+        self.assertEqual(code, 0, out)
+        self.assertIn("reply: DHCPACK", out)
+        self.assertIn("siaddr 172.16.5.5", out)
+
     def test_unserved_architecture(self) -> None:
         _, out, _ = self.pxed("explain", "--config", str(self.config()), "--hex", self.discover(
             options={Option.CLIENT_ARCH: b"\x00\x0b"}))
