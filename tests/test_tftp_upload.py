@@ -132,6 +132,17 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual([(r.outcome, r.bytes_sent, r.blocks) for r in self.results],
                          [("complete", 514, 2)])
 
+    def test_dally_is_bounded(self) -> None:
+        """A client resending its last block for ever does not hold the slot for ever."""
+        s = self.session()
+        self.data(s, 1, b"end")
+        for _ in range(5):
+            self.clock.advance(DALLY - 1)
+            self.data(s, 1, b"end")
+        self.assertEqual([r.outcome for r in self.results], ["complete"])
+        self.assertEqual(self.stored(), b"end")
+        self.assertFalse(self.clock.getDelayedCalls())
+
     def test_options_and_windows(self) -> None:
         s = self.session({"blksize": "100", "windowsize": "4", "tsize": "950"})
         self.assertEqual(self.sent, [P.OptionAck({"blksize": "100", "tsize": "950",

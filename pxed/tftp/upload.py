@@ -294,6 +294,11 @@ class WriteSession:
         ahead = (wire - expected) & 0xFFFF
         if self._complete or ahead != 0:
             if ahead == 0xFFFF:
+                if self._complete and self._clock.seconds() - self._progress_at > DALLY:
+                    # Resent again and again after the end: the file is in
+                    # place, and the transfer's slot is not held for ever.
+                    self._end("complete")
+                    return
                 # The block ACKed last, again: that ACK was lost.
                 self.retransmits += 1
                 self._acknowledge()
