@@ -249,12 +249,8 @@ class PolicyRuntime(service.Service):
         Re-read the state store; on failure keep the state in memory and
         say so (the configuration itself was good and is in use).
         """
-        # Stores an embedding program wrote before IStateStore.reload existed.
-        reread = getattr(self.store, "reload", None)
-        if reread is None:
-            return ""
         try:
-            reread()
+            self.store.reload()
         except StateFileError as e:
             log.error("reload: cannot re-read the state file: {error}; keeping the 'once' flags "
                       "from before (the next change rewrites the file from them)", error=str(e))

@@ -23,6 +23,8 @@ __all__ = ["Signer"]
 
 #: Bytes of HMAC kept: 128 bits is far beyond guessing over HTTP.
 TAG_BYTES = 16
+#: The shortest signing key accepted.
+MIN_KEY_BYTES = 16
 
 
 def _b64(data: bytes) -> str:
@@ -39,8 +41,8 @@ class Signer:
     """
 
     def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
-            raise ValueError("a signing key needs at least 16 bytes")
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"a signing key needs at least {MIN_KEY_BYTES} bytes")
         self._key = key
 
     def _tag(self, purpose: str, payload: bytes) -> bytes:

@@ -26,6 +26,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from pxed.signing import MIN_KEY_BYTES
+
 __all__ = ["IStateStore", "MemoryStateStore", "FileStateStore", "StateFileError",
            "read_state_file"]
 
@@ -33,8 +35,6 @@ log = Logger()
 
 #: Enough for HMAC-SHA256.
 KEY_BYTES = 32
-#: What L{pxed.signing.Signer} accepts.
-MIN_KEY_BYTES = 16
 
 
 class StateFileError(Exception):

@@ -35,7 +35,6 @@ from pxed.policy.request import (
     CONTEXT_PURPOSE,
     ScriptContext,
     open_context,
-    read_context,
     sign_context,
 )
 from pxed.policy.rules import boot_section_rules
@@ -199,12 +198,15 @@ class ContextTests(unittest.TestCase):
                               relay="10.9.0.1", local_address="10.0.0.1")
         token = sign_context(signer, request)
         assert token is not None
-        self.assertEqual(read_context(signer, token, MAC),
+        context = open_context(signer, token)
+        assert context is not None
+        self.assertEqual(context.network(),
                          {"interface": "eth1", "relay": "10.9.0.1", "local_address": "10.0.0.1"})
-        self.assertEqual(read_context(signer, token, OTHER), {})
-        self.assertEqual(read_context(Signer(b"d" * 32), token, MAC), {})
-        self.assertEqual(read_context(signer, None, MAC), {})
-        self.assertEqual(read_context(signer, signer.sign("context", "[1]"), MAC), {})
+        self.assertEqual(context.mac, MAC)
+        self.assertNotEqual(context.mac, OTHER)
+        self.assertIsNone(open_context(Signer(b"d" * 32), token))
+        self.assertIsNone(open_context(signer, None))
+        self.assertIsNone(open_context(signer, signer.sign("context", "[1]")))
         self.assertIsNone(sign_context(signer, ask()))
 
     def test_user_class(self) -> None:

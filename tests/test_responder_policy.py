@@ -18,7 +18,7 @@ from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, Chain, IBootPolicy, Ignore, LocalBoot, Rule, RulePolicy
 from pxed.policy.actions import firmware_name
 from pxed.policy.match import InterfaceMatcher, Match, RelayMatcher, SubnetMatcher
-from pxed.policy.request import ScriptContext, open_context, read_context
+from pxed.policy.request import ScriptContext, open_context
 from pxed.responder import BootResponder
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
@@ -90,8 +90,10 @@ class ResponderPolicyTests(unittest.TestCase):
         answer = self.answer(Machine(MAC, architecture(7), ipxe=True), interface="eth1",
                              relay="10.9.0.1")
         query = parse_qs(urlsplit(answer.bootfile).query)
-        self.assertEqual(read_context(self.signer, query["ctx"][0], MAC),
-                         {"interface": "eth1", "relay": "10.9.0.1", "local_address": SERVER})
+        context = open_context(self.signer, query["ctx"][0])
+        assert context is not None
+        self.assertEqual((context.mac, context.network()),
+                         (MAC, {"interface": "eth1", "relay": "10.9.0.1", "local_address": SERVER}))
 
     def test_user_class_in_script_url(self) -> None:
         """

@@ -20,7 +20,7 @@ from pxed.machine import Architecture, Firmware, Machine
 if TYPE_CHECKING:
     from pxed.signing import Signer
 
-__all__ = ["BootRequest", "ScriptContext", "sign_context", "open_context", "read_context"]
+__all__ = ["BootRequest", "ScriptContext", "sign_context", "open_context"]
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,3 @@ def open_context(signer: Signer, token: str | None) -> ScriptContext | None:
     return ScriptContext(fields["m"], _text(fields, "i"), _text(fields, "r"), _text(fields, "l"),
                          user_class)
 
-
-def read_context(signer: Signer, token: str | None, mac: str) -> dict[str, str | None]:
-    """
-    The network context signed into C{token} for C{mac}; empty if the
-    token is missing, forged or was made for another machine.
-    """
-    context = open_context(signer, token)
-    if context is None or context.mac != mac:
-        return {}
-    return context.network()
