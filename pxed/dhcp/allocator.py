@@ -1,0 +1,166 @@
+# -*- test-case-name: tests.test_dhcp_allocator -*-
+"""
+What the DHCP server does with leases: offer an address (probing it
+first), bind it on REQUEST, free it on RELEASE, shun it on DECLINE.
+
+Everything goes through an L{ILeaseStore}, whose atomic C{claim} is the
+only place an address changes hands, so the rules here hold for one pxed
+and for several sharing a store: a candidate another server took in the
+meantime just makes this one try the next.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pxed.dhcp.leases import BOUND, DECLINED, OFFERED, Lease, Pool, candidates, declined_client
+from pxed.leasestore import ILeaseStore
+
+__all__ = ["LeaseKeeper", "Prober", "OFFER_HOLD", "DECLINE_HOLD", "MAX_TRIES"]
+
+log = Logger()
+
+#: How long an offered address stays reserved for its client: firmware
+#: REQUESTs within a second or two, and a slow one retransmits its
+#: DISCOVER anyway, which renews the hold.
+OFFER_HOLD = 60.0
+#: How long an address stays out of use after a client DECLINEs it or a
+#: probe finds it answering (dnsmasq and ISC dhcpd also wait minutes).
+DECLINE_HOLD = 600.0
+#: Candidates tried per DISCOVER (probed busy or lost to another server)
+#: before the client is left without an offer; it retransmits.
+MAX_TRIES = 8
+
+
+class Prober(Protocol):
+    def probe(self, address: str) -> Deferred[bool]:
+        """
+        Fires C{True} if a host answers at C{address} (ICMP echo).
+        """
+
+
+class LeaseKeeper:
+    """
+    The lease rules of RFC 2131 over a lease store.
+
+    @ivar lease_time: seconds a bound lease lasts.
+    @ivar prober: asks whether an address is in use before it is first
+        offered; C{None} offers without asking.
+    """
+
+    def __init__(self, store: ILeaseStore, clock: IReactorTime, lease_time: float,
+                 prober: Prober | None = None, offer_hold: float = OFFER_HOLD,
+                 decline_hold: float = DECLINE_HOLD) -> None:
+        self.store = store
+        self.clock = clock
+        self.lease_time = lease_time
+        self.prober = prober
+        self.offer_hold = offer_hold
+        self.decline_hold = decline_hold
+        # Addresses being probed for some client right now: not offered
+        # to a second one meanwhile (each would find it free).
+        self._probing: set[str] = set()
+
+    async def offer(self, client: str, mac: str, pool: Pool,
+                    requested: str | None = None) -> Lease | None:
+        """
+        The address to offer C{client} (held for it for C{offer_hold}
+        seconds), or C{None} if the pool has none free.
+
+        A client's own address (bound, or remembered from an expired
+        lease nobody took since) is offered at once; any other address
+        only after the probe found nobody there.
+        """
+        now = self.clock.seconds()
+        current = await self.store.lease_of(client)
+        if (current is not None and current.state == BOUND and current.held(now)
+                and current.address in pool):
+            # Offering its own bound address keeps it bound: the hold of an
+            # offer must not shorten the lease the client has.
+            return current
+        leases = await self.store.leases()
+        tries = 0
+        for address in candidates(pool, client, leases, now, requested):
+            if address in self._probing:
+                continue
+            known = current is not None and current.address == address
+            if not known and self.prober is not None:
+                if await self._in_use(address):
+                    tries += 1
+                    if tries >= MAX_TRIES:
+                        return None
+                    continue
+            now = self.clock.seconds()
+            lease = Lease(client, mac, address, now + self.offer_hold, OFFERED)
+            if await self.store.claim(lease, now):
+                return lease
+            tries += 1
+            if tries >= MAX_TRIES:
+                return None
+        return None
+
+    async def _in_use(self, address: str) -> bool:
+        assert self.prober is not None
+        self._probing.add(address)
+        try:
+            answered = await self.prober.probe(address)
+        finally:
+            self._probing.discard(address)
+        if answered:
+            log.warn("{address} answers a ping but has no lease: keeping it out of use for "
+                     "{hold:.0f} s (a host with a static address inside the DHCP range?)",
+                     address=address, hold=self.decline_hold)
+            await self._shun(address)
+        return answered
+
+    async def _shun(self, address: str) -> None:
+        now = self.clock.seconds()
+        await self.store.claim(
+            Lease(declined_client(address), "", address, now + self.decline_hold, DECLINED), now)
+
+    async def bind(self, client: str, mac: str, pool: Pool, address: str) -> Lease | None:
+        """
+        Bind C{address} to C{client} for C{lease_time} (a REQUEST in any
+        state: selecting, init-reboot, renewing, rebinding), or C{None}
+        (the server NAKs) if it is outside C{pool} or someone else holds
+        it.
+        """
+        if address not in pool:
+            return None
+        now = self.clock.seconds()
+        lease = Lease(client, mac, address, now + self.lease_time, BOUND)
+        if await self.store.claim(lease, now):
+            return lease
+        return None
+
+    async def release(self, client: str, address: str) -> bool:
+        """
+        DHCPRELEASE: the address is free again; the client is remembered.
+        """
+        return await self.store.release(client, address, self.clock.seconds())
+
+    async def decline(self, client: str, address: str) -> bool:
+        """
+        DHCPDECLINE: the client found C{address} in use; nobody gets it for
+        C{decline_hold} seconds.  Only the client holding it can decline
+        it (anyone could send the message).
+        """
+        record = await self.store.holder(address)
+        if record is None or record.client != client:
+            return False
+        await self.store.release(client, address, self.clock.seconds())
+        await self._shun(address)
+        return True
+
+    async def forget_offer(self, client: str) -> None:
+        """
+        The client took another server's offer (its REQUEST names another
+        server identifier): free the address held for it.
+        """
+        record = await self.store.lease_of(client)
+        if record is not None and record.state == OFFERED:
+            await self.store.release(client, record.address, self.clock.seconds())

@@ -1,0 +1,182 @@
+"""
+Tests for L{pxed.leasestore}: the claim contract of L{ILeaseStore}, in
+memory and in an atomically rewritten, fsync'd file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from pxed.dhcp.leases import BOUND, OFFERED, Lease
+from pxed.leasestore import (
+    FileLeaseStore,
+    ILeaseStore,
+    LeaseFileError,
+    MemoryLeaseStore,
+    read_lease_file,
+)
+
+A = "192.168.77.10"
+B = "192.168.77.11"
+
+
+class ContractMixin:
+    """
+    The contract every L{ILeaseStore} keeps; C{make} builds a fresh one.
+    """
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def settle(self, store: Any) -> None:
+        """Let a store that writes in the next reactor turn do so."""
+
+    def result(self, store: Any, d: Any) -> Any:
+        self.settle(store)
+        return self.successResultOf(d)  # type: ignore[attr-defined]
+
+    def test_interface(self) -> None:
+        self.assertTrue(verifyObject(ILeaseStore, self.make()))  # type: ignore[attr-defined]
+
+    def test_claim_free(self) -> None:
+        store = self.make()
+        lease = Lease("mac:a", "a", A, 100.0, BOUND)
+        self.assertTrue(self.result(store, store.claim(lease, 0.0)))  # type: ignore[attr-defined]
+        self.assertEqual(self.result(store, store.holder(A)), lease)  # type: ignore[attr-defined]
+        self.assertEqual(self.result(store, store.lease_of("mac:a")), lease)  # type: ignore
+
+    def test_claim_held_by_other_refused(self) -> None:
+        store = self.make()
+        first = Lease("mac:a", "a", A, 100.0, OFFERED)
+        self.result(store, store.claim(first, 0.0))
+        ok = self.result(store, store.claim(Lease("mac:b", "b", A, 100.0, BOUND), 99.0))
+        self.assertFalse(ok)  # type: ignore[attr-defined]
+        self.assertEqual(self.result(store, store.holder(A)), first)  # type: ignore
+        self.assertIsNone(self.result(store, store.lease_of("mac:b")))  # type: ignore
+
+    def test_claim_expired_of_other(self) -> None:
+        store = self.make()
+        self.result(store, store.claim(Lease("mac:a", "a", A, 100.0, BOUND), 0.0))
+        taken = Lease("mac:b", "b", A, 300.0, BOUND)
+        self.assertTrue(self.result(store, store.claim(taken, 100.0)))  # type: ignore
+        self.assertIsNone(self.result(store, store.lease_of("mac:a")))  # type: ignore
+        self.assertEqual(self.result(store, store.leases()), [taken])  # type: ignore
+
+    def test_claim_replaces_own(self) -> None:
+        store = self.make()
+        self.result(store, store.claim(Lease("mac:a", "a", A, 100.0, BOUND), 0.0))
+        moved = Lease("mac:a", "a", B, 100.0, BOUND)
+        self.assertTrue(self.result(store, store.claim(moved, 1.0)))  # type: ignore
+        self.assertIsNone(self.result(store, store.holder(A)))  # type: ignore
+        self.assertEqual(self.result(store, store.leases()), [moved])  # type: ignore
+
+    def test_release_keeps_record(self) -> None:
+        store = self.make()
+        self.result(store, store.claim(Lease("mac:a", "a", A, 100.0, BOUND), 0.0))
+        self.assertTrue(self.result(store, store.release("mac:a", A, 10.0)))  # type: ignore
+        record = self.result(store, store.lease_of("mac:a"))
+        self.assertEqual(record.expires, 10.0)  # type: ignore[attr-defined]
+        self.assertTrue(self.result(store, store.claim(Lease("mac:b", "b", A, 50.0), 10.0)))  # type: ignore
+
+    def test_release_of_other_refused(self) -> None:
+        store = self.make()
+        self.result(store, store.claim(Lease("mac:a", "a", A, 100.0, BOUND), 0.0))
+        self.assertFalse(self.result(store, store.release("mac:b", A, 10.0)))  # type: ignore
+        self.assertEqual(self.result(store, store.holder(A)).expires, 100.0)  # type: ignore
+
+
+class MemoryLeaseStoreTests(ContractMixin, unittest.TestCase):
+    def make(self) -> MemoryLeaseStore:
+        return MemoryLeaseStore()
+
+
+class FileLeaseStoreTests(ContractMixin, unittest.TestCase):
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = Clock()
+
+    def make(self) -> FileLeaseStore:
+        return FileLeaseStore(self.path, reactor=self.clock)
+
+    def settle(self, store: Any) -> None:
+        self.clock.advance(0)
+
+    def test_bound_lease_durable_before_it_fires(self) -> None:
+        """
+        A bound lease's Deferred fires only once the file holds it; a new
+        store (a restarted pxed) reads it back.
+        """
+        store = self.make()
+        lease = Lease("mac:a", "52:54:00:00:00:0a", A, 100.0, BOUND)
+        d = store.claim(lease, 0.0)
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertTrue(self.successResultOf(d))
+        self.assertEqual(read_lease_file(self.path), [lease])
+        again = FileLeaseStore(self.path, reactor=self.clock)
+        self.assertEqual(self.successResultOf(again.lease_of("mac:a")), lease)
+
+    def test_one_save_per_turn(self) -> None:
+        store = self.make()
+        ds = [store.claim(Lease(f"mac:{i}", "m", f"192.168.77.{i}", 100.0, BOUND), 0.0)
+              for i in range(1, 50)]
+        self.clock.advance(0)
+        self.assertEqual(store.saves, 1)
+        self.assertTrue(all(self.successResultOf(d) for d in ds))
+        self.assertEqual(len(read_lease_file(self.path)), 49)
+
+    def test_offers_not_written(self) -> None:
+        store = self.make()
+        self.assertTrue(self.successResultOf(store.claim(Lease("mac:a", "a", A, 9.0, OFFERED),
+                                                         0.0)))
+        self.clock.advance(0)
+        self.assertEqual(store.saves, 0)
+
+    def test_no_temporary_files_left(self) -> None:
+        store = self.make()
+        store.claim(Lease("mac:a", "a", A, 100.0, BOUND), 0.0)
+        self.clock.advance(0)
+        self.assertEqual([p.name for p in self.path.parent.iterdir()], [self.path.name])
+
+    def test_write_failure_fails_the_claim(self) -> None:
+        store = self.make()
+        self.path.parent.chmod(0o500)
+        self.addCleanup(self.path.parent.chmod, 0o700)
+        import os
+        if os.geteuid() == 0:
+            # root writes anyway: make the target a directory instead.
+            self.path.mkdir()
+        d = store.claim(Lease("mac:a", "a", A, 100.0, BOUND), 0.0)
+        self.clock.advance(0)
+        self.failureResultOf(d, OSError)
+
+    def test_bad_files(self) -> None:
+        for text in ("{", "[]", '{"version": 2}',
+                     '{"version": 1, "leases": [{"client": "x"}]}',
+                     '{"version": 1, "leases": [{"client": "x", "mac": "m", "address": '
+                     '"255.255.255.255", "expires": 1, "state": "bound"}]}',
+                     '{"version": 1, "leases": [{"client": "x", "mac": "m", "address": '
+                     '"10.0.0.1", "expires": 1, "state": "weird"}]}'):
+            self.path.write_text(text)
+            with self.assertRaises(LeaseFileError) as caught:
+                self.make()
+            self.assertIn(str(self.path), str(caught.exception))
+
+    def test_missing_file_is_empty(self) -> None:
+        self.assertEqual(self.successResultOf(self.make().leases()), [])
+
+    def test_file_format(self) -> None:
+        store = self.make()
+        store.claim(Lease("mac:a", "52:54:00:00:00:0a", A, 100.5, BOUND), 0.0)
+        self.clock.advance(0)
+        data = json.loads(self.path.read_text())
+        self.assertEqual(data, {"version": 1, "leases": [
+            {"client": "mac:a", "mac": "52:54:00:00:00:0a", "address": A, "expires": 100.5,
+             "state": "bound"}]})
