@@ -12,11 +12,12 @@ from typing import Any
 
 from twisted.application import service
 from twisted.logger import Logger
-from twisted.web.server import Site
 
-from pxed.config import Config
+from pxed.config import Config, ConfigError
+from pxed.descriptors import fit_descriptors
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
 from pxed.http.app import BootHTTP, FileCatalog
+from pxed.http.guard import GuardedSite
 from pxed.http.meter import MeteredResource
 from pxed.http.status import StatusPages
 from pxed.metrics import Metrics
@@ -90,6 +91,18 @@ def makeBootService(
         address = interface_address(server.interface)
     bind = ""
     device = server.interface
+    # HTTP has no per-datagram interface check: with server.interface it
+    # listens on that interface's address only.
+    http_bind = ""
+    if server.interface is not None:
+        http_bind = interface_address(server.interface) or ""
+        if not http_bind:
+            raise ConfigError(config.source, "server.interface",
+                              f"interface {server.interface} has no IPv4 address to serve "
+                              "HTTP on")
+    budget = fit_descriptors(config.http, config.tftp.max_transfers)
+    if budget.note is not None:
+        log.warn("{note}", note=budget.note)
 
     top = service.MultiService()
     top.setName("pxed")
@@ -115,7 +128,8 @@ def makeBootService(
     transfers = TFTPServerProtocol(source, reactor=reactor,
                                    on_transfer_start=recorder.tftp_started,
                                    on_transfer_end=recorder.tftp_ended,
-                                   **config.tftp.protocol_options())
+                                   **{**config.tftp.protocol_options(),
+                                      "max_transfers": budget.max_transfers})
     metrics.track_tftp(lambda: transfers.active_transfers)
     tftp = UDPService(server.ports.tftp, transfers, bind, device, reactor)
     tftp.setName("tftp")
@@ -129,7 +143,8 @@ def makeBootService(
                          metrics=metrics if observing.metrics else None)
     root = MeteredResource(status.mount(web.resource()), recorder, reactor,
                            status_page=observing.page)
-    http = TCPService(server.ports.http, Site(root), bind, reactor)
+    site = GuardedSite(root, budget.http, reactor=reactor)
+    http = TCPService(server.ports.http, site, http_bind, reactor)
     http.setName("http")
     http.setServiceParent(top)
 

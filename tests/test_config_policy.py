@@ -164,6 +164,12 @@ class PolicySectionTests(ConfigTestCase):
                          "policy.signing", "not both")
         self.assertError({"policy": {"admin": {"token_file": "/nonexistent"}}},
                          "policy.admin.token_file", "does not exist")
+        # An Authorization header is Latin-1 on the wire: such a token
+        # could never match, so it is refused at load.
+        self.assertError({"policy": {"admin": {"token": "s3cret-tökén-0123456"}}},
+                         "policy.admin", "printable ASCII")
+        self.assertError({"policy": {"admin": {"token": "s3cret token 0123456"}}},
+                         "policy.admin", "printable ASCII")
 
     def test_state_file(self) -> None:
         self.assertEqual(self.policy(state_file=str(self.dir / "s.json")).state_file,

@@ -432,7 +432,7 @@ class AdminTests(HTTPTestCase):
     @defer.inlineCallbacks
     def test_token(self) -> Any:
         self.app.admin_token = "s3cret-admin-token"
-        for header in (None, "Bearer wrong", "s3cret-admin-token"):
+        for header in (None, "Bearer wrong", "s3cret-admin-token", "Bearer s3cret-admin-tökén"):
             headers = {b"Authorization": [header.encode()]} if header else {}
             response, _ = yield self.fetch("/_/admin/reload", method="POST", headers=headers)
             self.assertEqual(response.code, 403, header)

@@ -20,6 +20,7 @@ from twisted.web.client import HTTPConnectionPool, ResponseFailed
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import File
+from twisted.web.util import Redirect
 
 from pxed.http.app import BootHTTP
 from pxed.http.files import FileCatalog
@@ -64,6 +65,7 @@ class ProxyTests(unittest.TestCase):
         upstream = File(str(self.dir))
         self.stalling = Stalling()
         upstream.putChild(b"stall", self.stalling)
+        self.upstream_root = upstream
         port = reactor.listenTCP(0, Site(upstream), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.upstream = f"http://127.0.0.1:{port.getHost().port}"
@@ -109,6 +111,29 @@ class ProxyTests(unittest.TestCase):
         self.assertEqual((response.code, body), (200, b""))
         self.assertEqual(response.headers.getRawHeaders(b"content-length"),
                          [str(len(self.data)).encode()])
+
+    @defer.inlineCallbacks
+    def test_redirect_not_followed(self) -> Any:
+        """
+        An upstream redirect (here to another origin) is a 502: pxed serves
+        only the URL it signed.
+        """
+        other = File(str(self.dir))
+        port = reactor.listenTCP(0, Site(other), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        target = f"http://127.0.0.1:{port.getHost().port}/kernel".encode()
+        self.upstream_root.putChild(b"moved", Redirect(target))
+        response = yield self.get(self.url(self.upstream + "/moved"))
+        body = yield treq.content(response)
+        self.assertEqual(response.code, 502)
+        self.assertNotIn(self.data[:64], body)
+
+    @defer.inlineCallbacks
+    def test_several_ranges_get_the_whole_file(self) -> Any:
+        url = self.url(self.upstream + "/kernel")
+        response = yield self.get(url, headers={b"Range": [b"bytes=0-9,0-65385"]})
+        body = yield treq.content(response)
+        self.assertEqual((response.code, body), (200, self.data))
 
     @defer.inlineCallbacks
     def test_upstream_error(self) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from pxed.config.boot import parse_boot
+from pxed.config.http import HTTPLimits, parse_http
 from pxed.config.policy import PolicyConfig, parse_policy
 from pxed.config.reader import ConfigError, Reader
 from pxed.config.server import (
@@ -37,6 +38,7 @@ from pxed.policy import BootSpec
 __all__ = [
     "Config",
     "ConfigError",
+    "HTTPLimits",
     "DEFAULT_BOOTLOADERS",
     "IPXE_PACKAGE",
     "PolicyConfig",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 #: The top-level sections; each is parsed by its own module.
-SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp"}
+SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp", "http"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
     tftp: TFTPConfig = field(default_factory=TFTPConfig)
+    http: HTTPLimits = field(default_factory=HTTPLimits)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -80,6 +83,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         policy=parse_policy(reader, top.get("policy")),
         status=parse_status(reader, top.get("status")),
         tftp=parse_tftp(reader, top.get("tftp")),
+        http=parse_http(reader, top.get("http")),
     )
 
 

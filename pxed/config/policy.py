@@ -389,6 +389,9 @@ def parse_policy(reader: Reader, value: Any) -> PolicyConfig:
             raise reader.fail("policy.state_file", str(e)) from None
         state_file = state_path
     token = _secret(reader, section.get("admin"), "policy.admin", "token")
+    if token is not None and not all(0x21 <= byte <= 0x7E for byte in token):
+        # It travels in an Authorization header: anything else never matches.
+        raise reader.fail("policy.admin", "the token must be printable ASCII without spaces")
     return PolicyConfig(
         rules=rules,
         api=_api(reader, section.get("api")),
@@ -397,5 +400,5 @@ def parse_policy(reader: Reader, value: Any) -> PolicyConfig:
         remote=_remote(reader, section.get("remote")),
         signing_key=_secret(reader, section.get("signing"), "policy.signing", "key"),
         state_file=state_file,
-        admin_token=token.decode("utf-8", "replace") if token is not None else None,
+        admin_token=token.decode("ascii") if token is not None else None,
     )

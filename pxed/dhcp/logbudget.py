@@ -12,7 +12,10 @@ counted, and the next line that is written says how many were left out.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 __all__ = ["LogBudget"]
 
@@ -50,3 +53,17 @@ class LogBudget:
         self._tokens -= 1
         suppressed, self._suppressed = self._suppressed, 0
         return suppressed
+
+    def info(self, log: Logger, message: str, **fields: Any) -> None:
+        """
+        Log C{message} at info level within the budget, else at debug:
+        for lines a client can cause at will (refusals, drops).
+        """
+        left_out = self.spend()
+        if left_out is None:
+            log.debug(message, **fields)
+            return
+        if left_out:
+            message += " ({left_out} similar lines left out)"
+            fields["left_out"] = left_out
+        log.info(message, **fields)

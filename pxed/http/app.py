@@ -24,7 +24,6 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.static import File
 
 from pxed import ipxe
 from pxed.config.boot import normal_mac
@@ -288,10 +287,7 @@ class BootHTTP:
         log.debug("{peer}: serving boot program {path}", peer=getattr(peer, "host", peer),
                   path=str(path))
         kind = "application/efi" if name.lower().endswith(".efi") else "application/octet-stream"
-        resource = File(str(path), defaultType=kind)
-        resource.type, resource.encoding = kind, None
-        resource.isLeaf = True
-        return resource
+        return LocalFile(path, kind)
 
     @app.route("/_/booting", methods=["GET", "HEAD"])
     def beacon(self, request: IRequest) -> bytes:
@@ -339,9 +335,10 @@ class BootHTTP:
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         if self.admin_token is None or self.reload is None:
             return self._not_found(request)
-        given = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        expected = f"Bearer {self.admin_token}"
-        if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        # As bytes: the header is whatever the client sent, the token ASCII.
+        given = request.getHeader(b"authorization") or b""
+        expected = b"Bearer " + self.admin_token.encode("utf-8")
+        if not hmac.compare_digest(given, expected):
             request.setResponseCode(403)
             return b"forbidden\n"
         ok, message = self.reload()

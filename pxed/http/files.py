@@ -15,8 +15,9 @@ Two ways in, and no other:
     NUL, no encoded separators, no symlink leading out of the export.
 
 Local files are streamed by C{twisted.web.static.File} (Content-Length,
-Range, HEAD), with an ETag and If-None-Match on top, and opened so that a
-FIFO or device swapped in can neither block the reactor nor be served.
+Range, HEAD), with an ETag and If-None-Match on top, one range at most
+(L{pxed.http.ranges}), and opened so that a FIFO or device swapped in can
+neither block the reactor nor be served.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from twisted.web import http
 from twisted.web.iweb import IRequest
 from twisted.web.static import File
 
+from pxed.http.ranges import single_range
 from pxed.policy import is_url
 from pxed.signing import Signer
 from pxed.tftp.source import AccessViolation, FileNotFound, FilesystemSource
@@ -92,12 +94,31 @@ def _matches(header: bytes | None, etag: bytes) -> bool:
 class LocalFile(File):
     """
     One regular file, streamed, with an ETag.
+
+    @param kind: its Content-Type, whatever its name says (else guessed
+        from the name, C{application/octet-stream} when unknown).
     """
 
     isLeaf = True
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(str(path), defaultType="application/octet-stream")
+    def __init__(self, path: str | Path, kind: str | None = None) -> None:
+        super().__init__(str(path), defaultType=kind or "application/octet-stream")
+        if kind is not None:
+            self.type, self.encoding = kind, None
+
+    def makeProducer(self, request: IRequest, fileForReading: Any) -> Any:
+        """
+        Twisted's producer for the one range L{single_range} leaves, or
+        for the whole file: never its multi-range one.
+        """
+        header = request.getHeader(b"range")
+        if header is not None:
+            plan = single_range(header, self.getFileSize())
+            if plan is None:
+                request.requestHeaders.removeHeader(b"range")
+            else:
+                request.requestHeaders.setRawHeaders(b"range", [plan])
+        return super().makeProducer(request, fileForReading)
 
     def openForReading(self) -> Any:
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)

@@ -201,10 +201,16 @@ class ProxyResource(Resource):
             value = request.getHeader(name)
             if value is not None:
                 headers.setRawHeaders(name, [value])
+        if b"," in (request.getHeader(b"range") or b""):
+            # One range at most, as for local files (pxed.http.ranges): the
+            # whole file rather than a multipart answer passed on.
+            headers.removeHeader(b"range")
         method = "HEAD" if request.method == b"HEAD" else "GET"
         # unbuffered: treq would otherwise keep every byte for a second read.
+        # No redirects: the URL pxed signed is the only origin it serves
+        # from (a redirect answer is a 502, like any status but 200/206/304).
         d: Deferred[Any] = self.fetcher.client.request(
-            method, self.url, headers=headers, unbuffered=True
+            method, self.url, headers=headers, unbuffered=True, allow_redirects=False
         )
         expired: list[bool] = []
 
