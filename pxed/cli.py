@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from pxed.config import Config, ConfigError, load_config
+from pxed.config import Config, ConfigError, check_host, load_config
 
 __all__ = ["main"]
 
@@ -66,6 +66,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         print(f"pxed: bad configuration: {e}", file=err)
         return 1
     if args.command == "check":
+        try:
+            check_host(config)
+        except ConfigError as e:
+            print(f"pxed: bad configuration: {e}", file=err)
+            return 1
         print(f"pxed: {args.config} is valid", file=out)
         return 0
     return _explain(args, config, out, err)

@@ -6,6 +6,12 @@ Under twistd, SIGHUP reloads the configuration file (see
 L{pxed.runtime.PolicyRuntime.reload}): a bad file is rejected with the
 same one-line message as at start-up, and the old configuration keeps
 serving.
+
+Every start-up error is one line: a bad configuration (file, key,
+problem; also an interface the host does not have) stops option parsing,
+and a port that cannot be opened (in use, and by which process; no
+permission) is logged as one error line by L{OneLineStartup} before
+twistd exits with status 1.  The traceback is logged at debug level.
 """
 
 from __future__ import annotations
@@ -15,14 +21,19 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService, Service
+from twisted.application.service import IService, MultiService, Service
+from twisted.logger import Logger, LogLevel
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from pxed import logs
-from pxed.config import ConfigError, load_config
+from pxed.config import ConfigError, check_host, load_config
+from pxed.ports import PortError
 from pxed.service import makeBootService
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "OneLineStartup", "makeService"]
+
+log = Logger()
 
 DEFAULT_CONFIG = "/etc/pxed/pxed.yaml"
 
@@ -46,6 +57,7 @@ class Options(usage.Options):
         self._log_format()
         try:
             self["loaded"] = load_config(self["config"])
+            check_host(self["loaded"])
         except ConfigError as e:
             # usage.UsageError makes twistd print one line and exit non-zero,
             # with no traceback: a config mistake is the user's to fix.
@@ -87,11 +99,35 @@ class ReloadOnSignal(Service):
             self._previous = None
 
 
+class OneLineStartup(MultiService):
+    """
+    Starts pxed's services; a port that cannot be opened becomes one error
+    line (which port, why, who holds it) and exit status 1 instead of a
+    traceback through twistd.
+    """
+
+    def __init__(self, source: str, exit: Callable[[int], Any] = sys.exit) -> None:
+        super().__init__()
+        self.source = source
+        self.exit = exit
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except PortError as e:
+            log.failure("start-up failed", Failure(), level=LogLevel.debug)
+            log.error("pxed cannot start: {source}: {error}", source=self.source, error=str(e))
+            self.exit(1)
+
+
 def makeService(options: Options) -> IService:
-    top = makeBootService(options["loaded"])
+    config = options["loaded"]
+    top = makeBootService(config)
     runtime = top.getServiceNamed("policy")  # type: ignore[attr-defined]
     ReloadOnSignal(runtime.reload).setServiceParent(top)
-    return top
+    startup = OneLineStartup(config.source)
+    top.setServiceParent(startup)
+    return startup
 
 
 def check(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +29,11 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pxed.ipxe import beacon_line
+from pxed.machine import Machine, architecture
 from pxed.policy.actions import is_url
 from pxed.policy.request import BootRequest
 
-__all__ = ["ScriptEnv", "RenderError", "check_template", "render"]
+__all__ = ["ScriptEnv", "RenderError", "check_template", "render", "trial_render"]
 
 _ENV = ImmutableSandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
@@ -146,3 +147,53 @@ class ScriptEnv:
 
     def render(self, text: str) -> str:
         return render(text, self.context())
+
+
+#: The machines a template is tried on at load time: a BIOS and a UEFI
+#: client, so both branches of the usual C{{% if firmware == ... %}} run.
+_SAMPLES = (
+    Machine(mac="52:54:00:12:34:56", arch=architecture(0),
+            uuid="12345678-9abc-def0-1122-334455667788", user_class="iPXE"),
+    Machine(mac="52:54:00:65:43:21", arch=architecture(7), ipxe=True, user_class="iPXE"),
+)
+_SAMPLE_SERVER = "192.0.2.1"
+
+
+def _sample_file_url(location: str) -> str:
+    if not is_url(location):
+        from pathlib import Path
+
+        path = Path(location)
+        if not path.is_file():
+            raise RenderError(f"url(): file {location} does not exist")
+    return f"http://{_SAMPLE_SERVER}/_/file/sample/{location.rsplit('/', 1)[-1]}"
+
+
+def trial_render(text: str, exports: Collection[str] = ()) -> str | None:
+    """
+    Render C{text} for sample machines, as a boot would, and return the
+    first problem (or C{None}): an undefined name, a C{url()} of a file
+    that does not exist, an C{export()} that is not configured.  The
+    configuration does this at load time, so such a template fails
+    C{pxed check} and startup rather than a machine's boot.
+    """
+    if "{" not in text:
+        return None
+    base = f"http://{_SAMPLE_SERVER}"
+
+    def export_url(name: str, path: str) -> str:
+        if name not in exports:
+            raise RenderError(f"export(): no export named {name!r}")
+        return f"{base}/_/export/{name}/{path}"
+
+    for machine in _SAMPLES:
+        env = ScriptEnv(
+            request=BootRequest(machine, "script", client_address="192.0.2.100"),
+            server=_SAMPLE_SERVER, base_url=base, beacon_url=f"{base}/_/booting",
+            file_url=_sample_file_url, export_url=export_url, hostname="sample-host",
+        )
+        try:
+            env.render(text)
+        except RenderError as e:
+            return f"{e} (tried with sample values for {machine.arch.slug})"
+    return None

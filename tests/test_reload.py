@@ -287,7 +287,7 @@ class SignalTests(unittest.TestCase):
                           f"x64-uefi: {base}/snponly.efi}}\n")
         options = Options()
         options.parseOptions(["--config", str(config)])
-        top: Any = makeService(options)
+        top: Any = makeService(options).getServiceNamed("pxed")
         kinds = [type(s).__name__ for s in top]
         self.assertIn("ReloadOnSignal", kinds)
         self.assertIn("PolicyRuntime", kinds)

@@ -22,7 +22,7 @@ import yaml
 from pxed.config.boot import parse_boot
 from pxed.config.http import HTTPLimits, parse_http
 from pxed.config.policy import PolicyConfig, parse_policy
-from pxed.config.reader import ConfigError, Reader
+from pxed.config.reader import ConfigError, Reader, join_key
 from pxed.config.server import (
     DEFAULT_BOOTLOADERS,
     IPXE_PACKAGE,
@@ -34,6 +34,7 @@ from pxed.config.server import (
 from pxed.config.status import StatusConfig, parse_status
 from pxed.config.tftp import TFTPConfig, parse_tftp
 from pxed.policy import BootSpec
+from pxed.templates import trial_render
 
 __all__ = [
     "Config",
@@ -46,6 +47,7 @@ __all__ = [
     "ServerConfig",
     "StatusConfig",
     "TFTPConfig",
+    "check_host",
     "load_config",
     "parse_config",
 ]
@@ -69,12 +71,13 @@ class Config:
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
     """
-    Validate an already-parsed YAML document.
+    Validate an already-parsed YAML document, then render every template
+    in it for sample machines (L{trial_render}).
     """
     reader = Reader(source)
     top = reader.mapping(data, "", SECTIONS)
     default, machines = parse_boot(reader, top.get("boot"))
-    return Config(
+    config = Config(
         source=source,
         server=parse_server(reader, top.get("server")),
         default=default,
@@ -85,6 +88,49 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         tftp=parse_tftp(reader, top.get("tftp")),
         http=parse_http(reader, top.get("http")),
     )
+    for key, text in reader.templates:
+        problem = trial_render(text, config.policy.exports)
+        if problem is not None:
+            raise reader.fail(key, problem)
+    return config
+
+
+def _refuse_duplicates(source: str, node: yaml.Node, key: str, seen: set[int]) -> None:
+    """
+    Refuse a key given twice in one mapping: YAML would keep the last one
+    silently, which hides a second C{policy:} block or a machine listed
+    twice.  Walks the composed document (each node once: aliases share).
+    """
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            name, line = key_node.value, key_node.start_mark.line + 1
+            where = join_key(key, name)
+            if name in lines:
+                raise ConfigError(source, where, f"given twice (line {lines[name]} and line "
+                                                 f"{line}); YAML would silently keep the last")
+            lines[name] = line
+            _refuse_duplicates(source, value_node, where, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicates(source, item, f"{key}[{i}]", seen)
+
+
+def _read_yaml(source: str, stream: Any) -> Any:
+    loader = yaml.SafeLoader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicates(source, node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -97,7 +143,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = _read_yaml(source, f)
     except OSError as e:
         raise ConfigError(source, "", f"cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError:
@@ -108,3 +154,21 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(source, "", f"invalid YAML: {where}{problem}") from None
     return parse_config(data, source)
+
+
+def check_host(config: Config) -> None:
+    """
+    What the configuration needs from this host, checked before any port
+    is opened: the interface C{server.interface} names must exist.
+
+    @raise ConfigError: naming the key.
+    """
+    import socket
+
+    name = config.server.interface
+    if name is not None:
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            raise ConfigError(config.source, "server.interface",
+                              f"no network interface named {name!r} on this host") from None

@@ -35,6 +35,7 @@ def template(reader: Reader, value: Any, key: str) -> str:
     problem = check_template(value)
     if problem is not None:
         raise reader.fail(key, problem)
+    reader.templates.append((key, value))
     return value
 
 

@@ -36,6 +36,9 @@ class Reader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        #: (key, text) of every template read, test-rendered once the
+        #: whole file is parsed (they may name exports defined later).
+        self.templates: list[tuple[str, str]] = []
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(self.source, key, problem)
