@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from twisted.logger import Logger
@@ -24,7 +25,14 @@ from pxed.policy.request import sign_context
 from pxed.signing import Signer
 from pxed.state import IBootLog
 
-__all__ = ["BootResponder", "http_base", "program_url"]
+if TYPE_CHECKING:
+    from pxed.grub.image import GrubImageCache
+
+__all__ = ["BootResponder", "BUILT_FOR", "http_base", "program_url"]
+
+#: The architectures that get pxed's own GRUB image (L{pxed.grub.image})
+#: when C{bootloaders} names no program for them.
+BUILT_FOR = frozenset({"arm64-uefi", "arm64-uefi-http"})
 
 log = Logger()
 
@@ -45,13 +53,14 @@ def script_url(base: str, machine: Machine, context: str | None = None) -> str:
     return f"{base}/_/ipxe?{urlencode(query, safe=':')}"
 
 
-def program_url(base: str, program: Path) -> str:
+def program_url(base: str, program: Path | str) -> str:
     """
     Where an HTTP Boot client fetches a network bootstrap program: the
     C{/_/boot/} route of pxed's HTTP server, by file name (the same names
     TFTP serves).
     """
-    return f"{base}/_/boot/{quote(program.name)}"
+    name = program if isinstance(program, str) else program.name
+    return f"{base}/_/boot/{quote(name)}"
 
 
 class BootResponder:
@@ -70,6 +79,7 @@ class BootResponder:
         boot_log: IBootLog,
         menu: PXEMenu | None = None,
         signer: Signer | None = None,
+        images: GrubImageCache | None = None,
     ) -> None:
         self.policy = policy
         self.bootloaders = dict(bootloaders)
@@ -80,6 +90,9 @@ class BootResponder:
         #: L{pxed.policy.request.sign_context}); without it, rules that
         #: match on the network cannot apply to the script.
         self.signer = signer
+        #: Builds the GRUB image of the architectures in L{BUILT_FOR} that
+        #: C{bootloaders} leaves without a program.
+        self.images = images
         # Architecture codes already reported as unserved: the operator
         # needs to hear once that a kind of machine is being turned away,
         # not once per retransmitted DISCOVER.
@@ -96,6 +109,22 @@ class BootResponder:
             program = self.bootloaders.get(machine.arch.pxe_slug)
         return program
 
+    def program_name(self, machine: Machine, server: str) -> str | None:
+        """
+        The file name (TFTP, and C{/_/boot/} over HTTP) of C{machine}'s
+        program when pxed answers it from C{server}: the configured one,
+        else the GRUB image pxed builds for that address (ARM64), whose
+        build starts now if it is not on disk yet.
+        """
+        program = self.program(machine)
+        if program is not None:
+            return program.name
+        images = self.images
+        if images is None or machine.arch.slug not in BUILT_FOR or images.problem() is not None:
+            return None
+        images.prepare(server)
+        return images.name(server)
+
     def _unserved_architecture(self, machine: Machine) -> None:
         code = machine.arch.code
         fields = dict(mac=machine.mac, arch=machine.arch.slug, code=code,
@@ -106,11 +135,14 @@ class BootResponder:
             return
         self._unserved.add(code)
         twin = machine.arch.pxe_slug
+        images = self.images if machine.arch.slug in BUILT_FOR else None
+        problem = images.problem() if images is not None else None
         log.warn(
             "{mac}: ignoring clients of architecture {code} ({description}): no network "
             "bootstrap program configured for it (add bootloaders.{arch}{twin} to the "
-            "configuration)",
+            "configuration){problem}",
             twin=f", or bootloaders.{twin} for both" if twin else "",
+            problem=f"; {problem}" if problem else "",
             **fields,
         )
 
@@ -145,7 +177,7 @@ class BootResponder:
             bootfile = firmware_name(chained)
             kind = "chain"
         else:
-            program = self.program(machine)
+            program = self.program_name(machine, server)
             if program is None:
                 self._unserved_architecture(machine)
                 return None
@@ -157,7 +189,7 @@ class BootResponder:
                 vendor_class = b"HTTPClient"
                 kind = "http-boot"
             else:
-                bootfile = program.name
+                bootfile = program
                 kind = "bootloader"
                 if stage == "proxydhcp":
                     menu = self.menu

@@ -30,7 +30,8 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
-from pxed.config import Config, ConfigError, load_config
+from pxed.config import ARM64Config, Config, ConfigError, load_config
+from pxed.grub.image import GrubImageCache, GrubImageSource
 from pxed.http.files import FileCatalog
 from pxed.http.proxy import RemoteFetcher
 from pxed.policy import Chain, IBootPolicy, IRule, Rule, RulePolicy
@@ -41,7 +42,8 @@ from pxed.signing import Signer
 from pxed.store import FileStateStore, IStateStore, MemoryStateStore, StateFileError
 from pxed.tftp.source import ChainSource, FilesystemSource, IFileSource, MappingSource
 
-__all__ = ["PolicyRuntime", "SwitchSource", "make_store", "policy_from_config", "tftp_source"]
+__all__ = ["PolicyRuntime", "SwitchSource", "image_cache", "make_store", "policy_from_config",
+           "tftp_source"]
 
 log = Logger()
 
@@ -84,15 +86,28 @@ def _chained_files(config: Config) -> Iterator[str]:
             yield action.target
 
 
-def tftp_source(config: Config) -> IFileSource:
+def image_cache(settings: ARM64Config, reactor: Any = None) -> GrubImageCache | None:
+    """
+    The GRUB image cache the C{arm64:} section asks for, or C{None} when
+    building is switched off.
+    """
+    if not settings.build:
+        return None
+    return GrubImageCache(settings.cache_dir, settings.modules, settings.mkimage, reactor=reactor)
+
+
+def tftp_source(config: Config, images: GrubImageCache | None = None) -> IFileSource:
     """
     What TFTP serves: the boot programs under their file names, files that
-    rules chain PXE firmware into under their L{firmware_name}, then the
-    files of C{tftp.root} (read-only; it cannot shadow the names before).
+    rules chain PXE firmware into under their L{firmware_name}, the GRUB
+    images pxed builds (and their modules), then the files of C{tftp.root}
+    (read-only; it cannot shadow the names before).
     """
     programs = MappingSource({path.name: path for path in config.bootloaders.values()})
     chained = MappingSource({firmware_name(path): Path(path) for path in _chained_files(config)})
     sources: list[IFileSource] = [programs, chained]
+    if images is not None:
+        sources.append(GrubImageSource(images))
     if config.tftp.root is not None:
         sources.append(FilesystemSource(config.tftp.root))
     return ChainSource(sources)
@@ -156,6 +171,9 @@ class PolicyRuntime(service.Service):
         self.override = override
         self.load = load
         self._parts: _Parts | None = None
+        #: The ARM64 GRUB images (see L{pxed.grub.image}); replaced when a
+        #: reload changes the C{arm64:} section.
+        self.images = image_cache(config.arm64, reactor)
         self.apply(config)
         web.reload = self.reload
 
@@ -186,13 +204,16 @@ class PolicyRuntime(service.Service):
         it out in one go.
         """
         parts = parts if parts is not None else self._build(config)
-        source = tftp_source(config)
+        if config.arm64 != self.config.arm64:
+            self.images = image_cache(config.arm64, self.reactor)
+        source = tftp_source(config, self.images)
         old, self._parts = self._parts, parts
         responder, web = self.responder, self.web
         responder.policy = parts.policy
         responder.bootloaders = dict(config.bootloaders)
         responder.signer = parts.catalog.signer
         responder.menu = config.server.menu
+        responder.images = self.images
         web.policy = parts.policy
         web.catalog = parts.catalog
         web.fetcher = parts.fetcher
@@ -201,6 +222,7 @@ class PolicyRuntime(service.Service):
         web.programs = {path.name: path for path in config.bootloaders.values()}
         web.admin_token = config.policy.admin_token
         web.store = self.store
+        web.images = self.images
         self.tftp.current = source
         self.config = config
         if old is not None:
@@ -256,6 +278,24 @@ class PolicyRuntime(service.Service):
                       "from before (the next change rewrites the file from them)", error=str(e))
             return f"; state file not re-read: {e}; kept the state from before"
         return ""
+
+    def startService(self) -> None:
+        super().startService()
+        self._prepare_images()
+
+    def _prepare_images(self) -> None:
+        """
+        Say once, at start-up, why ARM64 clients will get no answer, if
+        the GRUB image cannot be built.  (Images are built for the
+        addresses pxed answers from, when it first does.)
+        """
+        images, config = self.images, self.config
+        if images is None or "arm64-uefi" in config.bootloaders:
+            return
+        problem = images.problem()
+        if problem is not None:
+            log.warn("ARM64 UEFI clients will get no answer: {problem} (or name a program "
+                     "under bootloaders.arm64-uefi; arm64: false silences this)", problem=problem)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()

@@ -90,6 +90,30 @@ class QemuArgvTests(unittest.TestCase):
         self.assertTrue((work / "OVMF_VARS-525400123456.fd").exists())
         self.assertIn("name=opt/org.tianocore/IPv6PXESupport,string=no", argv)
 
+    def test_arm64(self) -> None:
+        """
+        An ARM64 machine: aarch64 QEMU, virt board, AAVMF code read-only and
+        a copy of its variables, EDK2's PXE on virtio-net (no option ROM).
+        """
+        work = Path(self.mktemp())
+        work.mkdir()
+        argv = qemu.qemu_argv("arm64", work / "s.log", "52:54:00:12:34:56", work)
+        joined = " ".join(argv)
+        self.assertEqual(argv[0], "qemu-system-aarch64")
+        self.assertIn("-machine virt -cpu cortex-a57", joined)
+        self.assertIn(f"readonly=on,file={qemu.AAVMF_CODE}", joined)
+        self.assertTrue((work / "AAVMF_VARS-525400123456.fd").exists())
+        self.assertIn("virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,romfile=,bootindex=1",
+                      joined)
+        self.assertNotIn("kvm", joined)
+
+    def test_arm64_payload(self) -> None:
+        kernel, busybox = payload.arm64_payload()
+        self.assertEqual(kernel.read_bytes()[56:60], b"ARM\x64", "an arm64 Image")
+        self.assertEqual(busybox.read_bytes()[18:20], b"\xb7\x00", "an aarch64 ELF")
+        err = self.assertRaises(FileNotFoundError, payload.arm64_payload, Path(self.mktemp()))
+        self.assertIn("scripts/setup", str(err))
+
     def test_rejects(self) -> None:
         mac = "52:54:00:00:00:01"
         self.assertRaises(ValueError, qemu.qemu_argv, "pxe", Path("s"), mac, Path("."))

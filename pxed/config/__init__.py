@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from pxed.config.arm64 import ARM64Config, parse_arm64
 from pxed.config.boot import parse_boot
 from pxed.config.http import HTTPLimits, parse_http
 from pxed.config.policy import PolicyConfig, parse_policy
@@ -37,6 +38,7 @@ from pxed.policy import BootSpec
 from pxed.templates import trial_render
 
 __all__ = [
+    "ARM64Config",
     "Config",
     "ConfigError",
     "HTTPLimits",
@@ -53,7 +55,8 @@ __all__ = [
 ]
 
 #: The top-level sections; each is parsed by its own module.
-SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp", "http"}
+SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp", "http",
+            "arm64"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     tftp: TFTPConfig = field(default_factory=TFTPConfig)
     http: HTTPLimits = field(default_factory=HTTPLimits)
+    arm64: ARM64Config = field(default_factory=ARM64Config)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -87,6 +91,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         status=parse_status(reader, top.get("status")),
         tftp=parse_tftp(reader, top.get("tftp")),
         http=parse_http(reader, top.get("http")),
+        arm64=parse_arm64(reader, top.get("arm64")),
     )
     for key, text in reader.templates:
         problem = trial_render(text, config.policy.exports)

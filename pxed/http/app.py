@@ -16,7 +16,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes
 
 from klein import Klein
@@ -37,6 +37,9 @@ from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore
 from pxed.templates import RenderError, ScriptEnv
 from pxed.timeline import script_files
+
+if TYPE_CHECKING:
+    from pxed.grub.image import GrubImageCache
 
 __all__ = ["BootHTTP", "FileCatalog"]
 
@@ -104,6 +107,7 @@ class BootHTTP:
         fetcher: RemoteFetcher | None = None,
         admin_token: str | None = None,
         reload: Callable[[], tuple[bool, str]] | None = None,
+        images: GrubImageCache | None = None,
     ) -> None:
         self.policy = policy
         self.catalog = catalog
@@ -116,6 +120,8 @@ class BootHTTP:
         self.fetcher = fetcher
         self.admin_token = admin_token
         self.reload = reload
+        #: The GRUB images pxed builds (ARM64), served by their names too.
+        self.images = images
 
     def resource(self) -> IResource:
         return _TextPaths(self.app.resource())
@@ -279,8 +285,25 @@ class BootHTTP:
         """
         path = self.programs.get(name)
         if path is None:
-            request.setResponseCode(404)
-            return b"not found\n"
+            images = self.images
+            address = images.address_of(name) if images is not None else None
+            if images is None or address is None or not images.servable(address):
+                request.setResponseCode(404)
+                return b"not found\n"
+            d = images.image(address)
+            d.addCallback(lambda built: self._program(request, name, built))
+            d.addErrback(self._unbuilt, request)
+            return d
+        return self._program(request, name, path)
+
+    @staticmethod
+    def _unbuilt(failure: Any, request: IRequest) -> bytes:
+        log.error("cannot serve a built boot program: {error}", error=failure.getErrorMessage())
+        request.setResponseCode(503)
+        request.setHeader(b"Content-Type", b"text/plain")
+        return b"boot program unavailable\n"
+
+    def _program(self, request: IRequest, name: str, path: Path) -> Any:
         peer = request.getClientAddress()
         # Debug only: the boot recorder logs the one line of this stage
         # when the download ends (with the MAC and the bytes).

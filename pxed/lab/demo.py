@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pxed.lab.netns import Lab, tail
-from pxed.lab.payload import MARKER, build_initrd, find_kernel
+from pxed.lab.payload import MARKER, arm64_payload, build_initrd, find_kernel
 
 __all__ = ["PXED_PORTS", "write_pxed_config", "start_pxed", "BootRun", "boot_from_pxed"]
 
@@ -36,16 +36,25 @@ def twistd() -> str:
     return str(Path(sys.executable).with_name("twistd"))
 
 
-def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "") -> Path:
+def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
+                      firmware: str = "bios") -> Path:
     """
     A pxed configuration that boots C{mac} into the lab payload: Debian's
-    kernel and a busybox initrd that prints L{MARKER} with C{token}.
+    kernel and a busybox initrd that prints L{MARKER} with C{token}.  For
+    an C{arm64} machine the arm64 ones, and nothing else: pxed must find
+    what ARM64 needs by itself.
 
     @param server: more YAML lines for the C{server:} section, each
         indented by two spaces.
     """
-    kernel = find_kernel()
-    initrd = build_initrd(workdir / "initrd.gz")
+    console = "ttyS0,115200"
+    if firmware == "arm64":
+        kernel, busybox = arm64_payload()
+        initrd = build_initrd(workdir / "initrd.gz", busybox)
+        console = "ttyAMA0,115200"
+    else:
+        kernel = find_kernel()
+        initrd = build_initrd(workdir / "initrd.gz")
     config = workdir / "pxed.yaml"
     config.write_text(
         "server:\n"
@@ -56,7 +65,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "") -> 
         f'    "{mac}":\n'
         f"      kernel: {kernel}\n"
         f"      initrd: [{initrd}]\n"
-        f'      cmdline: "console=ttyS0,115200 panic=-1 pxed.token={token}"\n'
+        f'      cmdline: "console={console} panic=-1 pxed.token={token}"\n'
     )
     return config
 
@@ -134,7 +143,7 @@ def boot_from_pxed(
     """
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
-    config = write_pxed_config(workdir, mac, token, server)
+    config = write_pxed_config(workdir, mac, token, server, firmware)
     serial = workdir / "serial.log"
     pxed_log = workdir / "pxed.log"
     needle = f"{MARKER}{token}".encode()

@@ -83,6 +83,27 @@ def find_kernel(boot: Path = Path("/boot")) -> Path:
     return kernels[-1]
 
 
+#: Where C{scripts/setup} unpacks Debian's arm64 packages (never installed).
+ARM64_ROOT = Path("/usr/local/lib/pxed/arm64")
+
+
+def arm64_payload(root: Path = ARM64_ROOT) -> tuple[Path, Path]:
+    """
+    The arm64 kernel (Debian's C{linux-image-*-arm64}: an uncompressed
+    C{Image} with an EFI stub) and static busybox unpacked below C{root}.
+
+    @raise FileNotFoundError: naming what is missing and C{scripts/setup}.
+    """
+    kernels = sorted((root / "boot").glob("vmlinuz-*"), key=_version_key)
+    busybox = root / "bin" / "busybox"
+    if not kernels or not busybox.is_file():
+        raise FileNotFoundError(
+            f"no arm64 kernel and busybox below {root}: run scripts/setup (it unpacks Debian's "
+            "linux-image-arm64 and busybox-static for arm64 there)"
+        )
+    return kernels[-1], busybox
+
+
 @dataclass(frozen=True)
 class CpioEntry:
     """One member of a newc archive: a directory, regular file or device node."""

@@ -11,6 +11,9 @@ found by trial on these machines, see docs/pxe-facts.md) live in one place:
   - C{uefi}: OVMF with EDK2's own PXE on virtio-net (C{romfile=} empty, or the
     client would be iPXE's EFI driver instead); it uses the 4011 boot server
     path, fetches an iPXE binary by TFTP, and that iPXE does its own DHCP.
+  - C{arm64}: an ARM64 machine (C{virt}, Cortex-A57) with AAVMF, EDK2's
+    PXE on virtio-net again (architecture 11), console on C{ttyAMA0}; it
+    boots the GRUB image pxed builds.
 
 KVM is deliberately never used: on these machines guests hang under KVM and
 C{-cpu host} aborts, so everything runs under TCG.
@@ -23,12 +26,16 @@ import shutil
 from pathlib import Path
 
 QEMU = "qemu-system-x86_64"
+QEMU_ARM64 = "qemu-system-aarch64"
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 IPXE_QEMU_ROMS = Path("/usr/lib/ipxe/qemu")
 FIRMWARES = ("bios", "uefi")
-#: Also accepted by L{qemu_argv}: OVMF doing UEFI HTTP Boot (no PXE).
-ALL_FIRMWARES = (*FIRMWARES, "uefi-http")
+#: Also accepted by L{qemu_argv}: OVMF doing UEFI HTTP Boot (no PXE), and
+#: an ARM64 machine with AAVMF.
+ALL_FIRMWARES = (*FIRMWARES, "uefi-http", "arm64")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -47,6 +54,46 @@ def check_mac(mac: str) -> str:
     if int(mac[:2], 16) & 1:
         raise ValueError(f"multicast MAC address: {mac!r}")
     return mac
+
+
+def _common(qemu: str, serial_log: Path, tap: str, memory_mb: int) -> list[str]:
+    return [
+        qemu,
+        "-accel", "tcg",
+        "-m", str(memory_mb),
+        "-smp", "1",
+        "-nographic",
+        "-monitor", "none",
+        "-parallel", "none",
+        "-serial", f"file:{serial_log}",
+        "-no-reboot",
+        "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
+    ]  # fmt: skip
+
+
+def _arm64_argv(serial_log: Path, mac: str, workdir: Path, tap: str, memory_mb: int) -> list[str]:
+    """
+    An ARM64 UEFI machine: QEMU's C{virt} board, AAVMF's code read-only and
+    a fresh copy of its variables, EDK2's own PXE on virtio-net.
+    """
+    if shutil.which(QEMU_ARM64) is None:
+        raise FileNotFoundError(f"{QEMU_ARM64} not found: install the Debian package "
+                                "qemu-system-arm")
+    for path in (AAVMF_CODE, AAVMF_VARS):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: install the Debian package "
+                                    "qemu-efi-aarch64")
+    variables = workdir / f"AAVMF_VARS-{mac.replace(':', '')}.fd"
+    shutil.copyfile(AAVMF_VARS, variables)
+    return [
+        *_common(QEMU_ARM64, serial_log, tap, memory_mb),
+        "-machine", "virt",
+        "-cpu", "cortex-a57",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+        "-device", f"virtio-net-pci,netdev=net0,mac={mac},romfile=,bootindex=1",
+        "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+    ]  # fmt: skip
 
 
 def qemu_argv(
@@ -72,21 +119,11 @@ def qemu_argv(
         # QEMU option syntax splits on commas; a path with one would be cut.
         if "," in str(path):
             raise ValueError(f"QEMU cannot take a path containing a comma: {path}")
+    if firmware == "arm64":
+        return _arm64_argv(serial_log, mac, workdir, tap, memory_mb)
     if shutil.which(QEMU) is None:
         raise FileNotFoundError(f"{QEMU} not found: install the Debian package qemu-system-x86")
-    argv = [
-        QEMU,
-        "-accel", "tcg",
-        "-m", str(memory_mb),
-        "-smp", "1",
-        "-nographic",
-        "-vga", "none",
-        "-monitor", "none",
-        "-parallel", "none",
-        "-serial", f"file:{serial_log}",
-        "-no-reboot",
-        "-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
-    ]  # fmt: skip
+    argv = [*_common(QEMU, serial_log, tap, memory_mb), "-vga", "none"]
     if firmware == "bios":
         if not IPXE_QEMU_ROMS.is_dir():
             raise FileNotFoundError(f"{IPXE_QEMU_ROMS} missing: install the Debian package ipxe")

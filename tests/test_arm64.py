@@ -1,0 +1,201 @@
+"""
+ARM64 UEFI clients, unit level: what the responder tells them (the GRUB
+image pxed builds for the address it answers from, or the configured
+program), the image over HTTP for HTTP Boot (arch 19), and the C{arm64:}
+configuration section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet import defer, reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
+
+from pxed.config import ConfigError, parse_config
+from pxed.dhcp.reply import BootAnswer
+from pxed.grub.image import GrubImageCache
+from pxed.http.app import BootHTTP
+from pxed.http.files import FileCatalog
+from pxed.machine import Machine, architecture
+from pxed.policy import BootSpec, StaticPolicy
+from pxed.responder import BootResponder
+from pxed.runtime import image_cache, tftp_source
+from pxed.signing import Signer
+from pxed.state import MemoryBootLog
+from tests.fixtures import write_bootloaders
+from tests.test_grub_image import Workspace, real_modules
+
+MAC = "52:54:00:77:00:40"
+SERVER = "192.168.77.1"
+RELAYED = "10.20.0.1"
+
+
+class ResponderTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.ws = Workspace(self)
+        self.images = self.ws.make()
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        self.bootloaders = write_bootloaders(base)
+        kernel = base / "Image"
+        kernel.write_bytes(b"kernel")
+        policy = StaticPolicy({MAC: BootSpec(kernel=str(kernel))})
+        self.responder = BootResponder(policy, self.bootloaders, 80, MemoryBootLog(),
+                                       images=self.images)
+        # Builds a test started finish before the test ends.
+        self.addCleanup(lambda: defer.gatherResults(
+            [self.images.image(a) for a in sorted(self.images.advertised)], consumeErrors=True))
+
+    def answer(self, code: int, server: str = SERVER, http: bool = False) -> BootAnswer | None:
+        machine = Machine(MAC, architecture(code), http_boot=http)
+        return self.successResultOf(ensureDeferred(
+            self.responder.answer(machine, server, "bootserver")))
+
+    @defer.inlineCallbacks
+    def test_arm64_gets_the_image_of_its_address(self) -> Any:
+        """
+        An ARM64 UEFI client is named the image built for the address it
+        is answered from (an interface's, or a relay subnet's), which
+        starts its build; each address has its own.
+        """
+        for server in (SERVER, RELAYED):
+            answer = self.answer(11, server)
+            self.assertEqual(answer, BootAnswer(server, f"grubaa64-{server}.efi",
+                                                discovery_control=False))
+        self.assertEqual(self.images.advertised, {SERVER, RELAYED})
+        first = yield self.images.image(SERVER)
+        second = yield self.images.image(RELAYED)
+        self.assertIn(b"set root=(tftp,192.168.77.1)", first.read_bytes())
+        self.assertIn(b"set root=(tftp,10.20.0.1)", second.read_bytes())
+        self.assertEqual(self.ws.count(), 2)
+
+    def test_http_boot_gets_the_image_by_url(self) -> None:
+        """
+        ARM64 UEFI HTTP Boot (code 19) gets the same program over HTTP.
+        """
+        answer = self.answer(19, http=True)
+        assert answer is not None
+        self.assertEqual(answer.bootfile, f"http://{SERVER}/_/boot/grubaa64-{SERVER}.efi")
+        self.assertEqual(answer.vendor_class, b"HTTPClient")
+
+    def test_configured_program_wins(self) -> None:
+        program = Path(self.mktemp())
+        program.write_bytes(b"MZ")
+        self.responder.bootloaders["arm64-uefi"] = program
+        answer = self.answer(11)
+        assert answer is not None
+        self.assertEqual(answer.bootfile, program.name)
+        self.assertEqual(self.images.advertised, set())
+
+    def test_other_architectures_untouched(self) -> None:
+        """
+        Only ARM64 gets the built image: RISC-V without a program stays
+        unanswered.
+        """
+        self.assertIsNone(self.answer(27))
+        self.assertEqual(self.images.advertised, set())
+
+    def test_missing_modules_named_in_the_warning(self) -> None:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.responder.images = GrubImageCache(Path(self.mktemp()), Path("/nonexistent/mods"),
+                                               str(self.ws.mkimage))
+        self.assertIsNone(self.answer(11))
+        warnings = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("/nonexistent/mods", warnings[0]["problem"])
+        self.assertIn("grub-efi-arm64-bin", warnings[0]["problem"])
+
+
+class HTTPBootTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.ws = Workspace(self)
+        self.images = self.ws.make()
+        app = BootHTTP(StaticPolicy({}), FileCatalog(Signer(b"k" * 32)), MemoryBootLog(),
+                       programs={}, images=self.images)
+        port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = f"http://127.0.0.1:{port.getHost().port}"
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    @defer.inlineCallbacks
+    def get(self, path: str, method: str = "GET") -> Any:
+        response = yield treq.request(method, self.base + path, pool=self.pool, timeout=30)
+        body = yield treq.content(response)
+        return response.code, response.headers.getRawHeaders(b"Content-Type"), body
+
+    @defer.inlineCallbacks
+    def test_image_over_http(self) -> Any:
+        """
+        The built image is served (and built on this first request) under
+        its name, as application/efi, for an advertised address only.
+        """
+        self.images.advertised.add(SERVER)
+        code, kind, body = yield self.get(f"/_/boot/grubaa64-{SERVER}.efi")
+        self.assertEqual((code, kind), (200, [b"application/efi"]))
+        self.assertEqual(body, self.images.path(SERVER).read_bytes())
+        self.assertEqual(body[:2], b"MZ")
+        code, _, _ = yield self.get("/_/boot/grubaa64-203.0.113.7.efi")
+        self.assertEqual(code, 404)
+        self.assertEqual(self.ws.count(), 1)
+
+
+class ConfigTests(unittest.TestCase):
+    def test_defaults(self) -> None:
+        config = parse_config({}, "pxed.yaml")
+        self.assertTrue(config.arm64.build)
+        images = image_cache(config.arm64)
+        assert images is not None
+        self.assertEqual(images.cache_dir, Path("/var/cache/pxed"))
+
+    def test_off(self) -> None:
+        config = parse_config({"arm64": False}, "pxed.yaml")
+        self.assertIsNone(image_cache(config.arm64))
+
+    def test_settings(self) -> None:
+        modules = real_modules()
+        config = parse_config({"arm64": {"modules": str(modules), "cache_dir": "/srv/cache",
+                                         "mkimage": "/opt/grub-mkimage"}}, "pxed.yaml")
+        images = image_cache(config.arm64)
+        assert images is not None
+        self.assertEqual((images.modules_dir(), images.cache_dir, images.mkimage),
+                         (modules, Path("/srv/cache"), "/opt/grub-mkimage"))
+
+    def test_errors(self) -> None:
+        for section, key, words in (
+            ({"modules": "/nonexistent"}, "arm64.modules", "grub-efi-arm64-bin"),
+            ({"modules": "relative/dir"}, "arm64.modules", "absolute"),
+            ({"cache_dir": "cache"}, "arm64.cache_dir", "absolute"),
+            ({"mkimage": ""}, "arm64.mkimage", "non-empty"),
+            ({"colour": "blue"}, "arm64.colour", "unknown key"),
+        ):
+            e = self.assertRaises(ConfigError, parse_config, {"arm64": section}, "pxed.yaml")
+            self.assertEqual(e.key, key)
+            self.assertIn(words, e.problem)
+            self.assertNotIn("\n", str(e))
+
+    @defer.inlineCallbacks
+    def test_tftp_serves_images(self) -> Any:
+        """
+        The TFTP source built from a configuration serves the images too.
+        """
+        ws = Workspace(self)
+        images = ws.make()
+        source = tftp_source(parse_config({}, "pxed.yaml"), images)
+        yield self.assertFailure(source.open(f"grubaa64-{SERVER}.efi", ("192.0.2.9", 9)),
+                                 Exception)
+        images.advertised.add(SERVER)
+        readable = yield source.open(f"grubaa64-{SERVER}.efi", ("192.0.2.9", 9))
+        self.assertEqual(readable.read(0, 2), b"MZ")
+        readable.close()
