@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pxed import timeline
+from pxed.grub.config import file_key, is_beacon
 from pxed.metrics import Metrics
 from pxed.peers import PeerMap
 from pxed.state import BootEvent, IBootLog
@@ -180,6 +181,8 @@ class BootRecorder:
     def tftp_started(self, peer: tuple[str, int], filename: str,
                      options: Mapping[str, str]) -> None:
         mac = self.peers.mac(peer[0])
+        if is_beacon(filename):
+            return  # recorded as the boot's beacon when asked for
         if mac is None:
             log.debug("TFTP {filename} to {peer}: no MAC known for this address, so it is not "
                       "on any timeline", filename=filename, peer=peer)
@@ -191,11 +194,18 @@ class BootRecorder:
         self.metrics.tftp_transfer(result.outcome, result.bytes_sent, result.retransmits,
                                    result.duration, result.blksize, result.windowsize)
         mac = self.peers.mac(peer[0])
-        if mac is None:
+        if mac is None or is_beacon(filename):
             return
         # An upload (an installer's log, say) is no step of a boot, and never
-        # part of a loop.
-        self.record(mac, "tftp-upload" if result.upload else "tftp-end", file=filename,
+        # part of a loop.  A file a GRUB configuration named is its kernel or
+        # initrd, as over HTTP.
+        stage, path = "tftp-upload" if result.upload else "tftp-end", {}
+        if not result.upload and result.outcome == "complete":
+            key = file_key(filename)
+            kind = self._named_file(mac, key) if key is not None else None
+            if kind is not None:
+                stage, path = kind, {"path": key}
+        self.record(mac, stage, file=filename, **path,
                     peer=peer[0], outcome=result.outcome,
                     bytes=result.bytes_sent, seconds=round(result.duration, 3),
                     blksize=result.blksize, windowsize=result.windowsize,
@@ -225,6 +235,13 @@ class BootRecorder:
         log.info("{mac}: served {what} {file}, {bytes} bytes in {seconds:.2f}s", mac=mac,
                  stage=stage, what=timeline.LABELS.get(stage, stage), file=name, peer=peer,
                  bytes=body_bytes, seconds=seconds, path=path)
+
+    def _named_file(self, mac: str, key: str) -> str | None:
+        for event in reversed(self.store.events(mac)):
+            if event.stage == "script":
+                kind = (event.fields.get("files") or {}).get(key)
+                return str(kind) if kind is not None else None
+        return None
 
     def _file_stage(self, mac: str, kind: str, path: str) -> str:
         if kind != "file":

@@ -32,6 +32,7 @@ from zope.interface import implementer
 
 from pxed.config import ARM64Config, Config, ConfigError, load_config
 from pxed.grub.image import GrubImageCache, GrubImageSource
+from pxed.grub.source import GrubSource
 from pxed.http.files import FileCatalog
 from pxed.http.proxy import RemoteFetcher
 from pxed.policy import Chain, IBootPolicy, IRule, Rule, RulePolicy
@@ -96,18 +97,22 @@ def image_cache(settings: ARM64Config, reactor: Any = None) -> GrubImageCache | 
     return GrubImageCache(settings.cache_dir, settings.modules, settings.mkimage, reactor=reactor)
 
 
-def tftp_source(config: Config, images: GrubImageCache | None = None) -> IFileSource:
+def tftp_source(config: Config, images: GrubImageCache | None = None,
+                grub: IFileSource | None = None) -> IFileSource:
     """
     What TFTP serves: the boot programs under their file names, files that
     rules chain PXE firmware into under their L{firmware_name}, the GRUB
-    images pxed builds (and their modules), then the files of C{tftp.root}
-    (read-only; it cannot shadow the names before).
+    images pxed builds (and their modules), GRUB's configurations and the
+    files they name (C{grub}, a L{pxed.grub.source.GrubSource}), then the
+    files of C{tftp.root} (read-only; it cannot shadow the names before).
     """
     programs = MappingSource({path.name: path for path in config.bootloaders.values()})
     chained = MappingSource({firmware_name(path): Path(path) for path in _chained_files(config)})
     sources: list[IFileSource] = [programs, chained]
     if images is not None:
         sources.append(GrubImageSource(images))
+    if grub is not None:
+        sources.append(grub)
     if config.tftp.root is not None:
         sources.append(FilesystemSource(config.tftp.root))
     return ChainSource(sources)
@@ -144,6 +149,8 @@ class PolicyRuntime(service.Service):
     @param web: the L{pxed.http.app.BootHTTP}: gets C{policy}, C{catalog},
         C{fetcher}, C{exports}, C{hostnames}, C{programs}, C{admin_token}.
     @param tftp: the TFTP server's source, switched to the new files.
+    @param grub: the L{GrubSource} GRUB clients read: gets C{policy},
+        C{catalog}, C{store}, C{hostnames}, C{exports}.
     @param override: an embedding program's own policy, kept across
         reloads instead of the configuration's.
     """
@@ -161,8 +168,10 @@ class PolicyRuntime(service.Service):
         reactor: Any,
         override: IBootPolicy | None = None,
         load: Callable[[str], Config] = load_config,
+        grub: GrubSource | None = None,
     ) -> None:
         self.config = config
+        self.grub = grub
         self.responder = responder
         self.web = web
         self.tftp = tftp
@@ -206,7 +215,7 @@ class PolicyRuntime(service.Service):
         parts = parts if parts is not None else self._build(config)
         if config.arm64 != self.config.arm64:
             self.images = image_cache(config.arm64, self.reactor)
-        source = tftp_source(config, self.images)
+        source = tftp_source(config, self.images, self.grub)
         old, self._parts = self._parts, parts
         responder, web = self.responder, self.web
         responder.policy = parts.policy
@@ -223,6 +232,11 @@ class PolicyRuntime(service.Service):
         web.admin_token = config.policy.admin_token
         web.store = self.store
         web.images = self.images
+        if self.grub is not None:
+            grub = self.grub
+            grub.policy, grub.catalog, grub.store = parts.policy, parts.catalog, self.store
+            grub.hostnames = dict(config.policy.hostnames)
+            grub.exports = dict(config.policy.exports)
         self.tftp.current = source
         self.config = config
         if old is not None:

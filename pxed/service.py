@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from pxed.config import Config, ConfigError
 from pxed.descriptors import fit_descriptors
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.grub.source import GrubSource
 from pxed.http.app import BootHTTP, FileCatalog
 from pxed.http.guard import GuardedSite
 from pxed.http.meter import MeteredResource
@@ -124,7 +125,9 @@ def makeBootService(
     pxe.setName("bootserver")
     pxe.setServiceParent(top)
 
-    source = SwitchSource(tftp_source(config))
+    # GRUB clients (Secure Boot, ARM64) read their configuration by TFTP.
+    grub = GrubSource(recorder, server.ports.http, address)
+    source = SwitchSource(tftp_source(config, grub=grub))
     transfers = TFTPServerProtocol(source, reactor=reactor,
                                    on_transfer_start=recorder.tftp_started,
                                    on_transfer_end=recorder.tftp_ended,
@@ -149,6 +152,6 @@ def makeBootService(
     http.setServiceParent(top)
 
     runtime = PolicyRuntime(config, responder=responder, web=web, tftp=source, store=store,
-                            reactor=reactor, override=policy)
+                            reactor=reactor, override=policy, grub=grub)
     runtime.setServiceParent(top)
     return top

@@ -124,6 +124,8 @@ def label(event: BootEvent) -> str:
     """
     if event.stage == "proxydhcp" and event.fields.get("kind") == "ipxe-script":
         return LABELS["ipxe-dhcp"]
+    if event.stage == "script" and event.fields.get("loader") == "grub":
+        return "GRUB configuration"
     return LABELS.get(event.stage, event.stage)
 
 

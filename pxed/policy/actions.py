@@ -18,12 +18,18 @@ from typing import TYPE_CHECKING, ClassVar
 from zope.interface import implementer
 
 from pxed import ipxe
+from pxed.grub import config as grub
 from pxed.policy.interfaces import IBootAction
 
 if TYPE_CHECKING:
+    from pxed.grub.config import GrubEnv
     from pxed.templates import ScriptEnv
 
 __all__ = ["BootSpec", "IPXEScript", "Chain", "LocalBoot", "Ignore", "is_url", "firmware_name"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def is_url(location: str) -> bool:
@@ -59,6 +65,10 @@ class _Action:
     def firmware_file(self) -> str | None:
         return None
 
+    def grub_config(self, env: GrubEnv) -> str:
+        return grub.no_boot_config(f"rule {self.rule or '?'} has no GRUB form",
+                                   env.script.request.mac)
+
 
 @implementer(IBootAction)
 @dataclass(frozen=True)
@@ -90,6 +100,9 @@ class BootSpec(_Action):
             message=env.render(self.message),
         )
 
+    def grub_config(self, env: GrubEnv) -> str:
+        return grub.linux_config(self, env, env.script.request.mac, self.rule)
+
 
 @implementer(IBootAction)
 @dataclass(frozen=True)
@@ -106,6 +119,9 @@ class IPXEScript(_Action):
         if not text.startswith("#!ipxe"):
             text = "#!ipxe\n" + text
         return text if text.endswith("\n") else text + "\n"
+
+    def grub_config(self, env: GrubEnv) -> str:
+        return grub.ipxe_config(env.script.request.mac, self.rule)
 
 
 @implementer(IBootAction)
@@ -129,6 +145,11 @@ class Chain(_Action):
     def ipxe_script(self, env: ScriptEnv) -> str:
         return ipxe.chain_script(env.url(self.target), env.render(self.args), env.beacon_url)
 
+    def grub_config(self, env: GrubEnv) -> str:
+        args = _one_line(env.script.render(self.args))
+        return grub.chain_config(env.file_path(self.target), args, env.beacon,
+                                 env.script.request.mac, self.rule)
+
 
 @implementer(IBootAction)
 @dataclass(frozen=True)
@@ -140,6 +161,9 @@ class LocalBoot(_Action):
 
     def ipxe_script(self, env: ScriptEnv) -> str:
         return ipxe.local_script()
+
+    def grub_config(self, env: GrubEnv) -> str:
+        return grub.local_config(env.script.request.mac, self.rule)
 
 
 @implementer(IBootAction)

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
+    from pxed.grub.config import GrubEnv
     from pxed.policy.request import BootRequest
     from pxed.templates import ScriptEnv
 
@@ -46,6 +47,13 @@ class IBootAction(Interface):
         """
         The iPXE script that carries out this action for the machine that
         C{env} describes.
+        """
+
+    def grub_config(env: GrubEnv) -> str:
+        """
+        The GRUB configuration that carries out this action (see
+        L{pxed.grub.config}): GRUB clients (the Secure Boot chain, ARM64)
+        read it by TFTP instead of an iPXE script.
         """
 
     def firmware_file() -> str | None:

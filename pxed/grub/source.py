@@ -1,0 +1,259 @@
+# -*- test-case-name: tests.test_grub_source -*-
+"""
+The TFTP side of GRUB clients: the configurations of L{pxed.grub.config},
+the files they name and their beacon, as an L{IFileSource}.
+
+Names served (GRUB sends them with a leading slash):
+
+  - C{grub/grub.cfg}: the loader, the same for every machine;
+  - C{_/grub/PLATFORM/MAC.cfg}: a machine's configuration, decided by the
+    policy when it is asked for (so a reload or a 'once' flag applies at
+    once); asking for it also tells the boot log which machine is behind
+    the address, as an iPXE script URL does;
+  - C{_/file/ID/NAME}: a local file a configuration named, by the same
+    signed ID as over HTTP (L{pxed.http.files.FileCatalog}): nothing maps
+    a client's path onto the disk;
+  - C{_/booting/MAC[/ONCE]}: the beacon, read just before C{boot}.
+
+Everything a reload may change is a plain attribute, set by
+L{pxed.runtime.PolicyRuntime} as for the HTTP app.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote as url_quote
+
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pxed.config.boot import normal_mac
+from pxed.grub.config import (
+    LOADER_NAME,
+    PLATFORMS,
+    GrubConfigError,
+    GrubEnv,
+    beacon_name,
+    loader_config,
+    no_boot_config,
+    parse_machine_config_name,
+)
+from pxed.http.app import ONCE_PURPOSE
+from pxed.http.files import FILE_PURPOSE, FileCatalog, export_url
+from pxed.machine import Machine, architecture
+from pxed.net import route_source
+from pxed.policy import BootRequest, IBootAction, IBootPolicy, RulePolicy, is_url
+from pxed.responder import http_base
+from pxed.signing import Signer
+from pxed.state import IBootLog
+from pxed.store import IStateStore, MemoryStateStore
+from pxed.templates import RenderError, ScriptEnv
+from pxed.tftp.source import (
+    AccessViolation,
+    BytesReadable,
+    FileNotFound,
+    IFileSource,
+    MappingSource,
+    name_parts,
+)
+
+__all__ = ["GrubSource", "config_files"]
+
+log = Logger()
+
+_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+_BEACON = b"# pxed: this boot has been recorded\n"
+
+#: GRUB commands that load a file, and what the file is.
+_LOADS: Mapping[str, str] = {"linux": "kernel", "initrd": "initrd", "chainloader": "chain"}
+
+
+def config_files(text: str) -> dict[str, str]:
+    """
+    The files a generated configuration loads from pxed (C{/_/file/...}
+    paths), with what each is (C{kernel}, C{initrd}, C{chain}): they show
+    on the machine's timeline by that name when fetched.
+    """
+    files: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if words[:1] == ["if"]:
+            words = words[1:]
+        kind = _LOADS.get(words[0]) if words else None
+        if kind is None:
+            continue
+        for word in words[1:]:
+            word = word.removesuffix(";")
+            if word.startswith("/_/file/"):
+                files.setdefault(word, kind)
+    return files
+
+
+@implementer(IFileSource)
+class GrubSource:
+    """
+    Serves GRUB clients.
+
+    @param boot_log: where the configuration, the files and the beacon
+        are recorded (pxed's L{pxed.observe.BootRecorder}).
+    @param address: the address pxed advertises (C{server.address});
+        C{None}: the local address the routing table uses to reach the
+        client, which is the one it sent its request to on all but
+        asymmetric networks.
+    """
+
+    def __init__(
+        self,
+        boot_log: IBootLog,
+        http_port: int,
+        address: str | None = None,
+        *,
+        policy: IBootPolicy | None = None,
+        catalog: FileCatalog | None = None,
+        store: IStateStore | None = None,
+        hostnames: Mapping[str, str] | None = None,
+        exports: Mapping[str, Path] | None = None,
+    ) -> None:
+        self.boot_log = boot_log
+        self.http_port = http_port
+        self.address = address
+        self.policy: IBootPolicy = policy if policy is not None else RulePolicy(())
+        self.catalog = catalog if catalog is not None else FileCatalog(Signer(b"\0" * 32))
+        self.store: IStateStore = store if store is not None else MemoryStateStore()
+        self.hostnames = dict(hostnames or {})
+        self.exports = dict(exports or {})
+
+    def open(self, filename: str, peer: tuple[str, int]) -> Deferred[Any]:
+        try:
+            parts = name_parts(filename)
+        except AccessViolation:
+            return fail(FileNotFound(filename))  # other sources refuse it in their words
+        name = "/".join(parts)
+        if name == LOADER_NAME:
+            return succeed(BytesReadable(loader_config().encode()))
+        if parts[0] != "_" or len(parts) < 3:
+            return fail(FileNotFound(filename))
+        if parts[1] == "grub":
+            return ensureDeferred(self._config(name, peer))
+        if parts[1] == "file" and len(parts) == 4:
+            return self._file(parts[2], parts[3], peer)
+        if parts[1] == "booting" and len(parts) <= 4:
+            return succeed(self._beacon(parts[2], parts[3] if len(parts) == 4 else None, peer))
+        return fail(FileNotFound(filename))
+
+    # -- a machine's configuration --------------------------------------------
+
+    def _server(self, peer: str) -> str:
+        return self.address or route_source(peer) or "127.0.0.1"
+
+    async def _config(self, name: str, peer: tuple[str, int]) -> BytesReadable:
+        parsed = parse_machine_config_name(name)
+        if parsed is None:
+            raise FileNotFound(name)
+        platform, mac = parsed
+        machine = Machine(mac=mac, arch=architecture(PLATFORMS[platform]))
+        server = self._server(peer[0])
+        request = BootRequest(machine, "grub", client_address=peer[0], local_address=server)
+        action = await self.policy.boot_spec(request)
+        if action is None:
+            log.info("{mac}: asked for a GRUB configuration but has no boot entry", mac=mac,
+                     peer=peer[0])
+            return BytesReadable(no_boot_config("no boot entry for this machine", mac).encode())
+        text, error = self._render(action, request, server)
+        fields: dict[str, Any] = {}
+        if error is not None:
+            log.error("{mac}: cannot write the GRUB configuration of rule {rule}: {why}",
+                      mac=mac, rule=action.rule, why=error)
+            fields["error"] = error
+        else:
+            log.info("{mac}: served GRUB configuration ({action} from {rule})", mac=mac,
+                     action=type(action).__name__, rule=action.rule or "the policy",
+                     stage="script", arch=machine.arch.slug, peer=peer[0])
+        # Stage "script", as an iPXE script: the boot log learns the
+        # address, and the files it names become the kernel and initrds.
+        self.boot_log.record(mac, "script", arch=machine.arch.slug, peer=peer[0],
+                             action=type(action).__name__, loader="grub",
+                             files=config_files(text), **fields)
+        return BytesReadable(text.encode("utf-8"))
+
+    def _render(self, action: IBootAction, request: BootRequest,
+                server: str) -> tuple[str, str | None]:
+        mac = request.mac
+        catalog = self.catalog
+        base = http_base(server, self.http_port)
+        once = catalog.signer.sign(ONCE_PURPOSE, f"{mac} {action.once}") if action.once else None
+        http_beacon = f"{base}/_/booting?mac={url_quote(mac)}"
+
+        def export(name: str, path: str) -> str:
+            if name not in self.exports:
+                raise RenderError(f"export(): no export named {name!r}")
+            return export_url(base, name, path)
+
+        def file_path(location: str) -> str:
+            if is_url(location):
+                raise GrubConfigError(f"{location} is a URL, and GRUB loads files by TFTP: "
+                                      "name a local file for GRUB clients")
+            if action.remote_only or not location.startswith("/"):
+                raise GrubConfigError(f"{location!r} is not a file pxed may serve")
+            token = catalog.signer.sign(FILE_PURPOSE, location)
+            return f"/_/file/{token}/{posixpath.basename(location)}"
+
+        script = ScriptEnv(
+            request=request, server=server, base_url=base, beacon_url=http_beacon,
+            file_url=lambda location: catalog.url(base, location), export_url=export,
+            hostname=self.hostnames.get(mac, ""), allow_local=not action.remote_only)
+        env = GrubEnv(script, file_path, beacon_name(mac, once))
+        try:
+            render = getattr(action, "grub_config", None)
+            if render is None:
+                return no_boot_config(f"rule {action.rule} has no GRUB form", mac), (
+                    f"{type(action).__name__} has no GRUB form")
+            return str(render(env)), None
+        except (RenderError, GrubConfigError) as e:
+            return no_boot_config(f"cannot write the boot configuration: {e}", mac), str(e)
+
+    # -- files and the beacon --------------------------------------------------
+
+    def _file(self, token: str, name: str, peer: tuple[str, int]) -> Deferred[Any]:
+        location = self.catalog.resolve(token, name)
+        if location is None or is_url(location):
+            log.debug("{peer}: refused TFTP file ID {token}", peer=peer[0], token=token)
+            return fail(FileNotFound(name))
+        return MappingSource({name: location}).open(name, peer)
+
+    def _beacon(self, raw_mac: str, token: str | None, peer: tuple[str, int]) -> BytesReadable:
+        """
+        Always served (a beacon never stops a boot); recorded for a MAC.
+        """
+        mac = normal_mac(raw_mac)
+        if not _MAC.match(mac):
+            log.debug("{peer}: beacon for {mac!r}, which is not a MAC address", peer=peer[0],
+                      mac=raw_mac)
+            return BytesReadable(_BEACON)
+        self.boot_log.record(mac, "booting", peer=peer[0])
+        log.info("{mac}: booting", mac=mac, stage="booting", peer=peer[0])
+        if token:
+            self._once(mac, token)
+        return BytesReadable(_BEACON)
+
+    def _once(self, mac: str, token: str) -> None:
+        signed = self.catalog.signer.verify(ONCE_PURPOSE, token)
+        owner, _, rule = (signed or "").partition(" ")
+        if signed is None or owner != mac:
+            log.warn("{mac}: ignoring a beacon with a 'once' token not made for it", mac=mac)
+            return
+        d = self.store.mark_once(mac, rule)
+        d.addCallback(lambda _: log.info("{mac}: booted once-rule {rule}; its next boot falls "
+                                         "through", mac=mac, rule=rule))
+        d.addErrback(lambda f: log.failure("{mac}: cannot record once-rule {rule}", f,
+                                           mac=mac, rule=rule))
+
