@@ -26,18 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pxed.clienttext import client_uuid, client_word, is_hostname
 from pxed.ipxe import beacon_line
 from pxed.machine import Machine, architecture
 from pxed.policy.actions import is_url
 from pxed.policy.request import BootRequest
+from pxed.sandbox import MAX_OUTPUT, MAX_SECONDS, BoundedEnvironment, Overtime, time_limit
 
 __all__ = ["ScriptEnv", "RenderError", "check_template", "render", "trial_render"]
 
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
+_ENV = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 #: A URL put into a script must stay one word on one line.
 _URL_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
@@ -74,7 +73,17 @@ def render(text: str, context: dict[str, Any]) -> str:
     if "{" not in text:
         return text
     try:
-        return str(_compile(text).render(context))
+        template = _compile(text)
+        with time_limit():
+            chunks, size = [], 0
+            for chunk in template.generate(context):
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise RenderError(f"template output over {MAX_OUTPUT} characters")
+                chunks.append(chunk)
+        return "".join(chunks)
+    except Overtime:
+        raise RenderError(f"template took more than {MAX_SECONDS:g} s") from None
     except TemplateError as e:
         raise RenderError(f"template error: {e}") from None
     except RenderError:
@@ -132,9 +141,11 @@ class ScriptEnv:
             "arch": request.arch.slug,
             "arch_code": request.arch.code,
             "firmware": request.firmware.value,
-            "uuid": request.uuid or "",
-            "user_class": request.user_class or "",
-            "hostname": self.hostname,
+            # What the client said, only in its safe form (pxed.clienttext),
+            # however the request was made.
+            "uuid": client_uuid(request.uuid) or "",
+            "user_class": client_word(request.user_class) or "",
+            "hostname": self.hostname if is_hostname(self.hostname) else "",
             "server": self.server,
             # Pixiecore's name for it, so its API answers render unchanged.
             "ServerHost": self.server,

@@ -24,7 +24,6 @@ starts at the iPXE DHCP):
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -201,12 +200,11 @@ def script_files(text: str, base: str) -> dict[str, str]:
     files: dict[str, str] = {}
     prefix = urlsplit(base)
     for line in text.splitlines():
-        try:
-            words = shlex.split(line, comments=False, posix=True)
-        except ValueError:
-            continue
-        if not words:
-            continue
+        # Whitespace splits iPXE's words (its quoting never applies to the
+        # URLs pxed writes); linear, unlike shlex, whatever the line holds.
+        words = line.split()
+        if not words or line.count('"') % 2 or line.count("'") % 2:
+            continue  # nothing, or a quote iPXE would refuse
         kind = _COMMANDS.get(words[0])
         if kind is None:
             continue

@@ -97,3 +97,33 @@ def within(d: defer.Deferred[Any], seconds: float) -> defer.Deferred[Any]:
 
 def sleep(seconds: float) -> defer.Deferred[None]:
     return task.deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+
+
+class UDPClient(protocol.DatagramProtocol):
+    """
+    Sends datagrams from 127.0.0.1 and keeps every reply with its source.
+    """
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[bytes, tuple[str, int]]] = []
+        self.arrived: defer.Deferred[bytes] | None = None
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.replies.append((data, addr))
+        waiting, self.arrived = self.arrived, None
+        if waiting is not None:
+            waiting.callback(data)
+
+    def next_reply(self, seconds: float = 5) -> defer.Deferred[bytes]:
+        self.arrived = defer.Deferred()
+        return within(self.arrived, seconds)
+
+
+def udp_client(case: Any, host: str = "127.0.0.1") -> UDPClient:
+    """
+    A L{UDPClient} on an ephemeral port of C{host}, closed after C{case}.
+    """
+    client = UDPClient()
+    port = reactor.listenUDP(0, client, interface=host)  # type: ignore[attr-defined]
+    case.addCleanup(port.stopListening)
+    return client

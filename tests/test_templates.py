@@ -90,3 +90,49 @@ class CheckTests(unittest.TestCase):
         assert problem is not None
         self.assertIn("line 2", problem)
         self.assertIsNotNone(check_template("{% if x %}"))
+
+
+class BoundTests(unittest.TestCase):
+    """
+    A template cannot build more than MAX_OUTPUT characters, nor run longer
+    than MAX_SECONDS: each of these fails with a RenderError (the script
+    then says so) instead of stalling the reactor or eating memory.
+    """
+
+    def assertRefused(self, text: str, why: str) -> None:
+        error = self.assertRaises(RenderError, render, text, {})
+        self.assertIn(why, str(error))
+
+    def test_size(self) -> None:
+        big = "limited to"
+        for text in (
+            "{{ 'a' * 50000000 }}",
+            "{{ 50000000 * 'a' }}",
+            "{% set s = 'ab' %}" + "{% set s = s ~ s %}" * 40 + "{{ s }}",
+            "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "{% set s = 'ab' %}" + "{% set s = s + s %}" * 40 + "{{ s }}",
+            "{% macro d(s, n) %}{{ d(s ~ s, n - 1) if n else s }}{% endmacro %}{{ d('ab', 40) }}",
+            "{{ 'x' | center(100000000) }}",
+            "{{ 'x'.ljust(100000000) }}",
+            "{{ '{:>99999999}'.format(1) }}",
+            "{{ '%99999999s' % 1 }}",
+            "{{ ('a' * 1000000).replace('a', 'bb') }}",
+            "{{ ('a' * 1000000) | replace('a', 'bb') }}",
+            "{{ range(100000) | join('x' * 1000) }}",
+            "{{ ('a\n' * 1000) | indent(100000) }}",
+            "{{ 2 ** 100000000 }}",
+        ):
+            self.assertRefused(text, big)
+        self.assertRefused("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
+                           "output over")
+
+    def test_time(self) -> None:
+        self.assertRefused("{% for i in range(100000) %}{% for j in range(100000) %}"
+                           "{% endfor %}{% endfor %}", "took more than")
+
+    def test_ordinary_templates_unchanged(self) -> None:
+        self.assertEqual(render("{{ 'ab' * 3 }} {{ 'x' | center(5) }} {{ [1, 2] | join(',') }} "
+                                "{{ '%s-%d' | format('a', 3) }} {{ 'a' ~ 'b' }} {{ 2 ** 10 }} "
+                                "{{ 3000000000 | filesizeformat }}", {}),
+                         "ababab   x   1,2 a-3 ab 1024 3.0 GB")

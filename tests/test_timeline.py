@@ -188,6 +188,15 @@ class ScriptFilesTests(unittest.TestCase):
             "/_/export/seed/x": "file",
         })
 
+    def test_long_lines(self) -> None:
+        """
+        Lines of a megabyte (a huge command line from the API) are read in
+        one pass each (shlex took 14 s for one).
+        """
+        text = (f"kernel {BASE}/_/file/T/vmlinuz " + "a=b " * 250_000 + "\n"
+                + "echo " + "'x" * 500_000 + "\n")
+        self.assertEqual(timeline.script_files(text, BASE), {"/_/file/T/vmlinuz": "kernel"})
+
     def test_base_with_port(self) -> None:
         text = "kernel http://10.0.0.1:8080/_/file/T/vmlinuz quiet\n"
         self.assertEqual(timeline.script_files(text, "http://10.0.0.1:8080"),

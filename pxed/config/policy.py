@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pxed.clienttext import is_hostname
 from pxed.config.boot import normal_mac, parse_linux, template
 from pxed.config.reader import Reader, join_key, type_name
 from pxed.machine import ARCHITECTURE_SLUGS, Firmware
@@ -322,7 +323,11 @@ def _hostnames(reader: Reader, value: Any) -> dict[str, str]:
         normal = normal_mac(mac)
         if not _FULL_MAC.match(normal):
             raise reader.fail(key, "is not a MAC address like 52:54:00:12:34:56")
-        hostnames[normal] = reader.string(hostname, key)
+        name = reader.string(hostname, key)
+        if not is_hostname(name):
+            # It goes into command lines and scripts as one word.
+            raise reader.fail(key, f"{name!r} is not a host name (letters, digits, '-', '.')")
+        hostnames[normal] = name
     return hostnames
 
 

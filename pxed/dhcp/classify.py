@@ -10,6 +10,7 @@ what keeps pxed from ever disturbing ordinary DHCP.
 
 from __future__ import annotations
 
+from pxed.clienttext import client_word
 from pxed.dhcp.packet import DHCPPacket, Option
 from pxed.machine import Machine, architecture
 
@@ -45,7 +46,8 @@ def _user_class(raw: bytes | None) -> str | None:
         return None
     if raw[0] < len(raw) and not raw[:1].isalnum():
         raw = raw[1:1 + raw[0]]
-    return raw.decode("ascii", "replace")
+    # Into scripts and rules only as one safe word (pxed.clienttext).
+    return client_word(raw.decode("ascii", "replace"))
 
 
 def classify(packet: DHCPPacket) -> Machine:

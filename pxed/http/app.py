@@ -26,6 +26,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from pxed import ipxe
+from pxed.clienttext import client_uuid
 from pxed.config.boot import normal_mac
 from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
 from pxed.http.proxy import RemoteFetcher
@@ -185,7 +186,8 @@ class BootHTTP:
         # The user class the DHCP request sent, so user_class rules decide
         # the same way for the script; iPXE's own without a context.
         user_class = context.user_class if context is not None else IPXE_USER_CLASS
-        machine = Machine(mac=mac, arch=architecture(code), uuid=self._arg(request, "uuid"),
+        machine = Machine(mac=mac, arch=architecture(code),
+                          uuid=client_uuid(self._arg(request, "uuid")),
                           ipxe=True, user_class=user_class)
         network = context.network() if context is not None else {}
         boot_request = BootRequest(machine, "script", client_address=self._peer(request),
