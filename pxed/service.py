@@ -76,11 +76,19 @@ def makeBootService(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    metrics = metrics if metrics is not None else Metrics()
+    shared = None
+    if config.state.url is not None:
+        # Several pxed, one database: flags, key and timelines are shared.
+        from pxed.pg import open_shared_state
+
+        shared = open_shared_state(config, reactor, metrics)
+        store = store if store is not None else shared.store
+        boot_log = boot_log if boot_log is not None else shared.boot_log
     store = store if store is not None else make_store(config)
     observing = config.status
     if boot_log is None:
         boot_log = MemoryBootLog(observing.machines, observing.events, clock=reactor.seconds)
-    metrics = metrics if metrics is not None else Metrics()
     # Every stage of every boot goes through the recorder: it keeps the
     # timeline in boot_log, the metrics, and watches for loops.
     recorder = BootRecorder(boot_log, metrics, reactor, loop_after=observing.loop_after,
@@ -107,6 +115,8 @@ def makeBootService(
 
     top = service.MultiService()
     top.setName("pxed")
+    if shared is not None:
+        shared.service.setServiceParent(top)
     # The runtime below hands the responder and the web app their policy.
     responder = BootResponder(policy or RulePolicy(()), config.bootloaders, server.ports.http,
                               boot_log, menu=server.menu)

@@ -95,6 +95,26 @@ class MemoryBootLog:
         events.append(BootEvent(mac, stage, self.clock(), fields))
         self._version += 1
 
+    def insert(self, event: BootEvent) -> None:
+        """
+        Add an event recorded elsewhere (by another pxed sharing a store),
+        in time order among the machine's events.
+        """
+        events = self._machines.get(event.mac)
+        if events is None:
+            events = self._machines[event.mac] = deque(maxlen=self.max_events)
+            while len(self._machines) > self.max_machines:
+                self._machines.popitem(last=False)
+        else:
+            self._machines.move_to_end(event.mac)
+        if events and events[-1].when > event.when:
+            ordered = sorted([*events, event], key=lambda e: e.when)
+            events.clear()
+            events.extend(ordered)
+        else:
+            events.append(event)
+        self._version += 1
+
     def events(self, mac: str) -> list[BootEvent]:
         return list(self._machines.get(mac, ()))
 

@@ -29,7 +29,7 @@ from zope.interface import Interface, implementer
 from pxed.signing import MIN_KEY_BYTES
 
 __all__ = ["IStateStore", "MemoryStateStore", "FileStateStore", "StateFileError",
-           "read_state_file"]
+           "StateUnavailable", "read_state_file"]
 
 log = Logger()
 
@@ -40,6 +40,13 @@ KEY_BYTES = 32
 class StateFileError(Exception):
     """
     The state file exists but cannot be used; the message says why.
+    """
+
+
+class StateUnavailable(Exception):
+    """
+    A shared store cannot be asked right now (its server is unreachable or
+    too slow): what depends on it must not be decided without it.
     """
 
 
@@ -57,6 +64,15 @@ class IStateStore(Interface):
     def clear_once(mac: str, rule: str | None = None) -> Deferred[None]:
         """
         Forget one flag, or all of C{mac}'s (to install a machine again).
+        """
+
+    def claim_once(mac: str, rule: str) -> Deferred[bool]:
+        """
+        Take the 'once' rule C{rule} for C{mac} before its script is handed
+        out: C{False} if another pxed sharing this store handed it out and
+        its boot is still under way (the caller then gives no answer), or
+        the machine has booted it meanwhile.  A store that only one pxed
+        uses always says C{True}.
         """
 
     def signing_key() -> bytes:
@@ -100,6 +116,9 @@ class MemoryStateStore:
         else:
             self._once.get(mac, set()).discard(rule)
         return succeed(None)
+
+    def claim_once(self, mac: str, rule: str) -> Deferred[bool]:
+        return succeed(True)
 
     def signing_key(self) -> bytes:
         if self._key is None:

@@ -122,7 +122,11 @@ class OneLineStartup(MultiService):
 
 def makeService(options: Options) -> IService:
     config = options["loaded"]
-    top = makeBootService(config)
+    try:
+        top = makeBootService(config)
+    except ConfigError as e:
+        # The state database unreachable or too new: one line, no traceback.
+        raise SystemExit(f"pxed: cannot start: {e}") from None
     runtime = top.getServiceNamed("policy")  # type: ignore[attr-defined]
     ReloadOnSignal(runtime.reload).setServiceParent(top)
     startup = OneLineStartup(config.source)

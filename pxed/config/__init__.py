@@ -32,6 +32,7 @@ from pxed.config.server import (
     parse_bootloaders,
     parse_server,
 )
+from pxed.config.state import StateConfig, parse_state
 from pxed.config.status import StatusConfig, parse_status
 from pxed.config.tftp import TFTPConfig, parse_tftp
 from pxed.policy import BootSpec
@@ -47,6 +48,7 @@ __all__ = [
     "PolicyConfig",
     "Ports",
     "ServerConfig",
+    "StateConfig",
     "StatusConfig",
     "TFTPConfig",
     "check_host",
@@ -56,7 +58,7 @@ __all__ = [
 
 #: The top-level sections; each is parsed by its own module.
 SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp", "http",
-            "arm64"}
+            "arm64", "state"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Config:
     tftp: TFTPConfig = field(default_factory=TFTPConfig)
     http: HTTPLimits = field(default_factory=HTTPLimits)
     arm64: ARM64Config = field(default_factory=ARM64Config)
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -81,17 +84,23 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     reader = Reader(source)
     top = reader.mapping(data, "", SECTIONS)
     default, machines = parse_boot(reader, top.get("boot"))
+    policy = parse_policy(reader, top.get("policy"))
+    state = parse_state(reader, top.get("state"))
+    if state.url is not None and policy.state_file is not None:
+        raise reader.fail("policy.state_file", "is not used with state.url (the database keeps "
+                                               "the 'once' flags): remove one of them")
     config = Config(
         source=source,
         server=parse_server(reader, top.get("server")),
         default=default,
         machines=machines,
         bootloaders=parse_bootloaders(reader, top.get("bootloaders")),
-        policy=parse_policy(reader, top.get("policy")),
+        policy=policy,
         status=parse_status(reader, top.get("status")),
         tftp=parse_tftp(reader, top.get("tftp")),
         http=parse_http(reader, top.get("http")),
         arm64=parse_arm64(reader, top.get("arm64")),
+        state=state,
     )
     for key, text in reader.templates:
         problem = trial_render(text, config.policy.exports)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote_to_bytes
 
 from klein import Klein
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
@@ -35,7 +36,7 @@ from pxed.policy import BootRequest, IBootPolicy, is_url
 from pxed.policy.request import IPXE_USER_CLASS, open_context
 from pxed.responder import http_base
 from pxed.state import IBootLog
-from pxed.store import IStateStore, MemoryStateStore
+from pxed.store import IStateStore, MemoryStateStore, StateUnavailable
 from pxed.templates import RenderError, ScriptEnv
 from pxed.timeline import script_files
 
@@ -315,11 +316,12 @@ class BootHTTP:
         return LocalFile(path, kind)
 
     @app.route("/_/booting", methods=["GET", "HEAD"])
-    def beacon(self, request: IRequest) -> bytes:
+    def beacon(self, request: IRequest) -> bytes | Deferred[bytes]:
         """
         The script fetches this just before C{boot}: the last moment pxed can
         see, so "booting" means "the kernel and initrds were all loaded".
-        A 'once' rule's token makes this boot its last from that rule.
+        A 'once' rule's token makes this boot its last from that rule: the
+        answer waits until the store has recorded it (a 503 if it cannot).
         """
         request.setHeader(b"Content-Type", b"text/plain")
         if not self._arg(request, "mac"):
@@ -329,25 +331,44 @@ class BootHTTP:
             return self._bad_request(request, "mac must be a MAC address like 52:54:00:12:34:56")
         self.boot_log.record(mac, "booting", peer=self._peer(request))
         log.info("{mac}: booting", mac=mac, stage="booting", peer=self._peer(request))
-        self._once(mac, self._arg(request, "once"))
-        return b"ok\n"
+        rule = self._once_rule(mac, self._arg(request, "once"))
+        if rule is None:
+            return b"ok\n"
+        d = self.store.mark_once(mac, rule)
 
-    def _once(self, mac: str, token: str | None) -> None:
+        def recorded(_: object) -> bytes:
+            log.info("{mac}: booted once-rule {rule}; its next boot falls through", mac=mac,
+                     rule=rule)
+            return b"ok\n"
+
+        def failed(failure: Failure) -> bytes:
+            if failure.check(StateUnavailable):
+                log.warn("{mac}: cannot record once-rule {rule} now ({why}); retrying until "
+                         "the state store answers", mac=mac, rule=rule,
+                         why=failure.getErrorMessage())
+            else:
+                log.failure("{mac}: cannot record once-rule {rule}", failure, mac=mac,
+                            rule=rule)
+            request.setResponseCode(503)
+            return b"once flag not recorded\n"
+
+        return d.addCallbacks(recorded, failed)
+
+    def _once_rule(self, mac: str, token: str | None) -> str | None:
+        """
+        The 'once' rule a beacon's token names for C{mac}, if it is genuine.
+        """
         if not token:
-            return
+            return None
         signed = self.catalog.signer.verify(ONCE_PURPOSE, token)
         if signed is None:
             log.warn("{mac}: ignoring a beacon with a forged 'once' token", mac=mac)
-            return
+            return None
         owner, _, rule = signed.partition(" ")
         if owner != mac:
             log.warn("{mac}: ignoring a 'once' token made for {owner}", mac=mac, owner=owner)
-            return
-        d = self.store.mark_once(mac, rule)
-        d.addCallback(lambda _: log.info("{mac}: booted once-rule {rule}; its next boot falls "
-                                         "through", mac=mac, rule=rule))
-        d.addErrback(lambda f: log.failure("{mac}: cannot record once-rule {rule}", f,
-                                           mac=mac, rule=rule))
+            return None
+        return rule
 
     # -- administration -------------------------------------------------------
 

@@ -23,7 +23,7 @@ from pxed.policy.actions import BootSpec
 from pxed.policy.interfaces import IBootAction, IBootPolicy, IRule
 from pxed.policy.match import IMatcher, MacMatcher, Match
 from pxed.policy.request import BootRequest
-from pxed.store import IStateStore, MemoryStateStore
+from pxed.store import IStateStore, MemoryStateStore, StateUnavailable
 
 __all__ = ["Rule", "RulePolicy", "StaticPolicy", "boot_section_rules"]
 
@@ -58,16 +58,29 @@ class RulePolicy:
         self.store = store if store is not None else MemoryStateStore()
 
     def boot_spec(self, request: BootRequest) -> Deferred[IBootAction | None]:
-        return ensureDeferred(self._decide(request))
+        return ensureDeferred(self._answer(request))
+
+    async def _answer(self, request: BootRequest) -> IBootAction | None:
+        try:
+            return await self._decide(request)
+        except StateUnavailable:
+            # Logged once per outage by the store; counted there too.
+            log.debug("{mac}: a 'once' rule matched and the state store cannot be asked: "
+                      "no answer", mac=request.mac)
+            return None
+        except OnceClaimed as e:
+            log.info("{mac}: once-rule {rule} was handed out by another pxed and that boot is "
+                     "still under way: no answer", mac=request.mac, rule=str(e))
+            return None
 
     async def _decide(self, request: BootRequest) -> IBootAction | None:
         for rule in self.rules:
-            if rule.once and await self.store.once_done(request.mac, rule.name):
-                log.debug("{mac}: once-rule {rule} already booted; falling through",
-                          mac=request.mac, rule=rule.name)
-                continue
             action = await rule.decide(request)
             if action is None:
+                continue
+            # Asked only of the machines the rule matches: a shared store
+            # that is down then costs only those machines their answer.
+            if rule.once and not await self._once_allowed(request, rule.name):
                 continue
             log.debug("{mac}: {stage} matched rule {rule}", mac=request.mac,
                       stage=request.stage, rule=rule.name)
@@ -77,6 +90,29 @@ class RulePolicy:
                 action, rule=rule.name, once=rule.name if rule.once else None
             )
         return None
+
+    async def _once_allowed(self, request: BootRequest, rule: str) -> bool:
+        """
+        Whether the 'once' rule C{rule} still applies to the machine; when
+        its script is handed out, the rule is claimed for it first, so two
+        pxed sharing a store never hand out the same install.
+
+        @raise StateUnavailable: the store cannot say (no answer then).
+        """
+        if await self.store.once_done(request.mac, rule):
+            log.debug("{mac}: once-rule {rule} already booted; falling through",
+                      mac=request.mac, rule=rule)
+            return False
+        if request.stage == "script" and not await self.store.claim_once(request.mac, rule):
+            raise OnceClaimed(rule)
+        return True
+
+
+class OnceClaimed(Exception):
+    """
+    Another pxed handed this machine's 'once' install out and its boot is
+    still under way: this one gives no answer.
+    """
 
 
 @implementer(IBootPolicy)

@@ -1,0 +1,174 @@
+# -*- test-case-name: tests.test_pg -*-
+"""
+pxed's connection to PostgreSQL: a psycopg connection pool driven from a
+thread pool of its own, so the reactor never waits on the database.
+
+Why threads rather than psycopg's asyncio API: pxed runs on Twisted's
+default (epoll) reactor, which C{twistd}, the tests and embedding programs
+all install; the asyncio API would need the asyncio reactor installed
+before anything imports the reactor, for the whole process.  pxed's
+database work is a few short statements per boot (and one batched write
+per second), which a handful of threads carry easily; the README gives
+the measured cost.
+
+L{Database.run} is the one way in: it runs a function with a pooled
+connection on a pool thread and returns a Deferred.  Every failure to
+reach the server (refused, timed out, dropped, pool exhausted) becomes
+L{StateUnavailable}; the first one of an outage is logged once, the
+recovery once, and the C{pxed_state_up} gauge says which it is.  psycopg's
+pool reconnects by itself, so pxed recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from psycopg_pool import ConnectionPool, PoolTimeout
+from twisted.application import service
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from pxed.config.state import describe_url
+from pxed.store import StateUnavailable
+
+__all__ = ["Database", "StateUnavailable", "connect_options"]
+
+log = Logger()
+
+# psycopg's pool logs every failed reconnection through the logging module;
+# pxed says it once per outage itself (see Database._failed).
+logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+
+_T = TypeVar("_T")
+
+#: Seconds to wait for a connection, and for one statement: a database
+#: slower than this is treated as down for that request.
+WAIT = 3.0
+STATEMENT_TIMEOUT_MS = 10_000
+
+
+def connect_options(url: str) -> dict[str, Any]:
+    """
+    Connection keywords pxed adds to the URL's own: a connect timeout
+    unless the URL sets one.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": 3}
+
+
+class StateMetrics:
+    """
+    The shared state's own metrics, registered in pxed's registry.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge("pxed_state_up", "1 while the state database answers, 0 during an "
+                        "outage.", registry=registry)
+        self.up.set(1)
+        self.once_refused = Counter(
+            "pxed_state_once_refused", "Boots given no answer because a 'once' rule matched "
+            "and the state database could not be asked or could not record it.",
+            registry=registry)
+        self.events_written = Counter(
+            "pxed_state_events_written", "Timeline events written to the state database.",
+            registry=registry)
+        self.event_batches = Counter(
+            "pxed_state_event_batches", "Batched timeline writes (one transaction each).",
+            registry=registry)
+        self.events_dropped = Counter(
+            "pxed_state_events_dropped", "Timeline events dropped unwritten because the "
+            "database stayed unreachable longer than the buffer lasts.", registry=registry)
+
+
+class Database(service.Service):
+    """
+    The pool of connections to the state database, and the threads that
+    use them.  Started and stopped with pxed.
+
+    @ivar down: whether the last attempt failed to reach the server.
+    """
+
+    name = "state-database"
+
+    def __init__(self, url: str, reactor: Any, metrics: StateMetrics, threads: int = 4,
+                 wait: float = WAIT) -> None:
+        self.url = url
+        self.where = describe_url(url)
+        self.reactor = reactor
+        self.metrics = metrics
+        self.wait = wait
+        self.down = False
+        self.threads = ThreadPool(minthreads=0, maxthreads=threads, name="pxed-state")
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=threads, open=False, timeout=wait,
+            kwargs={"autocommit": True, **connect_options(url)},
+            configure=self._configure, reconnect_timeout=wait * 4,
+            reconnect_failed=lambda pool: None, name="pxed-state")
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        # A statement that hangs (a locked table, a dying server) must not
+        # hold a pool thread for ever.
+        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    def startService(self) -> None:
+        super().startService()
+        self.threads.start()
+        self.pool.open(wait=False)
+
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+        super().stopService()
+        d: Deferred[None] = deferToThreadPool(self.reactor, self.threads, self._close)
+        d.addBoth(lambda result: self.threads.stop())
+        return d
+
+    def _close(self) -> None:
+        self.pool.close(timeout=self.wait)
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> Deferred[_T]:
+        """
+        Call C{work(connection)} on a pool thread with a pooled connection
+        (in autocommit mode: C{work} opens its own transactions).
+
+        @return: C{work}'s result; L{StateUnavailable} if the server cannot
+            be reached or answered too slowly.
+        """
+        d: Deferred[_T] = deferToThreadPool(self.reactor, self.threads, self._call, work)
+        d.addCallbacks(self._reached, self._failed)
+        return d
+
+    def _call(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        try:
+            with self.pool.connection(timeout=self.wait) as conn:
+                return work(conn)
+        except PoolTimeout as e:
+            raise StateUnavailable(f"no connection to {self.where} within {self.wait:g}s") from e
+        except psycopg.errors.QueryCanceled as e:
+            raise StateUnavailable(f"{self.where} answered too slowly") from e
+        except psycopg.OperationalError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StateUnavailable(f"{self.where}: {first}") from e
+
+    def _reached(self, result: _T) -> _T:
+        if self.down:
+            self.down = False
+            self.metrics.up.set(1)
+            log.info("state database {where} answers again", where=self.where)
+        return result
+
+    def _failed(self, failure: Failure) -> Failure:
+        if failure.check(StateUnavailable) and not self.down:
+            self.down = True
+            self.metrics.up.set(0)
+            log.error("state database unreachable: {why}; 'once' rules get no answer and "
+                      "timeline events wait in memory until it answers again",
+                      why=failure.getErrorMessage())
+        return failure
