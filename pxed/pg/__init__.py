@@ -24,6 +24,7 @@ from pxed.config.state import describe_url
 from pxed.metrics import Metrics
 from pxed.pg.bootlog import PgBootLog
 from pxed.pg.db import Database, StateMetrics, connect_options
+from pxed.pg.leases import PgLeaseStore
 from pxed.pg.schema import SchemaTooNew, migrate
 from pxed.pg.store import PgStateStore, shared_signing_key
 
@@ -58,6 +59,8 @@ class _StateService(service.Service):
 class SharedState:
     store: PgStateStore
     boot_log: PgBootLog
+    #: For the full DHCP mode's allocator (L{pxed.leasestore.ILeaseStore}).
+    leases: PgLeaseStore
     service: service.Service
 
 
@@ -90,4 +93,5 @@ def open_shared_state(config: Config, reactor: Any, metrics: Metrics) -> SharedS
                           f"cannot use the state database {where}: {first}") from None
     store = PgStateStore(db, key, state.instance, state_metrics, claim=state.claim)
     boot_log.on_tick = store.retry
-    return SharedState(store, boot_log, _StateService(db, boot_log))
+    return SharedState(store, boot_log, PgLeaseStore(db, state.instance),
+                       _StateService(db, boot_log))

@@ -54,6 +54,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX pxed_events_inserted ON pxed_events (inserted)",
         "CREATE INDEX pxed_events_mac ON pxed_events (mac, id)",
     ),
+    (
+        # DHCP leases of the full DHCP mode: one row per address, one per
+        # client; the constraints are what make two pxed never hand out one
+        # address twice.
+        """CREATE TABLE pxed_leases (
+            address text PRIMARY KEY,
+            client text NOT NULL UNIQUE,
+            mac text NOT NULL,
+            expires double precision NOT NULL,
+            state text NOT NULL CHECK (state IN ('offered', 'bound', 'declined')),
+            instance text NOT NULL,
+            updated timestamptz NOT NULL DEFAULT now())""",
+    ),
 )
 
 #: The version this code writes and reads.
