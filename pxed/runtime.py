@@ -197,7 +197,8 @@ class PolicyRuntime(service.Service):
             pool = HTTPConnectionPool(self.reactor, persistent=True)
             pools.append(pool)
             client = HTTPClient(Agent(self.reactor, connectTimeout=settings.timeout, pool=pool))
-            api = APIRule(client, settings.url, self.reactor, settings.timeout, settings.cache)
+            api = APIRule(client, settings.url, self.reactor, settings.timeout, settings.cache,
+                         files=settings.files)
         fetcher = None
         remote = config.policy.remote
         if remote.proxy:

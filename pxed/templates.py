@@ -100,7 +100,9 @@ class ScriptEnv:
     @ivar file_url: maps an allowed location to the URL the client uses.
     @ivar export_url: maps an export's name and a path inside it to a URL.
     @ivar allow_local: C{False} for actions that came from the HTTP API:
-        they may name remote URLs only, never files on pxed's disk.
+        they may name remote URLs only, never files on pxed's disk ...
+    @ivar local_files: ... except these (the API's C{file://} URLs that
+        were below C{policy.api.files}).
     """
 
     request: BootRequest
@@ -111,6 +113,7 @@ class ScriptEnv:
     export_url: Callable[[str, str], str]
     hostname: str = ""
     allow_local: bool = True
+    local_files: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def url(self, location: str) -> str:
@@ -125,7 +128,7 @@ class ScriptEnv:
         if is_url(location):
             if not _URL_SAFE.match(location):
                 raise RenderError(f"url(): {location!r} contains spaces or control characters")
-        elif not self.allow_local:
+        elif not self.allow_local and location not in self.local_files:
             raise RenderError(f"url(): {location!r}: only http(s) URLs are allowed here")
         elif not location.startswith("/"):
             raise RenderError(f"url(): {location!r} must be an absolute path or an http(s) URL")

@@ -138,7 +138,7 @@ class AnswerTests(APITestCase):
         action = yield rule.decide(ask())
         self.assertEqual(action, BootSpec(
             f"{self.url}/files/vmlinuz", (f"{self.url}/files/initrd.gz",),
-            "console=ttyS0 quiet", message="installing", remote_only=True))
+            'console="ttyS0" off quiet', message="installing", remote_only=True))
         self.assertTrue(action.remote_only)
 
     @defer.inlineCallbacks
@@ -242,6 +242,106 @@ class CacheTests(APITestCase):
         yield rule.decide(ask())
         yield rule.decide(ask())
         self.assertEqual(len(self.api.asked), 2)
+
+
+class RawPath(Resource):
+    """
+    An API that matches the raw request path, as a simple handler or an
+    nginx location does: only C{/v1/boot/52:54:00:...} with its colons as
+    they are gets an answer (Pixiecore sends them so).
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uris: list[bytes] = []
+
+    def render_GET(self, request: Request) -> bytes:
+        self.uris.append(request.uri)
+        path = request.uri.split(b"?")[0]
+        if path == f"/v1/boot/{MAC}".encode():
+            return json.dumps({"kernel": "/k", "cmdline": {"ks": {"url": "/ks.cfg"}}}).encode()
+        request.setResponseCode(404)
+        return b"{}"
+
+
+class PixiecoreCompatibilityTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_raw_path_server_answers(self) -> Any:
+        raw = RawPath()
+        port = reactor.listenTCP(0, Site(raw), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        action = yield self.rule(url).decide(ask())
+        self.assertEqual(raw.uris[0].split(b"?")[0], f"/v1/boot/{MAC}".encode())
+        self.assertEqual(action, BootSpec(f"{url}/k", (), f"ks={{{{ url('{url}/ks.cfg') }}}}",
+                                          remote_only=True))
+
+    def test_cmdline_object_as_pixiecore_writes_it(self) -> None:
+        """
+        Keys sorted, strings quoted, booleans (either) as the bare key and
+        C{{"url": ...}} objects as URLs resolved like the kernel's.
+        """
+        answer = parse_answer({"kernel": "k", "cmdline": {
+            "quiet": True, "console": "ttyS0,115200", "ks": {"url": "/ks.cfg"}, "b": False,
+            "n": 3}}, "http://api:1/base")
+        self.assertEqual(answer.cmdline, "b console=\"ttyS0,115200\" "
+                                         "ks={{ url('http://api:1/ks.cfg') }} n=3 quiet")
+        for bad in ({"a": 'x"y'}, {"a": "x\ny"}, {"a": {"nourl": 1}}, {"a": None},
+                    {"a": [1]}, {"a b": True}):
+            self.assertRaises(APIError, parse_answer, {"kernel": "k", "cmdline": bad}, "http://a")
+
+    def test_file_urls(self) -> None:
+        """
+        C{file://} URLs name local files, as in Pixiecore, but only below
+        C{policy.api.files}; symlinks out and other hosts are refused.
+        """
+        root = self.files
+        (root / "out").symlink_to("/etc/passwd")
+        answer = parse_answer({"kernel": f"file://{root}/vmlinuz",
+                               "initrd": [f"file://localhost{root}/initrd.gz"],
+                               "cmdline": {"cfg": {"url": f"file://{root}/initrd.gz"}}},
+                              "http://api", [root])
+        self.assertEqual(answer.kernel, f"{root}/vmlinuz")
+        self.assertEqual(answer.initrds, (f"{root}/initrd.gz",))
+        self.assertEqual(answer.local_files, {f"{root}/vmlinuz", f"{root}/initrd.gz"})
+        self.assertTrue(answer.remote_only)
+        for kernel, roots, why in (
+                (f"file://{root}/vmlinuz", [], "need policy.api.files"),
+                ("file:///etc/passwd", [root], "outside policy.api.files"),
+                (f"file://{root}/out", [root], "outside policy.api.files"),
+                (f"file://{root}/../vmlinuz", [root], "outside"),
+                (f"file://{root}/nothere", [root], "no such file"),
+                (f"file://otherhost{root}/vmlinuz", [root], "not a file:///PATH URL")):
+            error = self.assertRaises(APIError, parse_answer, {"kernel": kernel}, "http://api",
+                                      roots)
+            self.assertIn(why, str(error))
+
+    @defer.inlineCallbacks
+    def test_file_urls_served(self) -> Any:
+        """
+        The script names the API's local files through pxed's signed URLs
+        and they download; a script from the API still cannot name others.
+        """
+        (self.files / "ks.cfg").write_bytes(b"ks")  # (treq would gunzip a .gz)
+        self.api.answers["52:54:00:aa:00:09"] = {
+            "kernel": f"file://{self.files}/vmlinuz",
+            "cmdline": f'a={{{{ URL "file://{self.files}/ks.cfg" }}}}'}
+        catalog = FileCatalog(Signer(b"s" * 32))
+        app = BootHTTP(RulePolicy([self.rule(files=[self.files])]), catalog, MemoryBootLog())
+        port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        base = f"http://127.0.0.1:{port.getHost().port}"
+        response = yield treq.get(f"{base}/_/ipxe?mac=52:54:00:aa:00:09&arch=7", pool=self.pool)
+        script = (yield treq.content(response)).decode()
+        kernel = re.search(r"^kernel (\S+) a=(\S+)", script, re.M)
+        assert kernel is not None, script
+        for url, content in ((kernel.group(1), self.kernel), (kernel.group(2), b"ks")):
+            self.assertTrue(url.startswith(base + "/_/file/"), script)
+            response = yield treq.get(url, pool=self.pool)
+            body = yield treq.content(response)
+            self.assertEqual((body, response.code), (content, 200), url)
 
 
 class ParseTests(unittest.TestCase):

@@ -132,6 +132,13 @@ class PolicySectionTests(ConfigTestCase):
                          "policy.api.timeout", "duration")
         self.assertError({"policy": {"api": {"url": "http://h", "timeout": 0}}},
                          "policy.api.timeout", "more than 0")
+        self.assertEqual(self.policy(api="http://h").api.files, ())
+        files = self.policy(api={"url": "http://h", "files": [str(self.dir)]}).api.files
+        self.assertEqual(files, (self.dir.resolve(),))
+        self.assertError({"policy": {"api": {"url": "http://h", "files": [str(self.kernel)]}}},
+                         "policy.api.files[0]", "does not exist")
+        self.assertError({"policy": {"api": {"url": "http://h", "files": "srv"}}},
+                         "policy.api.files", "absolute path")
 
     def test_exports_hostnames_remote(self) -> None:
         policy = self.policy(exports={"seed": str(self.dir)},

@@ -55,9 +55,15 @@ MATCH_KEYS = {"mac", "arch", "firmware", "uuid", "user_class", "interface", "sub
 
 @dataclass(frozen=True)
 class APIConfig:
+    """
+    @ivar files: directories whose files the API may name with C{file://}
+        URLs (Pixiecore serves any; pxed none unless listed here).
+    """
+
     url: str
     timeout: float = 5.0
     cache: float = 30.0
+    files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,7 +295,7 @@ def _api(reader: Reader, value: Any) -> APIConfig | None:
         return None
     if isinstance(value, str):
         value = {"url": value}
-    entry = reader.mapping(value, "policy.api", {"url", "timeout", "cache"})
+    entry = reader.mapping(value, "policy.api", {"url", "timeout", "cache", "files"})
     url = reader.string(entry.get("url"), "policy.api.url")
     if not is_url(url):
         raise reader.fail("policy.api.url", f"{url!r} is not an http(s) URL")
@@ -297,7 +303,18 @@ def _api(reader: Reader, value: Any) -> APIConfig | None:
     cache = entry.get("cache", 30)
     cache_seconds = 0.0 if cache in (0, "0", "0s") else parse_duration(
         reader, cache, "policy.api.cache")
-    return APIConfig(url.rstrip("/"), timeout, cache_seconds)
+    files = []
+    listed = entry.get("files", [])
+    for i, item in enumerate(listed if isinstance(listed, list) else [listed]):
+        key = f"policy.api.files[{i}]" if isinstance(listed, list) else "policy.api.files"
+        location = reader.string(item, key)
+        path = Path(location)
+        if not path.is_absolute():
+            raise reader.fail(key, f"{location!r} must be an absolute path")
+        if not path.is_dir():
+            raise reader.fail(key, f"directory {location} does not exist")
+        files.append(path.resolve())
+    return APIConfig(url.rstrip("/"), timeout, cache_seconds, tuple(files))
 
 
 def _exports(reader: Reader, value: Any) -> dict[str, Path]:

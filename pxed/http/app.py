@@ -216,6 +216,7 @@ class BootHTTP:
             export_url=lambda name, path: self._export_url(base, name, path),
             hostname=self.hostnames.get(mac, ""),
             allow_local=not action.remote_only,
+            local_files=action.local_files,
         )
         try:
             text = action.ipxe_script(env)

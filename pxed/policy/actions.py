@@ -61,6 +61,9 @@ class _Action:
     rule: str = field(default="", compare=False)
     once: str | None = field(default=None, compare=False)
     remote_only: bool = False
+    #: Local files a C{remote_only} action may still name: those the API
+    #: gave as C{file://} URLs below C{policy.api.files}.
+    local_files: frozenset[str] = field(default=frozenset(), compare=False)
 
     def firmware_file(self) -> str | None:
         return None

@@ -3,12 +3,18 @@
 An HTTP API decides: pxed asks C{GET <url>/v1/boot/<mac>?arch=...} and
 boots what the answer says.
 
-The answer is Pixiecore's JSON (C{kernel}, C{initrd}, C{cmdline},
-C{message}, C{ipxe-script}) or one of pxed's own actions
-(C{{"action": "chain", "url": ...}}, C{"local"}, C{"ignore"}).  Relative
-URLs are resolved against the API's URL, as Pixiecore does, and so are
-those its cmdline's Go-template calls C{{{ URL "..." }}} and
-C{{{ ID "..." }}} name: they become pxed's C{url()}.  Anything
+The question's path carries the MAC with its colons as they are, as
+Pixiecore sends it (C{/v1/boot/52:54:00:12:34:56}), so API servers that
+match the raw path answer pxed too.  The answer is Pixiecore's JSON
+(C{kernel}, C{initrd}, C{cmdline}, C{message}, C{ipxe-script}) or one of
+pxed's own actions (C{{"action": "chain", "url": ...}}, C{"local"},
+C{"ignore"}).  Relative URLs are resolved against the API's URL, as
+Pixiecore does, and so are those its cmdline's Go-template calls
+C{{{ URL "..." }}} and C{{{ ID "..." }}} name: they become pxed's
+C{url()}.  A C{cmdline} object is written as Pixiecore writes it (keys
+sorted, C{key="value"}, a boolean as the bare key, C{{"url": ...}} as a
+URL).  C{file://} URLs name files on pxed's host, as in Pixiecore, but
+only below the directories of C{policy.api.files}.  Anything
 else (a timeout, a non-200 status, bad JSON, an answer that makes no
 sense) means "ignore this machine for now", with the reason logged: a
 broken API must never boot a machine into something half-specified.
@@ -24,10 +30,13 @@ templates can never name a file on pxed's disk.
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 
 import treq
 from treq.client import HTTPClient
@@ -68,42 +77,94 @@ class APIError(ValueError):
     """
 
 
-def _url(api_url: str, value: Any, what: str) -> str:
+def _url(api_url: str, value: Any, what: str, files: Sequence[Path] = ()) -> str:
+    """
+    An absolute http(s) URL, or for a C{file://} URL below one of C{files}
+    the local path (Pixiecore serves C{file://} URLs from its disk).
+    """
     if not isinstance(value, str) or not value:
         raise APIError(f"{what} must be a non-empty string")
     if not _URL_SAFE.match(value):  # before urljoin, which drops tabs and newlines
         raise APIError(f"{what} {value!r} contains spaces or control characters")
+    if value.lower().startswith("file:"):
+        return _local_file(value, what, files)
     url = urljoin(api_url + "/", value)
     if not is_url(url) or not _URL_SAFE.match(url):
         raise APIError(f"{what} {value!r} is not an http(s) URL")
     return url
 
 
+def _local_file(value: str, what: str, files: Sequence[Path]) -> str:
+    parts = urlsplit(value)
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise APIError(f"{what} {value!r} is not a file:///PATH URL")
+    path = unquote(parts.path)
+    if not files:
+        raise APIError(f"{what} {value!r}: file:// URLs need policy.api.files (the "
+                       "directories the API may name files in)")
+    if "\0" in path or not path.startswith("/"):
+        raise APIError(f"{what} {value!r} is not a file:///PATH URL")
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(root) for root in files):
+        raise APIError(f"{what} {value!r} is outside policy.api.files")
+    if not real.is_file():
+        raise APIError(f"{what} {value!r}: no such file")
+    return str(real)
+
+
+def _go_quote(key: str, text: str) -> str:
+    """
+    Pixiecore writes a string value as Go's C{%q} does; the kernel reads
+    C{key="value"}, but not Go's backslash escapes, so a value that would
+    need one is refused.
+    """
+    if '"' in text or "\\" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise APIError(f"cmdline {key!r}: a value with quotes, backslashes or control "
+                       "characters cannot be written on a kernel command line")
+    return f'"{text}"'
+
+
 def _cmdline(value: Any) -> str:
     """
-    A string, or Pixiecore's object form: C{{"console": "ttyS0", "quiet":
-    true}} becomes C{console=ttyS0 quiet}.
+    A string, or Pixiecore's object form, written as Pixiecore writes it:
+    keys sorted, C{{"console": "ttyS0", "quiet": true, "ks": {"url":
+    "/ks.cfg"}}} becomes C{console="ttyS0" ks={{ URL "/ks.cfg" }} quiet}
+    (a boolean, true or false, is the bare key, as there); numbers, which
+    Pixiecore refuses, are written as C{key=N}.
     """
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict):
-        words = []
-        for key, item in value.items():
-            if item is True:
-                words.append(str(key))
-            elif item is not False and item is not None:
-                words.append(f"{key}={item}")
-        return " ".join(words)
-    raise APIError("cmdline must be a string or an object")
+    if not isinstance(value, dict):
+        raise APIError("cmdline must be a string or an object")
+    words = []
+    for key in sorted(value):
+        item = value[key]
+        if not isinstance(key, str) or not _URL_SAFE.match(key) or any(c in key for c in "{}\"'"):
+            raise APIError(f"cmdline key {key!r} is not one word")
+        if isinstance(item, bool):
+            words.append(key)
+        elif isinstance(item, str):
+            words.append(f"{key}={_go_quote(key, item)}")
+        elif isinstance(item, int | float):
+            words.append(f"{key}={item}")
+        elif isinstance(item, dict):
+            url = item.get("url")
+            if not isinstance(url, str) or '"' in url:
+                raise APIError(f"cmdline key {key!r} has an object value without a 'url'")
+            words.append(f'{key}={{{{ URL "{url}" }}}}')
+        else:
+            raise APIError(f"cmdline key {key!r}: unsupported value {item!r}")
+    return " ".join(words)
 
 
 def _jinja_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _pixiecore_calls(cmdline: str, api_url: str) -> str:
+def _pixiecore_calls(cmdline: str, api_url: str, files: Sequence[Path] = (),
+                     local: set[str] | None = None) -> str:
     """
     Pixiecore's cmdline functions in pxed's terms.  There, C{URL} and
     C{ID} both give the URL at which the booting OS fetches a file through
@@ -115,7 +176,9 @@ def _pixiecore_calls(cmdline: str, api_url: str) -> str:
 
     def translate(call: re.Match[str]) -> str:
         left, name, quoted, raw, right = call.groups()
-        target = _url(api_url, quoted if quoted is not None else raw, f"cmdline {name}")
+        target = _url(api_url, quoted if quoted is not None else raw, f"cmdline {name}", files)
+        if not is_url(target) and local is not None:
+            local.add(target)
         return f"{{{{{left} url({_jinja_string(target)}) {right}}}}}"
 
     text = _GO_CALL.sub(translate, cmdline)
@@ -133,10 +196,11 @@ def _text(data: dict[str, Any], key: str) -> str:
     return value
 
 
-def parse_answer(data: Any, api_url: str) -> IBootAction:
+def parse_answer(data: Any, api_url: str, files: Sequence[Path] = ()) -> IBootAction:
     """
     Turn the API's decoded JSON into an action.
 
+    @param files: the directories C{file://} URLs may name files in.
     @raise APIError: if it is not a usable answer.
     """
     if not isinstance(data, dict):
@@ -155,13 +219,13 @@ def parse_answer(data: Any, api_url: str) -> IBootAction:
             initrds = [initrds]
         if not isinstance(initrds, list):
             raise APIError("initrd must be a list of URLs")
-        return BootSpec(
-            _url(api_url, data.get("kernel"), "kernel"),
-            tuple(_url(api_url, item, "initrd") for item in initrds),
-            _pixiecore_calls(_cmdline(data.get("cmdline")), api_url),
-            message=_text(data, "message"),
-            remote_only=True,
-        )
+        local: set[str] = set()
+        kernel = _url(api_url, data.get("kernel"), "kernel", files)
+        initrd = tuple(_url(api_url, item, "initrd", files) for item in initrds)
+        cmdline = _pixiecore_calls(_cmdline(data.get("cmdline")), api_url, files, local)
+        local.update(item for item in (kernel, *initrd) if not is_url(item))
+        return BootSpec(kernel, initrd, cmdline, message=_text(data, "message"),
+                        remote_only=True, local_files=frozenset(local))
     if kind == "ipxe":
         script = data.get("ipxe-script", data.get("script"))
         if not isinstance(script, str) or not script.strip():
@@ -203,6 +267,7 @@ class APIRule:
         cache: float = 30.0,
         name: str = "policy.api",
         match: IMatcher | None = None,
+        files: Sequence[Path] = (),
     ) -> None:
         self.client = client
         self.url = url.rstrip("/")
@@ -211,6 +276,7 @@ class APIRule:
         self.cache = cache
         self.name = name
         self.match = match if match is not None else Match()
+        self.files = tuple(files)
         self._entries: dict[tuple[str, str, bool], _Entry] = {}
 
     def decide(self, request: BootRequest) -> Deferred[IBootAction | None]:
@@ -277,7 +343,9 @@ class APIRule:
             "stage": request.stage,
             "ipxe": "1" if request.ipxe else "0",
         }
-        url = f"{self.url}/v1/boot/{quote(request.mac)}"
+        # The MAC's colons as they are, as Pixiecore sends them: an API
+        # that matches the raw path would not know %3A.
+        url = f"{self.url}/v1/boot/{request.mac}"
         response = await self.client.get(
             url, params={k: v for k, v in params.items() if v},
             headers=Headers({b"Accept": [b"application/json"]}), unbuffered=True,
@@ -295,7 +363,7 @@ class APIRule:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise APIError(f"bad JSON: {e}") from None
-        action = parse_answer(data, self.url)
+        action = parse_answer(data, self.url, self.files)
         log.info("{mac}: the policy API says {action}", mac=request.mac,
                  action=type(action).__name__, stage=request.stage)
         return action

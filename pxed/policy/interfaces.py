@@ -42,6 +42,10 @@ class IBootAction(Interface):
         "True when the action came from outside the configuration (the HTTP "
         "API): its templates may then name remote URLs only, never local files."
     )
+    local_files = Attribute(
+        "The local files a remote_only action may name all the same (a set of "
+        "paths): the API's file:// URLs below policy.api.files."
+    )
 
     def ipxe_script(env: ScriptEnv) -> str:
         """
