@@ -102,6 +102,13 @@ class Metrics:
         self.tftp_active = Gauge(
             "pxed_tftp_active_transfers", "TFTP transfers in progress, including files being "
             "opened.", registry=r)
+        self.tftp_not_found = Counter(
+            "pxed_tftp_not_found", "TFTP reads of files pxed does not serve (answered with "
+            "ERROR 1): a wrong boot file name, a missing sibling of a chained program.",
+            registry=r)
+        self.template_errors = Counter(
+            "pxed_template_errors", "iPXE scripts that could not be rendered (the machine got "
+            "a script that says so and stops).", registry=r)
         self.http_requests = Counter(
             "pxed_http_requests", "HTTP requests answered, by kind (script, file, program, "
             "export, beacon, status, api, metrics, admin, other) and status code.",
@@ -168,7 +175,13 @@ class Metrics:
         self.tftp_blksize.observe(blksize)
         self.tftp_windowsize.observe(windowsize)
 
+    def tftp_file_not_found(self) -> None:
+        self.tftp_not_found.inc()
+
     # -- HTTP -----------------------------------------------------------------
+
+    def template_error(self) -> None:
+        self.template_errors.inc()
 
     def http_request(self, kind: str, code: int, body_bytes: int) -> None:
         _bound(self._http_requests, self.http_requests, (kind, str(code))).inc()

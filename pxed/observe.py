@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pxed import timeline
+from pxed.dhcp.logbudget import LogBudget
 from pxed.grub.config import file_key, is_beacon
 from pxed.metrics import Metrics
 from pxed.peers import PeerMap
@@ -90,6 +91,8 @@ class BootRecorder:
         self.peers = peers if peers is not None else PeerMap()
         self.loop_after = loop_after
         self.loop_window = loop_window
+        # A client can ask for missing files as fast as it likes.
+        self.budget = LogBudget(clock)
 
     # -- IBootLog -------------------------------------------------------------
 
@@ -111,6 +114,8 @@ class BootRecorder:
             gap = current.when - previous.when
             if gap <= timeline.NEW_BOOT_AFTER:
                 self.metrics.stage_reached(_metric_stage(stage, plain), gap)
+        if stage == timeline.SCRIPT_ERROR:
+            self.metrics.template_error()
         if stage == timeline.BEACON:
             self._finished(mac, current)
         elif timeline.fetch_key(current) is not None:
@@ -210,6 +215,18 @@ class BootRecorder:
                     bytes=result.bytes_sent, seconds=round(result.duration, 3),
                     blksize=result.blksize, windowsize=result.windowsize,
                     retransmits=result.retransmits, tsize=result.tsize, error=result.error)
+
+    def tftp_not_found(self, peer: tuple[str, int], filename: str) -> None:
+        """
+        A read of a file pxed does not serve: where such a boot stops
+        (a wrong file name, a chained program's sibling not exported).
+        """
+        self.metrics.tftp_file_not_found()
+        mac = self.peers.mac(peer[0])
+        if mac is not None:
+            self.record(mac, timeline.TFTP_NOT_FOUND, file=filename, peer=peer[0])
+        self.budget.info(log, "{who}: TFTP file not found: {filename}", who=mac or peer[0],
+                         mac=mac, filename=filename, peer=peer[0], stage=timeline.TFTP_NOT_FOUND)
 
     # -- HTTP hook ------------------------------------------------------------
 

@@ -141,6 +141,7 @@ def makeBootService(
     transfers = TFTPServerProtocol(source, reactor=reactor,
                                    on_transfer_start=recorder.tftp_started,
                                    on_transfer_end=recorder.tftp_ended,
+                                   on_not_found=recorder.tftp_not_found,
                                    **{**config.tftp.protocol_options(),
                                       "max_transfers": budget.max_transfers})
     metrics.track_tftp(lambda: transfers.active_transfers)

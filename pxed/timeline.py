@@ -49,6 +49,11 @@ BEACON = "booting"
 #: A loop was detected (recorded by L{pxed.observe}).
 LOOP = "loop"
 
+#: A TFTP read of a file pxed does not serve, and a script that could not
+#: be rendered: where a boot stops, so on its timeline.
+TFTP_NOT_FOUND = "tftp-not-found"
+SCRIPT_ERROR = "script-error"
+
 #: Human names of the stages, for logs and the status page.
 LABELS: Mapping[str, str] = {
     "proxydhcp": "ProxyDHCP offer",
@@ -57,6 +62,8 @@ LABELS: Mapping[str, str] = {
     "tftp-start": "TFTP start",
     "tftp-end": "TFTP end",
     "tftp-upload": "TFTP upload",
+    TFTP_NOT_FOUND: "TFTP file not found",
+    SCRIPT_ERROR: "script error",
     "program": "boot program (HTTP)",
     "script": "iPXE script",
     "kernel": "kernel",

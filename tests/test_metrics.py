@@ -31,7 +31,7 @@ from pxed.metrics import Metrics, arch_label, message_type_label
 from pxed.net import PacketInfo
 from pxed.service import makeBootService
 from pxed.tftp import packet as P
-from pxed.tftp.client import fetch_result
+from pxed.tftp.client import TFTPError, fetch_result
 from tests.test_dhcp_protocol import (
     IPXE_UEFI_DISCOVER,
     OVMF_DISCOVER,
@@ -41,6 +41,7 @@ from tests.test_dhcp_protocol import (
 )
 
 MAC = "52:54:00:77:00:10"  # the machine in the UEFI capture
+BROKEN = "52:54:00:77:00:99"  # its script cannot be rendered
 STRANGER = bytes.fromhex("525400990001")
 LOCAL = "127.0.0.1"
 INFO = PacketInfo(ifindex=1, local=LOCAL, destination="255.255.255.255")
@@ -101,7 +102,12 @@ class EveryMetricMovesTests(unittest.TestCase):
                             "x86-bios": str(self.dir / "undionly.kpxe")},
             "boot": {"machines": {MAC: {"kernel": str(self.dir / "vmlinuz"),
                                         "initrd": [str(self.dir / "initrd.img")],
-                                        "cmdline": "console=ttyS0"}}},
+                                        "cmdline": "console=ttyS0"},
+                                  # Renders for the samples at load time,
+                                  # not for this machine.
+                                  BROKEN: {"kernel": str(self.dir / "vmlinuz"),
+                                           "cmdline": "{% if mac == '" + BROKEN +
+                                                      "' %}{{ nosuchvar }}{% endif %}"}}},
         }, "test")
         self.metrics = Metrics()
         self.top = makeBootService(self.config, metrics=self.metrics)
@@ -182,6 +188,9 @@ class EveryMetricMovesTests(unittest.TestCase):
                                    interface=LOCAL)
         self.assertEqual(third.data, self.program)
         yield self.until(lambda: self.stages().count("tftp-end") == 3)
+        # A file pxed does not have: ERROR 1, counted, on the timeline.
+        yield self.assertFailure(fetch_result(reactor, LOCAL, self.tftp_port, "grubx64.efi",
+                                              interface=LOCAL), TFTPError)
 
         # iPXE: its DHCP, the script, the kernel and initrd, the beacon.
         self.offers.datagramReceivedWithInfo(raw(IPXE_UEFI_DISCOVER), ("0.0.0.0", 68), INFO)
@@ -193,6 +202,8 @@ class EveryMetricMovesTests(unittest.TestCase):
         self.assertEqual((yield self.get(kernel.group(1))), self.kernel)
         self.assertEqual((yield self.get(initrd.group(1))), self.initrd)
         yield self.get(beacon.group(1))
+        broken = (yield self.get(f"/_/ipxe?mac={BROKEN}&arch=7")).decode()
+        self.assertIn("cannot render the boot script", broken)
         page = yield self.get("/_/status/")
         self.assertIn(b"<html", page)
         yield self.get("/_/machines")
@@ -231,6 +242,8 @@ class EveryMetricMovesTests(unittest.TestCase):
         self.assertEqual(sample("pxed_machines_booted_total"), 1.0)
         self.assertEqual(sample("pxed_boot_seconds_count"), 1.0)
         self.assertEqual(sample("pxed_boot_loops_total"), 1.0)
+        self.assertEqual(sample("pxed_tftp_not_found_total"), 1.0)
+        self.assertEqual(sample("pxed_template_errors_total"), 1.0)
         for stage in ("bootserver", "tftp-start", "tftp-end", "ipxe-dhcp", "script", "kernel",
                       "initrd", "booting"):
             self.assertGreaterEqual(sample("pxed_boot_stage_seconds_count", stage=stage) or 0,
@@ -241,8 +254,10 @@ class EveryMetricMovesTests(unittest.TestCase):
         self.assertEqual(self.stages(), [
             "proxydhcp", "bootserver",
             "tftp-start", "tftp-end", "tftp-start", "tftp-end", "tftp-start", "tftp-end", "loop",
-            "proxydhcp", "script", "kernel", "initrd", "booting",
+            "tftp-not-found", "proxydhcp", "script", "kernel", "initrd", "booting",
         ])
+        [error] = [e for e in self.boot_log.events(BROKEN) if e.stage == "script-error"]
+        self.assertIn("'nosuchvar' is undefined", error.fields["error"])
 
     def stages(self) -> list[str]:
         return [e.stage for e in self.boot_log.events(MAC)]

@@ -191,6 +191,40 @@ class TFTPHookTests(RecorderTestCase):
         self.assertEqual(self.sample("pxed_tftp_retransmits_total"), 5.0)
 
 
+class NotFoundTests(RecorderTestCase):
+    def test_not_found_line_metric_and_event(self) -> None:
+        self.neighbours[CLIENT] = MAC
+        self.recorder.tftp_not_found((CLIENT, 1001), "grubx64.efi")
+        [event] = self.store.events(MAC)
+        self.assertEqual((event.stage, event.fields), ("tftp-not-found",
+                                                       {"file": "grubx64.efi", "peer": CLIENT}))
+        self.assertEqual(self.sample("pxed_tftp_not_found_total"), 1.0)
+        [line] = [e for e in self.logged if e.get("stage") == "tftp-not-found"]
+        self.assertEqual(line["log_level"].name, "info")
+        self.assertEqual(line["who"], MAC)
+
+    def test_within_the_log_budget(self) -> None:
+        """
+        A client asking for missing files in a loop gets the budget's lines
+        at info level, the rest at debug, and the next line says how many
+        were left out; every one is counted.
+        """
+        for _ in range(200):
+            self.recorder.tftp_not_found((CLIENT, 1001), "nothere")
+        levels = [e["log_level"].name for e in self.logged if e.get("stage") == "tftp-not-found"]
+        self.assertEqual(levels.count("info"), self.recorder.budget.burst)
+        self.assertEqual(levels.count("debug"), 200 - self.recorder.budget.burst)
+        self.assertEqual(self.sample("pxed_tftp_not_found_total"), 200.0)
+        self.clock.advance(10)
+        self.recorder.tftp_not_found((CLIENT, 1001), "nothere")
+        self.assertEqual(self.logged[-1]["left_out"], 200 - self.recorder.budget.burst)
+        self.assertEqual(self.store.machines(), [])  # no MAC known: no timeline
+
+    def test_script_error_counted(self) -> None:
+        self.recorder.record(MAC, "script-error", rule="r", error="template error: x")
+        self.assertEqual(self.sample("pxed_template_errors_total"), 1.0)
+
+
 class HTTPHookTests(RecorderTestCase):
     def script(self) -> None:
         self.recorder.record(MAC, "script", peer=CLIENT, action="BootSpec",

@@ -29,6 +29,7 @@ from twisted.web.resource import IResource, Resource
 from pxed import ipxe
 from pxed.clienttext import client_uuid
 from pxed.config.boot import normal_mac
+from pxed.dhcp.logbudget import LogBudget
 from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
 from pxed.http.proxy import RemoteFetcher
 from pxed.machine import Machine, architecture
@@ -38,7 +39,7 @@ from pxed.responder import http_base
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore, StateUnavailable
 from pxed.templates import RenderError, ScriptEnv
-from pxed.timeline import script_files
+from pxed.timeline import SCRIPT_ERROR, script_files
 
 if TYPE_CHECKING:
     from pxed.grub.image import GrubImageCache
@@ -124,6 +125,9 @@ class BootHTTP:
         self.reload = reload
         #: The GRUB images pxed builds (ARM64), served by their names too.
         self.images = images
+        from twisted.internet import reactor
+
+        self.budget = LogBudget(reactor)  # type: ignore[arg-type]
 
     def resource(self) -> IResource:
         return _TextPaths(self.app.resource())
@@ -221,8 +225,12 @@ class BootHTTP:
         try:
             text = action.ipxe_script(env)
         except RenderError as e:
-            log.error("{mac}: cannot render the script of rule {rule}: {why}", mac=mac,
-                      rule=action.rule, why=str(e))
+            # On the timeline (and counted there); one info line within
+            # the budget, since a machine may ask again and again.
+            self.boot_log.record(mac, SCRIPT_ERROR, rule=action.rule, error=str(e),
+                                 peer=boot.client_address)
+            self.budget.info(log, "{mac}: cannot render the script of rule {rule}: {why}",
+                             mac=mac, rule=action.rule, why=str(e), stage=SCRIPT_ERROR)
             return ipxe.no_boot_script(f"cannot render the boot script: {e}").encode()
         # The files the script loads, so their downloads show as the
         # kernel and initrds on the machine's timeline.

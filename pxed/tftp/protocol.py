@@ -80,6 +80,8 @@ class TFTPServerProtocol(DatagramProtocol):
         transfer port starts serving a read request.
     @param on_transfer_end: called with (peer, filename, TransferResult),
         for reads and uploads (C{TransferResult.upload}).
+    @param on_not_found: called with (peer, filename) when a read asks for
+        a file the source does not have (the client gets ERROR 1).
     @param upload: where write requests may create files; C{None} (the
         default) refuses them all.
     """
@@ -100,6 +102,7 @@ class TFTPServerProtocol(DatagramProtocol):
         on_transfer_start: StartObserver | None = None,
         on_transfer_end: EndObserver | None = None,
         upload: UploadRoot | None = None,
+        on_not_found: Callable[[Address, str], object] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -119,6 +122,7 @@ class TFTPServerProtocol(DatagramProtocol):
         self.open_timeout = open_timeout
         self.on_transfer_start = on_transfer_start
         self.on_transfer_end = on_transfer_end
+        self.on_not_found = on_not_found
         self.upload = upload
         # (peer, filename) -> the session once its port is up, else None
         # while the file is being opened.
@@ -253,7 +257,10 @@ class TFTPServerProtocol(DatagramProtocol):
     def _openFailed(self, failure: Failure, request: P.ReadRequest, addr: Address) -> None:
         self._transfers.pop((addr, request.filename), None)
         if failure.check(FileNotFound):
+            # Its info line (within a budget), metric and timeline event
+            # come from the observer, which knows the machine.
             log.debug("{filename} not found for {peer}", filename=request.filename, peer=addr)
+            self._notify(self.on_not_found, addr, request.filename)
             code, message = P.ERR_FILE_NOT_FOUND, "File not found"
         elif failure.check(AccessViolation):
             log.info(
