@@ -7,6 +7,9 @@ The C{pxed} command: tools around the server (which C{twistd pxed} runs).
   pxed explain --config FILE (--pcap CAPTURE | --hex PACKET) [--address A]
                [--interface NAME]
       print what pxed would answer to each DHCP packet, without a socket
+  pxed reinstall MAC --config FILE [--rule NAME]
+      clear the machine's 'once' flags (through the running server when
+      policy.admin is set, else in the state file)
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ def _address(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is not an IPv4 address") from None
 
 
+def _mac(value: str) -> str:
+    import re
+
+    mac = value.strip().lower().replace("-", ":")
+    if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a MAC address like 52:54:00:12:34:56")
+    return mac
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pxed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="the address of the interface the packets arrived on")
     ex.add_argument("--interface", default=None,
                     help="the name of the interface the packets arrived on")
+    again = sub.add_parser("reinstall", help="clear a machine's 'once' flags, so its next boot "
+                                             "goes through its 'once' rules again")
+    again.add_argument("mac", type=_mac)
+    again.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+    again.add_argument("--rule", default=None, help="clear only this rule's flag")
     return parser
 
 
@@ -73,6 +90,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
             return 1
         print(f"pxed: {args.config} is valid", file=out)
         return 0
+    if args.command == "reinstall":
+        from pxed.admin import reinstall
+
+        ok, message = reinstall(config, args.mac, args.rule)
+        print(f"pxed: {message}", file=out if ok else err)
+        return 0 if ok else 1
     return _explain(args, config, out, err)
 
 

@@ -45,6 +45,8 @@ def request_kind(path: bytes, status_page: bytes | None = None) -> str:
     """
     if status_page is not None and (path == status_page or path.startswith(status_page + b"/")):
         return "status"
+    if path.startswith(b"/_/machines/") and path.endswith(b"/reinstall"):
+        return "admin"
     for prefix, kind in _KINDS:
         if path.startswith(prefix):
             return kind

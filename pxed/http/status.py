@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -273,6 +274,11 @@ class _Leaf(Resource):
         return bytes(self._render(request))
 
 
+#: Admin actions on a machine live below its API path but are pxed's
+#: routes (the views here are read-only).
+_ADMIN_ACTION = re.compile(rb"^/_/machines/[^/]+/reinstall$")
+
+
 class Mount(Resource):
     """
     Hands a request to the resource mounted on its path (the path itself
@@ -290,6 +296,8 @@ class Mount(Resource):
 
     def render(self, request: IRequest) -> Any:  # type: ignore[override]
         path = request.path
+        if request.method == b"POST" and _ADMIN_ACTION.match(path):
+            return self.inner.render(request)
         for prefix, resource in self.routes:
             if path == prefix or path.startswith(prefix + b"/"):
                 return resource.render(request)
