@@ -269,7 +269,10 @@ class ActionScriptTests(HTTPTestCase):
         self.assertIn("exit 1", text)
         self.assertNotIn("kernel", text)
         self.assertIn("no_such_name", text)
-        self.assertEqual(self.boot_log.machines(), [])
+        # Where the boot stopped, on the machine's timeline.
+        [event] = self.boot_log.events(MAC)
+        self.assertEqual(event.stage, "script-error")
+        self.assertIn("'no_such_name' is undefined", event.fields["error"])
 
     @defer.inlineCallbacks
     def test_chain(self) -> Any:
