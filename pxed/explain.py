@@ -30,6 +30,7 @@ from pxed.machine import Machine
 from pxed.net import PacketInfo
 from pxed.policy import IBootPolicy
 from pxed.responder import BootResponder
+from pxed.runtime import image_cache
 from pxed.service import makePolicy
 from pxed.state import MemoryBootLog
 
@@ -195,7 +196,8 @@ def explain(
              config.server.ports.pxe: STAGES["bootserver"]}
     policy = _Recording(makePolicy(config))
     responder = BootResponder(policy, config.bootloaders, config.server.ports.http,
-                              MemoryBootLog(), menu=config.server.menu)
+                              MemoryBootLog(), menu=config.server.menu,
+                              images=image_cache(config.arm64, eager=False))
     for datagram in datagrams:
         stage = ports.get(datagram.dst[1])
         if stage is None:

@@ -87,14 +87,16 @@ def _chained_files(config: Config) -> Iterator[str]:
             yield action.target
 
 
-def image_cache(settings: ARM64Config, reactor: Any = None) -> GrubImageCache | None:
+def image_cache(settings: ARM64Config, reactor: Any = None,
+                eager: bool = True) -> GrubImageCache | None:
     """
     The GRUB image cache the C{arm64:} section asks for, or C{None} when
     building is switched off.
     """
     if not settings.build:
         return None
-    return GrubImageCache(settings.cache_dir, settings.modules, settings.mkimage, reactor=reactor)
+    return GrubImageCache(settings.cache_dir, settings.modules, settings.mkimage, reactor=reactor,
+                          eager=eager)
 
 
 def tftp_source(config: Config, images: GrubImageCache | None = None,

@@ -28,7 +28,13 @@ UEFI_STEPS = ["offer", "bootserver", "tftp-start", "program", "ipxe-dhcp", "scri
               "initrd", "booted"]
 BIOS_STEPS = ["ipxe-dhcp", "script", "kernel", "initrd", "booted"]
 HTTP_BOOT_STEPS = ["offer", "program", "ipxe-dhcp", "script", "kernel", "initrd", "booted"]
-STEPS = {"uefi": UEFI_STEPS, "bios": BIOS_STEPS, "uefi-http": HTTP_BOOT_STEPS}
+#: ARM64: EDK2's PXE (or HTTP Boot) fetches the GRUB pxed built, which
+#: reads its configuration (the "script"), the kernel and initrd by TFTP.
+ARM64_STEPS = ["offer", "bootserver", "tftp-start", "program", "script", "kernel", "initrd",
+               "booted"]
+ARM64_HTTP_STEPS = ["offer", "program", "script", "kernel", "initrd", "booted"]
+STEPS = {"uefi": UEFI_STEPS, "bios": BIOS_STEPS, "uefi-http": HTTP_BOOT_STEPS,
+         "arm64": ARM64_STEPS, "arm64-http": ARM64_HTTP_STEPS}
 
 
 def step(event: dict[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ configuration section.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
+from pxed import cli
 from pxed.config import ConfigError, parse_config
+from pxed.dhcp.packet import DHCPPacket, Option, encode
 from pxed.dhcp.reply import BootAnswer
 from pxed.grub.image import GrubImageCache
 from pxed.http.app import BootHTTP
@@ -149,6 +152,33 @@ class HTTPBootTests(unittest.TestCase):
         code, _, _ = yield self.get("/_/boot/grubaa64-203.0.113.7.efi")
         self.assertEqual(code, 404)
         self.assertEqual(self.ws.count(), 1)
+
+
+class ExplainTests(unittest.TestCase):
+    def test_explain_names_the_image_and_builds_nothing(self) -> None:
+        """
+        C{pxed explain} tells an ARM64 client's answer (the image of the
+        address) without building anything.
+        """
+        ws = Workspace(self)
+        kernel = ws.root / "Image"
+        kernel.write_bytes(b"k")
+        config = ws.root / "pxed.yaml"
+        config.write_text(
+            "server: {address: 192.168.77.1}\n"
+            f"arm64: {{modules: {ws.modules}, cache_dir: {ws.cache}, mkimage: {ws.mkimage}}}\n"
+            f"boot: {{default: {{kernel: {kernel}}}}}\n")
+        options = {Option.MESSAGE_TYPE: b"\x01",
+                   Option.VENDOR_CLASS: b"PXEClient:Arch:00011:UNDI:003000",
+                   Option.CLIENT_ARCH: b"\x00\x0b"}
+        chaddr = bytes.fromhex("525400770040") + b"\0" * 10
+        packet = encode(DHCPPacket(xid=1, chaddr=chaddr, options=options))
+        out, err = io.StringIO(), io.StringIO()
+        code = cli.main(["explain", "--config", str(config), "--hex", packet.hex()], out, err)
+        self.assertEqual(code, 0, err.getvalue())
+        self.assertIn("grubaa64-192.168.77.1.efi", out.getvalue())
+        self.assertEqual(ws.count(), 0)
+        self.assertFalse(ws.cache.exists())
 
 
 class ConfigTests(unittest.TestCase):

@@ -127,8 +127,12 @@ class GrubImageCache:
         mkimage: str = "grub-mkimage",
         modules: Sequence[str] = MODULES,
         reactor: Any = None,
+        eager: bool = True,
     ) -> None:
         self.cache_dir = Path(cache_dir)
+        #: Whether L{prepare} starts a build (C{pxed explain} only names
+        #: the image, and builds nothing).
+        self.eager = eager
         self.configured_modules_dir = modules_dir
         self.mkimage = mkimage
         self.modules = tuple(modules)
@@ -264,6 +268,8 @@ class GrubImageCache:
         Failures are logged, not raised.
         """
         self.advertised.add(address)
+        if not self.eager:
+            return defer.succeed(self.directory / self.name(address))
         d = self.image(address)
         d.addErrback(lambda f: log.error("{error}", error=f.getErrorMessage()))
         return d

@@ -48,7 +48,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
         indented by two spaces.
     """
     console = "ttyS0,115200"
-    if firmware == "arm64":
+    if firmware.startswith("arm64"):
         kernel, busybox = arm64_payload()
         initrd = build_initrd(workdir / "initrd.gz", busybox)
         console = "ttyAMA0,115200"

@@ -35,7 +35,7 @@ IPXE_QEMU_ROMS = Path("/usr/lib/ipxe/qemu")
 FIRMWARES = ("bios", "uefi")
 #: Also accepted by L{qemu_argv}: OVMF doing UEFI HTTP Boot (no PXE), and
 #: an ARM64 machine with AAVMF.
-ALL_FIRMWARES = (*FIRMWARES, "uefi-http", "arm64")
+ALL_FIRMWARES = (*FIRMWARES, "uefi-http", "arm64", "arm64-http")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -119,8 +119,12 @@ def qemu_argv(
         # QEMU option syntax splits on commas; a path with one would be cut.
         if "," in str(path):
             raise ValueError(f"QEMU cannot take a path containing a comma: {path}")
-    if firmware == "arm64":
-        return _arm64_argv(serial_log, mac, workdir, tap, memory_mb)
+    if firmware in ("arm64", "arm64-http"):
+        argv = _arm64_argv(serial_log, mac, workdir, tap, memory_mb)
+        if firmware == "arm64-http":
+            # No PXE: AAVMF's first network boot option is "UEFI HTTPv4".
+            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no"]
+        return argv
     if shutil.which(QEMU) is None:
         raise FileNotFoundError(f"{QEMU} not found: install the Debian package qemu-system-x86")
     argv = [*_common(QEMU, serial_log, tap, memory_mb), "-vga", "none"]
