@@ -7,6 +7,9 @@ The C{pxed} command: tools around the server (which C{twistd pxed} runs).
   pxed explain --config FILE (--pcap CAPTURE | --hex PACKET) [--address A]
                [--interface NAME]
       print what pxed would answer to each DHCP packet, without a socket
+  pxed doctor --config FILE [--interface NAME] [--mac MAC]
+      broadcast a PXE DISCOVER (BIOS and UEFI), list every server that
+      answers, check ports, files, TFTP and HTTP; exit 1 if a boot would fail
   pxed reinstall MAC --config FILE [--rule NAME]
       clear the machine's 'once' flags (through the running server when
       policy.admin is set, else in the state file)
@@ -64,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="the address of the interface the packets arrived on")
     ex.add_argument("--interface", default=None,
                     help="the name of the interface the packets arrived on")
+    doctor = sub.add_parser("doctor", help="find what would stop machines from booting: other "
+                                           "boot servers, ports, files, TFTP, HTTP")
+    doctor.add_argument("--config", "-c", default=DEFAULT_CONFIG)
+    doctor.add_argument("--interface", default=None,
+                        help="the interface the clients are on (default: server.interface, or "
+                             "the one with server.address)")
+    doctor.add_argument("--mac", type=_mac, default=None,
+                        help="ask as this machine (default: the interface's own MAC)")
+    doctor.add_argument("--wait", type=float, default=3.0,
+                        help="seconds to collect offers (default 3)")
     again = sub.add_parser("reinstall", help="clear a machine's 'once' flags, so its next boot "
                                              "goes through its 'once' rules again")
     again.add_argument("mac", type=_mac)
@@ -90,6 +103,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
             return 1
         print(f"pxed: {args.config} is valid", file=out)
         return 0
+    if args.command == "doctor":
+        from pxed.doctor import diagnose
+
+        return diagnose(config, out, args.interface, args.mac, min(max(args.wait, 0.5), 30.0))
     if args.command == "reinstall":
         from pxed.admin import reinstall
 

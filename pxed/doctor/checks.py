@@ -1,0 +1,147 @@
+# -*- test-case-name: tests.test_doctor -*-
+"""
+The doctor's findings, and the checks that need no network: the ports
+(free, held by pxed, or held by something else) and the files the
+configuration names.
+
+Each finding says which kinds of boot it would break, so the report can
+end with what an operator actually wants to know: will my BIOS machines
+boot, will my UEFI machines?
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pxed.config import Config
+from pxed.policy import Chain, Rule
+from pxed.policy.actions import BootSpec, is_url
+from pxed.ports import PortHolder, port_holders
+
+__all__ = ["Finding", "BIOS", "UEFI", "HTTP_BOOT", "IPXE", "EVERY_BOOT", "port_findings",
+           "file_findings", "is_pxed"]
+
+BIOS = "BIOS PXE"
+UEFI = "UEFI PXE"
+HTTP_BOOT = "UEFI HTTP Boot"
+IPXE = "iPXE (script, kernel, initrd)"
+#: Every boot pxed gives goes through iPXE, whatever the firmware.
+EVERY_BOOT = (BIOS, UEFI, HTTP_BOOT, IPXE)
+
+#: What each port carries, and so what breaks without it.
+_PORTS = (
+    ("dhcp", "udp", (BIOS, UEFI, HTTP_BOOT, IPXE), "ProxyDHCP offers"),
+    ("pxe", "udp", (UEFI,), "the PXE boot server (UEFI firmware asks it for its file)"),
+    ("tftp", "udp", (BIOS, UEFI), "TFTP (PXE firmware loads iPXE with it)"),
+    ("http", "tcp", (HTTP_BOOT, IPXE), "HTTP (scripts, kernels, HTTP Boot programs)"),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """
+    @ivar level: C{"ok"}, C{"info"}, C{"warn"} or C{"fail"} (C{fail}
+        findings would break the boots in C{breaks}).
+    """
+
+    level: str
+    topic: str
+    message: str
+    breaks: tuple[str, ...] = ()
+
+
+def is_pxed(holder: PortHolder) -> bool:
+    """
+    Whether C{holder} is a pxed (C{twistd pxed}, C{pxed-tftp}, or a
+    program embedding it with pxed on its command line).
+    """
+    try:
+        cmdline = Path(f"/proc/{holder.pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"pxed" in cmdline
+
+
+def port_findings(config: Config,
+                  holders: object = port_holders) -> Iterator[Finding]:
+    for name, kind, breaks, what in _PORTS:
+        port = getattr(config.server.ports, name)
+        key = f"server.ports.{name}"
+        label = f"{kind.upper()} {port} ({key})"
+        if port == 0:
+            yield Finding("info", label, "port 0: picked at start-up, not checked")
+            continue
+        found = holders(kind, port)  # type: ignore[operator]
+        others = [h for h in found if not is_pxed(h)]
+        ours = [h for h in found if is_pxed(h)]
+        if others:
+            yield Finding("fail", label, f"held by {', '.join(map(str, others))}: pxed cannot "
+                          f"have it, so {what} would be someone else's", breaks)
+        elif ours:
+            yield Finding("ok", label, f"held by pxed: {', '.join(map(str, ours))}")
+        else:
+            yield Finding("fail", label, f"nothing listens: pxed is not running, so no {what}",
+                          breaks)
+
+
+def _readable_by_others(path: Path) -> bool:
+    """
+    Whether a user other than the owner could read C{path}: the systemd
+    unit runs pxed as a dynamic user, not as the files' owner.
+    """
+    try:
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.resolve().parents)
+    except OSError:
+        return False
+
+
+def _named_files(config: Config) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """
+    (what, path, boots it breaks) for every local file the configuration
+    names.
+    """
+    for slug, path in config.bootloaders.items():
+        breaks = {"x86-bios": (BIOS,), "x64-uefi": (UEFI, HTTP_BOOT)}.get(slug, ())
+        yield f"bootloaders.{slug}", str(path), breaks or (f"{slug} PXE",)
+    specs: list[tuple[str, object]] = []
+    if config.default is not None:
+        specs.append(("boot.default", config.default))
+    specs += [(f"boot.machines.{mac}", spec) for mac, spec in config.machines.items()]
+    specs += [(f"policy.rules: {rule.name}", rule.action) for rule in config.policy.rules
+              if isinstance(rule, Rule)]
+    for where, action in specs:
+        locations: tuple[str, ...] = ()
+        if isinstance(action, BootSpec):
+            locations = action.files()
+        elif isinstance(action, Chain):
+            locations = (action.target,)
+        for location in locations:
+            if not is_url(location):
+                yield where, location, EVERY_BOOT
+
+
+def file_findings(config: Config) -> Iterator[Finding]:
+    for what, location, breaks in _named_files(config):
+        path = Path(location)
+        if not os.access(path, os.R_OK) or not path.is_file():
+            yield Finding("fail", what, f"{location} is missing or unreadable", breaks)
+        elif not _readable_by_others(path):
+            yield Finding("warn", what, f"{location} is readable by its owner only: the systemd "
+                          "unit's dynamic user could not read it")
+        else:
+            yield Finding("ok", what, f"{location} is readable")
+    directories = [("tftp.root", config.tftp.root)] + [
+        (f"policy.exports.{name}", path) for name, path in config.policy.exports.items()]
+    for what, directory in directories:
+        if directory is None:
+            continue
+        if not os.access(directory, os.R_OK | os.X_OK):
+            yield Finding("fail", what, f"{directory} cannot be read", ())
+        else:
+            yield Finding("ok", what, f"{directory} is readable")
