@@ -108,14 +108,14 @@ class _Tool:
 class GrubImageCache:
     """
     GRUB images for one platform, one per advertised address, built on
-    demand and cached in C{cache_dir}.
+    demand and cached in C{cache_dir}.  Older images of an address are
+    removed once a new one is in place.
 
     @param modules_dir: the platform's module directory; C{None} looks in
         L{ARM64_MODULE_DIRS}.
     @param mkimage: the C{grub-mkimage} program (a name on C{PATH}, or a
         path).
-
-    Older images of an address are removed once a new one is in place.
+    @param eager: whether L{prepare} starts a build.
     """
 
     platform = "arm64-efi"
