@@ -374,7 +374,7 @@ def _secret(reader: Reader, value: Any, key: str, what: str) -> bytes | None:
         where = join_key(key, what)
     elif f"{what}_file" in entry:
         where = join_key(key, f"{what}_file")
-        path = reader.file(entry[f"{what}_file"], where, urls=False)
+        path = reader.file(reader.credential(entry[f"{what}_file"], where), where, urls=False)
         try:
             secret = Path(path).read_bytes().strip()
         except OSError as e:

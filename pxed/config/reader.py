@@ -68,6 +68,22 @@ class Reader:
             raise self.fail(key, f"must be a port number 0..65535, not {value!r}")
         return value
 
+    def credential(self, value: Any, key: str) -> str:
+        """
+        A secret file's location, where a leading C{%d/} (systemd's
+        specifier) or C{$CREDENTIALS_DIRECTORY/} stands for the directory
+        systemd's C{LoadCredential=} puts the unit's credentials in.
+        """
+        location = self.string(value, key)
+        for prefix in ("%d/", "$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"):
+            if location.startswith(prefix):
+                directory = os.environ.get("CREDENTIALS_DIRECTORY")
+                if not directory:
+                    raise self.fail(key, f"{location!r} needs $CREDENTIALS_DIRECTORY, which "
+                                         "systemd sets for a unit with LoadCredential=")
+                return os.path.join(directory, location[len(prefix):])
+        return location
+
     def file(self, value: Any, key: str, *, urls: bool) -> str:
         location = self.string(value, key)
         if urls and is_url(location):
