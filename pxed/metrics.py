@@ -156,6 +156,29 @@ class Metrics:
         _bound(self._dhcp_replies, self.dhcp_replies, (port, reply_type)).inc()
         _bound(self._dhcp_latency, self.dhcp_latency, (port,)).observe(seconds)
 
+    # -- DHCP leases (pxed as the DHCP server) --------------------------------
+
+    def track_leases(self, store: Any, now: Callable[[], float]) -> Callable[[str], None]:
+        """
+        Add the lease metrics (only pxed as the DHCP server has them): a
+        counter of lease events, and, for a store in this process, a
+        gauge of the leases held, read at each scrape.
+
+        @return: the function to call with each event's name (offered,
+            acked, nak, released, declined, exhausted).
+        """
+        events = Counter(
+            "pxed_dhcp_lease_events", "What happened to leases: offered, acked, nak (a request "
+            "refused), released, declined, exhausted (no free address to offer).", ["event"],
+            registry=self.registry)
+        if store is not None:
+            held = Gauge("pxed_dhcp_leases", "Addresses held now (bound or offered).",
+                         registry=self.registry)
+            held.set_function(lambda: sum(1 for lease in store._by_address.values()
+                                          if lease.held(now())))
+        cache: dict[tuple[str, ...], Any] = {}
+        return lambda event: _bound(cache, events, (event,)).inc()
+
     # -- TFTP -----------------------------------------------------------------
 
     def track_tftp(self, active: Callable[[], int]) -> None:

@@ -36,7 +36,8 @@ __all__ = ["BootRecorder"]
 log = Logger()
 
 #: What the outcome of an answered DHCP request is called, by port.
-_ANSWERED = {"proxydhcp": ("offered", "offer"), "bootserver": ("acked", "ack")}
+_ANSWERED = {"proxydhcp": ("offered", "offer"), "bootserver": ("acked", "ack"),
+             "dhcp": ("answered", "lease")}
 
 #: HTTP kinds whose successful GETs are stages of a machine's boot.
 _FILE_KINDS = {"file", "program", "export"}
@@ -59,7 +60,7 @@ def _plain(value: Any) -> Any:
 
 
 def _metric_stage(stage: str, fields: Mapping[str, Any]) -> str:
-    if stage == "proxydhcp" and fields.get("kind") == "ipxe-script":
+    if stage in timeline.DHCP_STAGES and fields.get("kind") == "ipxe-script":
         return "ipxe-dhcp"
     return stage if stage in timeline.LABELS else "other"
 

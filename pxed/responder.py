@@ -148,7 +148,7 @@ class BootResponder:
 
     async def answer(
         self, machine: Machine, server: str, stage: str, *,
-        interface: str | None = None, relay: str | None = None,
+        interface: str | None = None, relay: str | None = None, record: bool = True,
     ) -> BootAnswer | None:
         """
         Decide what C{machine} is told by the server at C{server}.
@@ -157,6 +157,8 @@ class BootResponder:
             recorded in the boot log.
         @param interface: the name of the interface the request came in on.
         @param relay: the relay's address (giaddr), if it was relayed.
+        @param record: write the answer to the boot log (pxed as the DHCP
+            server records its ACK, not the offer before it).
         """
         fields = dict(mac=machine.mac, arch=machine.arch.slug, code=machine.arch.code)
         request = BootRequest(machine, stage, interface=interface, relay=relay,
@@ -193,8 +195,9 @@ class BootResponder:
                 kind = "bootloader"
                 if stage == "proxydhcp":
                     menu = self.menu
-        self.boot_log.record(machine.mac, stage, arch=machine.arch.slug, bootfile=bootfile,
-                             kind=kind)
+        if record:
+            self.boot_log.record(machine.mac, stage, arch=machine.arch.slug, bootfile=bootfile,
+                                 kind=kind)
         # The protocols log each answer once it is sent, within a log budget.
         return BootAnswer(
             server=server,

@@ -256,6 +256,8 @@ class PolicyRuntime(service.Service):
             changed.append("policy.state_file")
         if new.status != old.status:
             changed.append("status")
+        if new.dhcp != old.dhcp:
+            changed.append("dhcp")
         if replace(new.tftp, root=None) != replace(old.tftp, root=None):
             changed.append("tftp")  # its limits; tftp.root switches on reload
         return changed

@@ -11,16 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from pxed.config import Config, ConfigError
 from pxed.descriptors import fit_descriptors
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.dhcpd import make_dhcp_server
 from pxed.grub.source import GrubSource
 from pxed.http.app import BootHTTP, FileCatalog
 from pxed.http.guard import GuardedSite
 from pxed.http.meter import MeteredResource
 from pxed.http.status import StatusPages
+from pxed.leasestore import ILeaseStore
 from pxed.metrics import Metrics
 from pxed.net import interface_address
 from pxed.observe import BootRecorder
@@ -54,6 +57,7 @@ def makeBootService(
     reactor: Any = None,
     store: IStateStore | None = None,
     metrics: Metrics | None = None,
+    leases: ILeaseStore | None = None,
 ) -> service.MultiService:
     """
     Build pxed's services (ProxyDHCP, boot server, TFTP, HTTP) from a
@@ -68,6 +72,8 @@ def makeBootService(
         C{status.metrics} is false.
     @param store: where 'once' flags and the signing key live (default:
         C{policy.state_file}, else memory).
+    @param leases: where DHCP leases live with C{dhcp.mode: full}
+        (default: C{dhcp.lease_file}).
     @return: the service; its child named C{"policy"} is the
         L{PolicyRuntime}, whose C{reload()} switches to the configuration
         file as it is now.
@@ -121,11 +127,24 @@ def makeBootService(
     responder = BootResponder(policy or RulePolicy(()), config.bootloaders, server.ports.http,
                               boot_log, menu=server.menu)
 
-    offers = ProxyDHCPProtocol(responder, address, server.relays, server.interfaces,
-                               log_packets=server.log_packets)
-    offers.observer = recorder
-    dhcp = UDPService(server.ports.dhcp, offers, bind, device, reactor)
-    dhcp.setName("proxydhcp")
+    offers: DatagramProtocol
+    if config.dhcp.full:
+        # pxed is the DHCP server: port 67 hands out addresses, with the
+        # boot information in the same offer and ACK.
+        server_protocol, lease_store = make_dhcp_server(config, responder, address, reactor,
+                                                        leases, top, metrics)
+        server_protocol.observer = recorder
+        offers = server_protocol
+        dhcp = UDPService(server.ports.dhcp, offers, bind, device, reactor)
+        dhcp.setName("dhcp")
+    else:
+        lease_store = None
+        proxy = ProxyDHCPProtocol(responder, address, server.relays, server.interfaces,
+                                  log_packets=server.log_packets)
+        proxy.observer = recorder
+        offers = proxy
+        dhcp = UDPService(server.ports.dhcp, offers, bind, device, reactor)
+        dhcp.setName("proxydhcp")
     dhcp.setServiceParent(top)
 
     acks = BootServerProtocol(responder, address, server.relays, server.interfaces,
@@ -154,7 +173,7 @@ def makeBootService(
     web = BootHTTP(responder.policy, FileCatalog(Signer(store.signing_key())), boot_log, address,
                    programs=programs, store=store)
     status = StatusPages(recorder, reactor, page=observing.page, api=observing.api,
-                         metrics=metrics if observing.metrics else None)
+                         metrics=metrics if observing.metrics else None, leases=lease_store)
     root = MeteredResource(status.mount(web.resource()), recorder, reactor,
                            status_page=observing.page)
     site = GuardedSite(root, budget.http, reactor=reactor)

@@ -12,7 +12,8 @@ The stages a boot goes through, in order (a machine skips those its
 firmware does not need: a client that is iPXE from its first packet
 starts at the iPXE DHCP):
 
-  1. C{proxydhcp}: the ProxyDHCP offer to the firmware;
+  1. C{proxydhcp}: the ProxyDHCP offer to the firmware (C{dhcp}: the
+     DHCP ACK, when pxed is the DHCP server);
   2. C{bootserver}: the DHCPACK on port 4011 (UEFI);
   3. C{tftp-start}, C{tftp-end}: the boot program by TFTP (or
      C{program}: by HTTP, for UEFI HTTP Boot);
@@ -57,6 +58,7 @@ SCRIPT_ERROR = "script-error"
 #: Human names of the stages, for logs and the status page.
 LABELS: Mapping[str, str] = {
     "proxydhcp": "ProxyDHCP offer",
+    "dhcp": "DHCP ACK",
     "ipxe-dhcp": "iPXE DHCP",
     "bootserver": "boot server ACK (4011)",
     "tftp-start": "TFTP start",
@@ -87,6 +89,10 @@ _PROGRESS: Mapping[str, float] = {
 }
 _FILES_SHARE = 0.40
 
+#: The answers to a firmware's (or iPXE's) DHCP: pxed's proxy offer, or
+#: its ACK when it is the DHCP server (C{dhcp.mode: full}).
+DHCP_STAGES = frozenset({"proxydhcp", "dhcp"})
+
 #: Stages that are a file the script named.
 FILE_STAGES = frozenset({"kernel", "initrd", "chain", "file"})
 
@@ -107,7 +113,7 @@ def milestone(event: BootEvent) -> str | None:
     reports, exports).
     """
     stage = event.stage
-    if stage == "proxydhcp":
+    if stage in DHCP_STAGES:
         return "ipxe-dhcp" if event.fields.get("kind") == "ipxe-script" else "offer"
     if stage == "bootserver":
         return "bootserver"
@@ -128,7 +134,7 @@ def label(event: BootEvent) -> str:
     """
     The human name of C{event}'s stage.
     """
-    if event.stage == "proxydhcp" and event.fields.get("kind") == "ipxe-script":
+    if event.stage in DHCP_STAGES and event.fields.get("kind") == "ipxe-script":
         return LABELS["ipxe-dhcp"]
     if event.stage == "script" and event.fields.get("loader") == "grub":
         return "GRUB configuration"
@@ -151,7 +157,7 @@ def current_boot(events: Sequence[BootEvent], new_after: float = NEW_BOOT_AFTER)
     start = 0
     for i in range(1, len(events)):
         event = events[i]
-        if event.stage not in ("proxydhcp", "bootserver"):
+        if event.stage not in ("proxydhcp", "bootserver", "dhcp"):
             continue
         before = events[i - 1]
         if _ends_boot(before) or event.when - before.when > new_after:

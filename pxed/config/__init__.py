@@ -21,6 +21,7 @@ import yaml
 
 from pxed.config.arm64 import ARM64Config, parse_arm64
 from pxed.config.boot import parse_boot
+from pxed.config.dhcp import DHCPConfig, parse_dhcp
 from pxed.config.http import HTTPLimits, parse_http
 from pxed.config.policy import PolicyConfig, parse_policy
 from pxed.config.reader import ConfigError, Reader, join_key
@@ -43,6 +44,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "HTTPLimits",
+    "DHCPConfig",
     "DEFAULT_BOOTLOADERS",
     "IPXE_PACKAGE",
     "PolicyConfig",
@@ -58,7 +60,7 @@ __all__ = [
 
 #: The top-level sections; each is parsed by its own module.
 SECTIONS = {"server", "boot", "bootloaders", "policy", "status", "tftp", "http",
-            "arm64", "state"}
+            "arm64", "state", "dhcp"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Config:
     http: HTTPLimits = field(default_factory=HTTPLimits)
     arm64: ARM64Config = field(default_factory=ARM64Config)
     state: StateConfig = field(default_factory=StateConfig)
+    dhcp: DHCPConfig = field(default_factory=DHCPConfig)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -101,6 +104,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         http=parse_http(reader, top.get("http")),
         arm64=parse_arm64(reader, top.get("arm64")),
         state=state,
+        dhcp=parse_dhcp(reader, top.get("dhcp")),
     )
     for key, text in reader.templates:
         problem = trial_render(text, config.policy.exports)

@@ -17,7 +17,7 @@ __all__ = ["StatusConfig", "parse_status", "RESERVED_PATHS"]
 
 #: Paths the status page cannot take: pxed's own routes live there.
 RESERVED_PATHS = ("/_/ipxe", "/_/file", "/_/export", "/_/boot", "/_/booting", "/_/admin",
-                  "/_/machines", "/metrics")
+                  "/_/machines", "/_/leases", "/metrics")
 
 _PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 

@@ -11,6 +11,7 @@ meantime just makes this one try the next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
@@ -61,6 +62,9 @@ class LeaseKeeper:
         self.prober = prober
         self.offer_hold = offer_hold
         self.decline_hold = decline_hold
+        #: Told the name of each lease event (offered, acked, nak,
+        #: released, declined, exhausted), for the metrics.
+        self.events: Callable[[str], None] = lambda event: None
         # Addresses being probed for some client right now: not offered
         # to a second one meanwhile (each would find it free).
         self._probing: set[str] = set()
@@ -81,6 +85,7 @@ class LeaseKeeper:
                 and current.address in pool):
             # Offering its own bound address keeps it bound: the hold of an
             # offer must not shorten the lease the client has.
+            self.events("offered")
             return current
         leases = await self.store.leases()
         tries = 0
@@ -92,15 +97,17 @@ class LeaseKeeper:
                 if await self._in_use(address):
                     tries += 1
                     if tries >= MAX_TRIES:
-                        return None
+                        break
                     continue
             now = self.clock.seconds()
             lease = Lease(client, mac, address, now + self.offer_hold, OFFERED)
             if await self.store.claim(lease, now):
+                self.events("offered")
                 return lease
             tries += 1
             if tries >= MAX_TRIES:
-                return None
+                break
+        self.events("exhausted")
         return None
 
     async def _in_use(self, address: str) -> bool:
@@ -129,19 +136,23 @@ class LeaseKeeper:
         (the server NAKs) if it is outside C{pool} or someone else holds
         it.
         """
-        if address not in pool:
-            return None
-        now = self.clock.seconds()
-        lease = Lease(client, mac, address, now + self.lease_time, BOUND)
-        if await self.store.claim(lease, now):
-            return lease
+        if address in pool:
+            now = self.clock.seconds()
+            lease = Lease(client, mac, address, now + self.lease_time, BOUND)
+            if await self.store.claim(lease, now):
+                self.events("acked")
+                return lease
+        self.events("nak")
         return None
 
     async def release(self, client: str, address: str) -> bool:
         """
         DHCPRELEASE: the address is free again; the client is remembered.
         """
-        return await self.store.release(client, address, self.clock.seconds())
+        released = await self.store.release(client, address, self.clock.seconds())
+        if released:
+            self.events("released")
+        return released
 
     async def decline(self, client: str, address: str) -> bool:
         """
@@ -154,6 +165,7 @@ class LeaseKeeper:
             return False
         await self.store.release(client, address, self.clock.seconds())
         await self._shun(address)
+        self.events("declined")
         return True
 
     async def forget_offer(self, client: str) -> None:

@@ -28,6 +28,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from pxed import timeline
+from pxed.http.leases import LEASES_PATH, LeasesResource
+from pxed.leasestore import ILeaseStore
 from pxed.metrics import CONTENT_TYPE, Metrics
 from pxed.state import BootEvent, IBootLog
 
@@ -121,6 +123,7 @@ class StatusPages:
     @param page: the page's path (C{None}: no page).
     @param api: serve C{/_/machines}.
     @param metrics: serve C{/metrics} from these metrics (C{None}: not).
+    @param leases: serve C{/_/leases} from this store (with C{api}).
     """
 
     def __init__(
@@ -131,8 +134,10 @@ class StatusPages:
         page: str | None = "/_/status",
         api: bool = True,
         metrics: Metrics | None = None,
+        leases: ILeaseStore | None = None,
     ) -> None:
         self.boot_log = boot_log
+        self.leases = leases
         self.clock = clock
         self.page = page.rstrip("/") if page else None
         self.api = api
@@ -150,6 +155,8 @@ class StatusPages:
             routes[API_PATH] = _Leaf(self.render_api)
         if self.metrics is not None:
             routes[METRICS_PATH] = _Leaf(self.render_metrics)
+        if self.api and self.leases is not None:
+            routes[LEASES_PATH] = LeasesResource(self.leases, self.clock)
         return routes
 
     def mount(self, inner: IResource) -> IResource:

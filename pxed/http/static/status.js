@@ -59,6 +59,7 @@
     const took = typeof f.seconds === "number" ? " in " + f.seconds.toFixed(2) + " s" : "";
     switch (e.stage) {
       case "proxydhcp":
+      case "dhcp":
       case "bootserver":
         return (f.arch ? f.arch + " " : "") + "\u2192 " + tail(f.bootfile);
       case "tftp-start": {
