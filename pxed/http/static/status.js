@@ -10,6 +10,10 @@
   const live = document.getElementById("live");
   const summary = document.getElementById("summary");
   const empty = document.getElementById("empty");
+  // pxed as the DHCP server serves its leases beside the machines.
+  const LEASES = API.replace(/machines$/, "leases");
+  const leaseSection = document.getElementById("leases");
+  const leaseBody = leaseSection.querySelector("tbody");
 
   let listTag = null;      // ETag of the last list
   let list = null;         // the last list
@@ -187,7 +191,25 @@
     details.set(mac, { tag: response.headers.get("ETag"), data: await response.json() });
   }
 
+  async function pollLeases() {
+    try {
+      const response = await fetch(LEASES, { cache: "no-store" });
+      if (!response.ok) { leaseSection.hidden = true; return; }
+      const data = await response.json();
+      leaseSection.hidden = false;
+      leaseBody.replaceChildren(...data.leases.map((l) => {
+        const tr = el("tr");
+        tr.append(el("td", "mac", l.address), el("td", "mac", l.mac), el("td", null, l.state),
+                  el("td", null, "in " + ago(l.expires - data.now).replace(/ ago$/, "")));
+        return tr;
+      }));
+    } catch (err) {
+      leaseSection.hidden = true;
+    }
+  }
+
   async function poll() {
+    pollLeases();
     try {
       const headers = listTag ? { "If-None-Match": listTag } : {};
       const response = await fetch(API, { headers, cache: "no-store" });
