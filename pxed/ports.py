@@ -28,7 +28,8 @@ from pxed.net import PacketInfoPort
 __all__ = ["UDPService", "TCPService", "PortError", "PortHolder", "port_holders"]
 
 #: The configuration key of each port service, for messages.
-SETTINGS = {"proxydhcp": "server.ports.dhcp", "bootserver": "server.ports.pxe",
+SETTINGS = {"proxydhcp": "server.ports.dhcp", "dhcp": "server.ports.dhcp",
+            "bootserver": "server.ports.pxe",
             "tftp": "server.ports.tftp", "http": "server.ports.http"}
 
 
