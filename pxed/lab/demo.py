@@ -22,7 +22,8 @@ from typing import IO, Any
 from pxed.lab.netns import Lab, tail
 from pxed.lab.payload import MARKER, arm64_payload, build_initrd, find_kernel
 
-__all__ = ["PXED_PORTS", "write_pxed_config", "start_pxed", "BootRun", "boot_from_pxed"]
+__all__ = ["PXED_PORTS", "write_pxed_config", "full_dhcp", "start_pxed", "BootRun",
+           "boot_from_pxed"]
 
 #: (port, udp) pairs pxed listens on with the lab's configuration.
 PXED_PORTS = ((67, True), (4011, True), (69, True), (80, False))
@@ -37,7 +38,7 @@ def twistd() -> str:
 
 
 def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
-                      firmware: str = "bios") -> Path:
+                      firmware: str = "bios", extra: str = "") -> Path:
     """
     A pxed configuration that boots C{mac} into the lab payload: Debian's
     kernel and a busybox initrd that prints L{MARKER} with C{token}.  For
@@ -46,6 +47,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
 
     @param server: more YAML lines for the C{server:} section, each
         indented by two spaces.
+    @param extra: more top-level YAML sections (e.g. L{full_dhcp}).
     """
     console = "ttyS0,115200"
     if firmware.startswith("arm64"):
@@ -66,8 +68,23 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
         f"      kernel: {kernel}\n"
         f"      initrd: [{initrd}]\n"
         f'      cmdline: "console={console} panic=-1 pxed.token={token}"\n'
+        f"{extra}"
     )
     return config
+
+
+def full_dhcp(workdir: Path, ping: bool = True) -> str:
+    """
+    The C{dhcp:} section that makes pxed the lab LAN's DHCP server, with
+    the router's range and address, its leases in C{workdir}.
+    """
+    low, high = Lab.DHCP_RANGE
+    return ("dhcp:\n"
+            "  mode: full\n"
+            f"  range: {low}-{high}\n"
+            f"  router: {Lab.ROUTER_IP}\n"
+            f"  ping: {'true' if ping else 'false'}\n"
+            f"  lease_file: {workdir / 'leases.json'}\n")
 
 
 def start_pxed(lab: Lab, config: Path, log: Path, timeout: float = 30.0) -> subprocess.Popen[bytes]:
@@ -128,6 +145,7 @@ def boot_from_pxed(
     before_boot: object = None,
     second_lan: str | None = None,
     server: str = "",
+    dhcp_server: bool = False,
 ) -> BootRun:
     """
     Build the lab, start pxed and boot one machine from it.
@@ -140,16 +158,22 @@ def boot_from_pxed(
     @param second_lan: boot the machine on a second LAN, behind a relay
         (C{"relay"}) or with pxed multi-homed on it (C{"direct"}).
     @param server: more lines for pxed's C{server:} section.
+    @param dhcp_server: pxed is the LAN's only DHCP server (L{full_dhcp});
+        the router then only sends IPv6 router advertisements.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
-    config = write_pxed_config(workdir, mac, token, server, firmware)
+    config = write_pxed_config(workdir, mac, token, server, firmware,
+                               full_dhcp(workdir) if dhcp_server else "")
     serial = workdir / "serial.log"
     pxed_log = workdir / "pxed.log"
     needle = f"{MARKER}{token}".encode()
     started = time.monotonic()
     with Lab(workdir, second_lan=second_lan) as lab:
-        lab.start_router(ipv6_ra=ipv6_ra)
+        if not dhcp_server:
+            lab.start_router(ipv6_ra=ipv6_ra)
+        elif ipv6_ra:
+            lab.start_router(ipv6_ra=True, dhcp4=False)
         if second_lan == "relay":
             lab.start_relay(ipv6_ra=ipv6_ra)
         pxed = start_pxed(lab, config, pxed_log)

@@ -249,7 +249,7 @@ class Lab:
         if namespace not in self._created:
             raise ValueError(f"{namespace} is not a namespace of this lab")
 
-    def start_router(self, ipv6_ra: bool = False) -> None:
+    def start_router(self, ipv6_ra: bool = False, dhcp4: bool = True) -> None:
         """
         Start the LAN's ordinary DHCP server: dnsmasq, DHCP only.
 
@@ -263,16 +263,19 @@ class Lab:
             waits ~15 s for an RA that never comes; with one it finishes at
             once, which makes every boot ~15 s faster.  Off by default
             because it adds IPv6 traffic to the LAN under test.
+        @param dhcp4: hand out IPv4 addresses; C{False} (with C{ipv6_ra})
+            leaves the LAN without any other DHCP server, for pxed as the
+            DHCP server.
         """
         log = self.workdir / "dnsmasq-router.log"
         log.unlink(missing_ok=True)  # dnsmasq appends; a stale line would fool wait_for
         low, high = self.DHCP_RANGE
+        dhcp = [f"--dhcp-range={low},{high},255.255.255.0,1h",
+                f"--dhcp-option=option:router,{self.ROUTER_IP}",
+                "--dhcp-authoritative", "--no-ping"] if dhcp4 else []
         argv = dnsmasq_argv(
             f"--interface={self.ROUTER_IFACE}",
-            f"--dhcp-range={low},{high},255.255.255.0,1h",
-            f"--dhcp-option=option:router,{self.ROUTER_IP}",
-            "--dhcp-authoritative",
-            "--no-ping",
+            *dhcp,
             "--log-dhcp",
             f"--log-facility={log}",
             f"--pid-file={self.workdir / 'dnsmasq-router.pid'}",
@@ -285,7 +288,8 @@ class Lab:
         if self.lan2 is not None:
             argv += self.lan2.router_args(self, ipv6_ra)
         proc = self.spawn_in(self.rtr, argv, self.workdir / "dnsmasq-router.out", label="router")
-        if not self.wait_for(log, b"DHCP, IP range", 15, proc):
+        ready = b"DHCP, IP range" if dhcp4 else b"router advertisement on"
+        if not self.wait_for(log, ready, 15, proc):
             raise RuntimeError(
                 f"router dnsmasq did not start:\n{tail(log)}\n"
                 f"{tail(self.workdir / 'dnsmasq-router.out')}"

@@ -1,0 +1,344 @@
+# -*- test-case-name: tests.test_dhcpd_benchmark -*-
+"""
+DORA benchmark of pxed as the DHCP server (C{dhcp.mode: full}), next to
+dnsmasq as the DHCP server, in the same run.
+
+This plays a relay agent on loopback with many clients behind it (giaddr
+127.0.0.1, distinct MACs): each client sends a DISCOVER, answers the
+OFFER with a REQUEST for the offered address (server identifier set, as a
+client in the SELECTING state does), and is done when the ACK comes back;
+a NAK, a wrong address or a reply that never comes counts as lost.  What
+is measured is complete 4-way exchanges per second and the time from
+DISCOVER to ACK.
+
+Each server is pinned to one core, the relay to the other, in a network
+namespace with nothing but loopback that the benchmark creates and
+deletes:
+
+    python -m benchmarks.dhcpd                   # as root; prints a table
+    python -m benchmarks.dhcpd --clients 2000 --repeat 5 --json out.json
+
+Two measurements per server, each repeated (C{--repeat}; the table shows
+medians): I{paced}, new clients at C{--rate} per second; I{flood}, as fast
+as the server answers, C{--window} clients in the middle of their
+exchange at a time.  Both servers keep leases in a file (pxed's is
+fsync'd before each ACK leaves; dnsmasq writes its file without fsync),
+log to a file as in production, and neither probes addresses (pxed
+C{ping: false}, dnsmasq C{--no-ping}), so the figures are the DHCP work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dhcp import percentile
+from benchmarks.servers import DHCP_PORT, RELAY_ADDRESS, SERVER_ADDRESS, Namespace, env
+from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
+
+__all__ = ["discover", "request", "drive", "main"]
+
+#: The pool both servers hand out from: 65,534 addresses of 127.0.0.0/8.
+FIRST, LAST = "127.1.0.1", "127.1.255.254"
+
+
+def _mac(i: int) -> bytes:
+    return b"\x02\x01" + i.to_bytes(4, "big")
+
+
+def discover(i: int, giaddr: str = RELAY_ADDRESS) -> bytes:
+    """
+    Client C{i}'s relayed DISCOVER (xid C{2i}).
+    """
+    from pxed.dhcp.packet import DHCPPacket, Option, encode
+
+    return encode(DHCPPacket(xid=2 * i, hops=1, giaddr=giaddr, chaddr=_mac(i) + bytes(10),
+                             options={Option.MESSAGE_TYPE: b"\x01",
+                                      Option.PARAMETER_REQUEST_LIST: bytes((1, 3, 6, 51))}))
+
+
+def request(i: int, address: str, server: bytes, giaddr: str = RELAY_ADDRESS) -> bytes:
+    """
+    Client C{i}'s relayed REQUEST (xid C{2i+1}) for the offered C{address}.
+    """
+    from pxed.dhcp.packet import DHCPPacket, Option, encode
+
+    return encode(DHCPPacket(xid=2 * i + 1, hops=1, giaddr=giaddr, chaddr=_mac(i) + bytes(10),
+                             options={Option.MESSAGE_TYPE: b"\x03",
+                                      Option.REQUESTED_ADDRESS: socket.inet_aton(address),
+                                      Option.SERVER_ID: server,
+                                      Option.PARAMETER_REQUEST_LIST: bytes((1, 3, 6, 51))}))
+
+
+def drive(target: tuple[str, int], clients: int, rate: float, window: int,
+          timeout: float, bind: tuple[str, int] = (RELAY_ADDRESS, DHCP_PORT)) -> dict[str, Any]:
+    """
+    Run C{clients} DORA exchanges against C{target}: paced (C{rate} new
+    clients a second) or, with C{rate} 0, at most C{window} at a time.
+
+    @return: counts (acked, lost, naks, duplicates: one address ACKed to
+        two clients) and rates and latencies of the ACKed exchanges.
+    """
+    from pxed.dhcp.packet import MalformedPacket, Option, decode
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(bind)
+    sock.setblocking(False)
+    started: dict[int, float] = {}
+    latencies: list[float] = []
+    addresses: dict[str, int] = {}
+    naks = duplicates = 0
+    sent = 0
+    begin = time.perf_counter()
+    last_reply = begin
+    deadline = begin + clients / max(rate, 1.0) + timeout + 60 if rate else begin + 600
+    while time.perf_counter() < deadline:
+        now = time.perf_counter()
+        if sent < clients and ((rate and now >= begin + sent / rate)
+                               or (not rate and len(started) < window)):
+            started[sent] = now
+            sock.sendto(discover(sent), target)
+            sent += 1
+            continue
+        if sent >= clients and not started:
+            break
+        if sent >= clients and now - last_reply > timeout:
+            break
+        wait = 0.01 if not rate else max(0.0, min(0.01, begin + sent / rate - now))
+        if not select.select([sock], [], [], wait)[0]:
+            continue
+        for _ in range(256):
+            try:
+                data = sock.recv(2048)
+            except BlockingIOError:
+                break
+            last_reply = time.perf_counter()
+            try:
+                reply = decode(data)
+            except MalformedPacket:
+                continue
+            i = reply.xid // 2
+            if i not in started:
+                continue
+            kind = reply.message_type
+            if kind == 2 and reply.xid % 2 == 0:
+                server = reply.options.get(Option.SERVER_ID, b"")
+                sock.sendto(request(i, reply.yiaddr, server), target)
+            elif kind == 5 and reply.xid % 2 == 1:
+                latencies.append(last_reply - started.pop(i))
+                if reply.yiaddr in addresses:
+                    duplicates += 1
+                addresses[reply.yiaddr] = i
+            elif kind == 6:
+                naks += 1
+                started.pop(i)
+    sock.close()
+    acked = len(latencies)
+    seconds = (max(last_reply, begin) - begin) or float("nan")
+    return {"clients": clients, "acked": acked, "lost": clients - acked, "naks": naks,
+            "duplicates": duplicates, "seconds": seconds, "dora_per_s": acked / seconds,
+            "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000,
+            "max_ms": max(latencies, default=float("nan")) * 1000}
+
+
+def serve_pxed(config_path: str, log_path: str) -> None:
+    """
+    Run pxed's DHCP server protocol, as L{pxed.service.makeBootService}
+    builds it for C{dhcp.mode: full}, on SERVER_ADDRESS:67 until killed.
+    """
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner
+
+    from pxed import logs
+    from pxed.config import load_config
+    from pxed.net import PacketInfoPort
+    from pxed.service import makeBootService
+
+    logs.write_to(log_path)
+    globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
+    top = makeBootService(load_config(config_path), reactor=reactor)
+    for child in top:
+        if child.name not in {"dhcp", "bootserver", "tftp", "http"}:
+            child.startService()
+    protocol = top.getServiceNamed("dhcp").protocol  # type: ignore[attr-defined]
+    PacketInfoPort(DHCP_PORT, protocol, SERVER_ADDRESS, reactor=reactor).startListening()
+    print("listening", flush=True)
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def pxed_config(workdir: Path) -> Path:
+    config = workdir / "pxed.yaml"
+    config.write_text(
+        "server:\n"
+        f"  address: {SERVER_ADDRESS}\n"
+        "bootloaders: {x86-bios: null, x64-uefi: null}\n"
+        "dhcp:\n"
+        "  mode: full\n"
+        f'  ranges: {{"127.0.0.0/8": "{FIRST}-{LAST}"}}\n'
+        "  ping: false\n"
+        f"  lease_file: {workdir / 'leases.json'}\n")
+    return config
+
+
+def dnsmasq_argv(workdir: Path) -> list[str]:
+    return lab_dnsmasq_argv(
+        "--interface=lo", "--bind-interfaces",
+        f"--dhcp-range={FIRST},{LAST},255.0.0.0,1h",
+        "--dhcp-authoritative", "--no-ping",
+        f"--dhcp-leasefile={workdir / 'dnsmasq.leases'}",
+        f"--log-facility={workdir / 'dnsmasq.log'}",
+        f"--pid-file={workdir / 'dnsmasq.pid'}",
+    )
+
+
+def _run_client(ns: Namespace, clients: int, rate: float, window: int,
+                timeout: float) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "benchmarks.dhcpd", "drive", "--clients", str(clients),
+            "--rate", str(rate), "--window", str(window), "--timeout", str(timeout)]
+    out = subprocess.run(ns.argv(1, argv), capture_output=True, text=True, env=env(),
+                         timeout=clients / max(rate, 500) + timeout + 180)
+    if out.returncode != 0:
+        raise RuntimeError(f"the relay failed: {out.stderr.strip()}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    result.update(rate=rate, window=window)
+    return result
+
+
+def run_server(server: str, workdir: Path, clients: int, rate: float, window: int,
+               timeout: float) -> list[dict[str, Any]]:
+    """
+    Start C{server} afresh (no leases) on CPU 0, then one paced and one
+    flood run with the relay on CPU 1, each with clients of its own.
+    """
+    results = []
+    with Namespace() as ns:
+        if server == "pxed":
+            argv = [sys.executable, "-m", "benchmarks.dhcpd", "serve", "--config",
+                    str(pxed_config(workdir)), "--log", str(workdir / "pxed.log")]
+        else:
+            argv = dnsmasq_argv(workdir)
+        proc = ns.spawn(0, argv, workdir / f"{server}.out")
+        if not ns.listening(DHCP_PORT):
+            raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
+        _run_client(ns, 100, 1000, 0, timeout)  # warm-up: imports, first calls
+        for mode, mode_rate, mode_window in (("paced", rate, 0), ("flood", 0, window)):
+            result = _run_client(ns, clients, mode_rate, mode_window, timeout)
+            result.update(server=server, mode=mode)
+            results.append(result)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server} exited during the benchmark")
+    return results
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(runs[0])
+    for key in ("dora_per_s", "p50_ms", "p99_ms", "seconds"):
+        out[key] = statistics.median(run[key] for run in runs)
+    out["max_ms"] = max(run["max_ms"] for run in runs)
+    for key in ("lost", "naks", "duplicates"):
+        out[key] = sum(run[key] for run in runs)
+    out["runs"] = runs
+    return out
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = (f"{'server':8} {'mode':6} {'clients':>8} {'DORA/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'max ms':>7} {'lost':>5} {'dup':>4}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(f"{r['server']:8} {r['mode']:6} {r['clients']:>8} {r['dora_per_s']:>8.0f} "
+                     f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
+                     f"{r['lost']:>5} {r['duplicates']:>4}")
+    return "\n".join(lines)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[str]:
+    by_key = {(r["server"], r["mode"]): r for r in results}
+    lines = []
+    for mode in ("paced", "flood"):
+        mine, peer = by_key.get(("pxed", mode)), by_key.get(("dnsmasq", mode))
+        if mine is None or peer is None or not peer["dora_per_s"]:
+            continue
+        p99 = mine["p99_ms"] / peer["p99_ms"] if peer["p99_ms"] else float("nan")
+        lines.append(f"pxed/dnsmasq {mode}: DORA/s x{mine['dora_per_s'] / peer['dora_per_s']:.2f}"
+                     f", p99 latency x{p99:.2f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dhcpd", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="(internal) run pxed's DHCP server")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--log", required=True)
+    drv = sub.add_parser("drive", help="(internal) play the relay agent, print JSON")
+    for p in (parser, drv):
+        p.add_argument("--clients", type=int, default=5000,
+                       help="clients per measurement (default 5000)")
+        p.add_argument("--rate", type=float, default=1000.0,
+                       help="new clients per second in the paced run (default 1000)")
+        p.add_argument("--window", type=int, default=32,
+                       help="clients in their exchange at once in the flood run (default 32)")
+        p.add_argument("--timeout", type=float, default=2.0,
+                       help="seconds to wait for late replies (default 2)")
+    parser.add_argument("--servers", default="pxed,dnsmasq",
+                        help="which servers to measure (default pxed,dnsmasq)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each measurement; the table shows medians (default 3)")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        serve_pxed(args.config, args.log)
+        return 0
+    if args.command == "drive":
+        print(json.dumps(drive((SERVER_ADDRESS, DHCP_PORT), args.clients, args.rate,
+                               args.window, args.timeout)))
+        return 0
+    if os.geteuid() != 0:
+        print("the benchmark needs root (a network namespace, port 67)", file=sys.stderr)
+        return 2
+    servers = [s for s in args.servers.split(",") if s]
+    if "dnsmasq" in servers and shutil.which("dnsmasq") is None:
+        print("dnsmasq is missing: install dnsmasq-base, or pass --servers pxed", file=sys.stderr)
+        return 2
+    rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="pxed-dhcpd-bench-") as tmp:
+        # Servers take turns, so a noisy moment of the machine hits both.
+        for number in range(max(1, args.repeat)):
+            for server in servers:
+                workdir = Path(tmp) / f"{server}-{number}"
+                workdir.mkdir()
+                for run in run_server(server, workdir, args.clients, args.rate, args.window,
+                                      args.timeout):
+                    rounds.setdefault((server, run["mode"]), []).append(run)
+    results = []
+    for (server, mode), runs in rounds.items():
+        result = combine(runs)
+        result.update(server=server, mode=mode)
+        results.append(result)
+    print(f"median of {max(1, args.repeat)} runs each; max, lost and dup over all runs")
+    print(table(results))
+    for line in ratios(results):
+        print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0 if all(r["lost"] == 0 and r["duplicates"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
