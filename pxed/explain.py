@@ -41,6 +41,15 @@ __all__ = ["Datagram", "Explanation", "read_capture", "explain", "render", "Capt
 UNKNOWN_ADDRESS = "the receiving interface's address (pass --address to choose one)"
 
 _OPTION_NAMES = {
+    1: "subnet mask",
+    3: "router",
+    6: "DNS servers",
+    51: "lease time",
+    56: "message",
+    58: "renewal time",
+    59: "rebinding time",
+    Option.REQUESTED_ADDRESS: "requested address",
+    Option.CLIENT_ID: "client identifier",
     Option.VENDOR_SPECIFIC: "vendor specific",
     Option.MESSAGE_TYPE: "message type",
     Option.SERVER_ID: "server identifier",
@@ -198,7 +207,16 @@ def explain(
     responder = BootResponder(policy, config.bootloaders, config.server.ports.http,
                               MemoryBootLog(), menu=config.server.menu,
                               images=image_cache(config.arm64, eager=False))
+    full = None
+    if config.dhcp.full:
+        # pxed as the DHCP server: port 67 runs that protocol, statefully.
+        from pxed.explainfull import FullModeExplainer
+
+        full = FullModeExplainer(config, responder, policy, address, interface)
     for datagram in datagrams:
+        if full is not None and datagram.dst[1] == config.server.ports.dhcp:
+            yield full.explain(datagram, Explanation(datagram, "dhcp"))
+            continue
         stage = ports.get(datagram.dst[1])
         if stage is None:
             if datagram.dst[1] in (67, 68, 4011) or datagram.src[1] in (67, 4011):
@@ -280,8 +298,12 @@ def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str 
 def _show(code: int, value: bytes) -> str:
     if code == Option.MESSAGE_TYPE and len(value) == 1:
         return MessageType.NAMES.get(value[0], str(value[0]))
-    if code == Option.SERVER_ID and len(value) == 4:
+    if code in (Option.SERVER_ID, 1, 3, Option.REQUESTED_ADDRESS) and len(value) == 4:
         return socket.inet_ntoa(value)
+    if code == 6 and value and len(value) % 4 == 0:
+        return ", ".join(socket.inet_ntoa(value[i:i + 4]) for i in range(0, len(value), 4))
+    if code in (51, 58, 59) and len(value) == 4:
+        return f"{int.from_bytes(value, 'big')} s"
     if value and all(32 <= b < 127 for b in value):
         return f'"{value.decode("ascii")}"'
     return value.hex(" ")
@@ -315,6 +337,8 @@ def render(result: Explanation) -> str:
                      f"GUID {machine.uuid or '-'}")
     if result.entry is not None:
         lines.append(f"  policy: {result.entry}")
+    for note in result.notes:
+        lines.append(f"  note: {note}")
     if result.ignored is not None:
         lines.append(f"  no reply: {result.ignored}")
         return "\n".join(lines)
@@ -322,7 +346,8 @@ def render(result: Explanation) -> str:
     assert reply is not None and result.destination is not None
     how = ("broadcast out of the receiving interface"
            if result.destination[0] == "255.255.255.255"
-           else "unicast to the relay" if reply.relayed and result.stage == "proxydhcp"
+           else "unicast to the relay"
+           if reply.relayed and result.stage in ("proxydhcp", "dhcp")
            else "unicast to the requester")
     lines.append(f"  reply: {_describe(reply)} to {result.destination[0]}:"
                  f"{result.destination[1]} ({how})")

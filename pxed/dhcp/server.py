@@ -129,10 +129,13 @@ class DHCPServerProtocol(DatagramProtocol):
         self.log_packets = log_packets
         self._warned: set[str] = set()
         self._pending: set[tuple[bytes, int, int]] = set()
+        #: Why the last request got no reply (for C{pxed explain}).
+        self.silence: str | None = None
 
     # -- screening ------------------------------------------------------------
 
     def _drop(self, why: str, peer: tuple[str, int]) -> None:
+        self.silence = why
         if self.observer is not None:
             self.observer.dhcp_dropped(self.stage)
         if self.log_packets:
@@ -240,20 +243,25 @@ class DHCPServerProtocol(DatagramProtocol):
             return boot
         if server_id is not None and server_id != server:
             # Meant for another server: the client chose that one's offer.
+            self.silence = f"for server {server_id}, not this one ({server})"
             if kind == MessageType.REQUEST:
                 await keeper.forget_offer(client)
             return None
         if kind == MessageType.RELEASE:
+            self.silence = "a RELEASE gets no reply"
             if packet.ciaddr != "0.0.0.0":
                 await keeper.release(client, packet.ciaddr)
                 log.info("{mac}: dhcp released {address}", mac=packet.mac, address=packet.ciaddr)
             return None
         if kind == MessageType.DECLINE:
+            self.silence = "a DECLINE gets no reply"
             if requested is not None and await keeper.decline(client, requested):
                 log.warn("{mac}: dhcp declined {address} (in use by another host): keeping it "
                          "out of use for a while", mac=packet.mac, address=requested)
             return None
         if pool is None:
+            self.silence = ("no range for this network (dhcp.range must lie in the receiving "
+                            "interface's subnet; dhcp.ranges by relay subnet)")
             self._warn_once(f"pool:{packet.giaddr}:{interface}",
                             "dhcp: no range for clients {where}: not answering them (see "
                             "dhcp.range and dhcp.ranges)",
@@ -263,6 +271,7 @@ class DHCPServerProtocol(DatagramProtocol):
         if kind == MessageType.DISCOVER:
             lease = await keeper.offer(client, packet.mac, pool, requested)
             if lease is None:
+                self.silence = f"no free address in {pool.network}"
                 self._warn_once(f"full:{pool.network}", "dhcp: no free address in {network} "
                                 "for {mac}", network=str(pool.network), mac=packet.mac)
                 return None
@@ -275,6 +284,7 @@ class DHCPServerProtocol(DatagramProtocol):
         address = requested if requested is not None else (
             packet.ciaddr if packet.ciaddr != "0.0.0.0" else None)
         if address is None:
+            self.silence = "a REQUEST naming no address (no option 50, no ciaddr)"
             return None
         lease = await keeper.bind(client, packet.mac, pool, address)
         if lease is None:
