@@ -23,6 +23,7 @@ from pxed import cli
 from pxed.config import ConfigError, parse_config
 from pxed.dhcp.packet import DHCPPacket, Option, encode
 from pxed.dhcp.reply import BootAnswer
+from pxed.doctor.checks import arm64_findings
 from pxed.grub.image import GrubImageCache
 from pxed.http.app import BootHTTP
 from pxed.http.files import FileCatalog
@@ -179,6 +180,27 @@ class ExplainTests(unittest.TestCase):
         self.assertIn("grubaa64-192.168.77.1.efi", out.getvalue())
         self.assertEqual(ws.count(), 0)
         self.assertFalse(ws.cache.exists())
+
+
+class DoctorTests(unittest.TestCase):
+    def test_findings(self) -> None:
+        """
+        C{pxed doctor} says whether the ARM64 image can be built: a
+        warning naming what is missing, or where it comes from and goes.
+        """
+        ws = Workspace(self)
+        good = parse_config({"arm64": {"modules": str(ws.modules), "cache_dir": str(ws.cache),
+                                       "mkimage": str(ws.mkimage)}}, "pxed.yaml")
+        [finding] = arm64_findings(good)
+        self.assertEqual(finding.level, "ok")
+        self.assertIn(str(ws.modules), finding.message)
+        missing = parse_config({"arm64": {"cache_dir": str(ws.cache),
+                                          "mkimage": "/nonexistent/grub-mkimage"}}, "pxed.yaml")
+        [finding] = arm64_findings(missing)
+        self.assertEqual(finding.level, "warn")
+        self.assertIn("grub-common", finding.message)
+        self.assertEqual(list(arm64_findings(parse_config({"arm64": False}))), [])
+        self.assertEqual(ws.count(), 0)
 
 
 class ConfigTests(unittest.TestCase):

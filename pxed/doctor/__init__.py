@@ -31,6 +31,7 @@ from pxed.doctor.checks import (
     IPXE,
     UEFI,
     Finding,
+    arm64_findings,
     file_findings,
     is_pxed,
     port_findings,
@@ -197,7 +198,7 @@ def diagnose(config: Config, out: TextIO, interface: str | None = None,
               file=out)
     if not answers:
         print("  (none)", file=out)
-    findings = [*port_findings(config), *file_findings(config),
+    findings = [*port_findings(config), *file_findings(config), *arm64_findings(config),
                 *offer_findings(config, answers, mac_text, pxed_running),
                 *service_findings(config, address)]
     print("\nchecks:", file=out)

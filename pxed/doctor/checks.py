@@ -22,13 +22,14 @@ from pxed.policy import Chain, Rule
 from pxed.policy.actions import BootSpec, is_url
 from pxed.ports import PortHolder, port_holders
 
-__all__ = ["Finding", "BIOS", "UEFI", "HTTP_BOOT", "IPXE", "EVERY_BOOT", "port_findings",
-           "file_findings", "is_pxed"]
+__all__ = ["Finding", "BIOS", "UEFI", "HTTP_BOOT", "IPXE", "EVERY_BOOT", "ARM64",
+           "port_findings", "file_findings", "arm64_findings", "is_pxed"]
 
 BIOS = "BIOS PXE"
 UEFI = "UEFI PXE"
 HTTP_BOOT = "UEFI HTTP Boot"
 IPXE = "iPXE (script, kernel, initrd)"
+ARM64 = "ARM64 UEFI (PXE and HTTP Boot)"
 #: Every boot pxed gives goes through iPXE, whatever the firmware.
 EVERY_BOOT = (BIOS, UEFI, HTTP_BOOT, IPXE)
 
@@ -145,3 +146,29 @@ def file_findings(config: Config) -> Iterator[Finding]:
             yield Finding("fail", what, f"{directory} cannot be read", ())
         else:
             yield Finding("ok", what, f"{directory} is readable")
+
+
+def arm64_findings(config: Config) -> Iterator[Finding]:
+    """
+    Whether pxed can build the GRUB image ARM64 clients get when
+    C{bootloaders.arm64-uefi} names none (a warning, not a failure: many
+    sites have no ARM64 machine).
+    """
+    from pxed.runtime import image_cache
+
+    images = image_cache(config.arm64, eager=False)
+    if images is None or "arm64-uefi" in config.bootloaders:
+        return
+    topic = "ARM64 GRUB image"
+    problem = images.problem()
+    if problem is not None:
+        yield Finding("warn", topic, f"{problem}: ARM64 clients would get no answer", (ARM64,))
+        return
+    cache = images.cache_dir
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), cache)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        yield Finding("warn", topic, f"{cache} is not writable: pxed cannot keep the images it "
+                      "builds (arm64.cache_dir; the systemd unit's CacheDirectory=pxed)", (ARM64,))
+        return
+    yield Finding("ok", topic, f"can be built from {images.modules_dir()} into "
+                  f"{images.directory}")
