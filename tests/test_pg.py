@@ -204,6 +204,20 @@ class TimelineTests(PgTestCase):
         yield a.boot_log.flush()
         self.assertEqual(self.sql("SELECT count(*), count(DISTINCT xact) FROM pxed_events"),
                          [(1000, 1)])
+        metrics = a.boot_log.metrics
+        self.assertEqual((metrics.events_written._value.get(),
+                          metrics.event_batches._value.get()), (1000, 1))
+
+    def test_queue_is_bounded(self) -> None:
+        from pxed.pg import bootlog
+
+        self.patch(bootlog, "MAX_PENDING", 3)
+        a = self.open("a", batch=3600)
+        for i in range(5):
+            a.boot_log.record(MAC, f"stage{i}")
+        self.assertEqual([e.stage for e in a.boot_log.pending], ["stage2", "stage3", "stage4"])
+        self.assertEqual(a.boot_log.metrics.events_dropped._value.get(), 2)
+        self.assertEqual(len(a.boot_log.events(MAC)), 5)  # memory keeps them all
 
     @defer.inlineCallbacks
     def test_stop_writes_the_queue_and_a_restart_loads_it(self) -> Any:

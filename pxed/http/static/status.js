@@ -58,7 +58,14 @@
     return query < 0 ? rest : rest.slice(0, query);
   }
 
+  // With a shared state store, which pxed served the step.
   function describe(e) {
+    const what = describeStage(e);
+    const by = (e.fields || {}).pxed;
+    return by ? (what ? what + " " : "") + "[" + by + "]" : what;
+  }
+
+  function describeStage(e) {
     const f = e.fields || {};
     const took = typeof f.seconds === "number" ? " in " + f.seconds.toFixed(2) + " s" : "";
     switch (e.stage) {
