@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 from twisted.logger import Logger
 
+from pxed.config.server import served_name
 from pxed.dhcp.menu import PXEMenu
 from pxed.dhcp.reply import BootAnswer
 from pxed.machine import Firmware, Machine
@@ -59,7 +60,7 @@ def program_url(base: str, program: Path | str) -> str:
     C{/_/boot/} route of pxed's HTTP server, by file name (the same names
     TFTP serves).
     """
-    name = program if isinstance(program, str) else program.name
+    name = program if isinstance(program, str) else served_name(program)
     return f"{base}/_/boot/{quote(name)}"
 
 
@@ -118,7 +119,7 @@ class BootResponder:
         """
         program = self.program(machine)
         if program is not None:
-            return program.name
+            return served_name(program)
         images = self.images
         if images is None or machine.arch.slug not in BUILT_FOR or images.problem() is not None:
             return None

@@ -36,12 +36,18 @@ from pxed.grub.source import GrubSource
 from pxed.http.files import FileCatalog
 from pxed.http.proxy import RemoteFetcher
 from pxed.policy import Chain, IBootPolicy, IRule, Rule, RulePolicy
-from pxed.policy.actions import firmware_name
+from pxed.policy.actions import firmware_directory
 from pxed.policy.api import APIRule
 from pxed.policy.rules import boot_section_rules
 from pxed.signing import Signer
 from pxed.store import FileStateStore, IStateStore, MemoryStateStore, StateFileError
-from pxed.tftp.source import ChainSource, FilesystemSource, IFileSource, MappingSource
+from pxed.tftp.source import (
+    ChainSource,
+    DirectorySource,
+    FilesystemSource,
+    IFileSource,
+    MappingSource,
+)
 
 __all__ = ["PolicyRuntime", "SwitchSource", "image_cache", "make_store", "policy_from_config",
            "tftp_source"]
@@ -103,13 +109,15 @@ def tftp_source(config: Config, images: GrubImageCache | None = None,
                 grub: IFileSource | None = None) -> IFileSource:
     """
     What TFTP serves: the boot programs under their file names, files that
-    rules chain PXE firmware into under their L{firmware_name}, the GRUB
+    rules chain PXE firmware into with their directories (under their
+    L{firmware_directory}, so the files beside them load too), the GRUB
     images pxed builds (and their modules), GRUB's configurations and the
     files they name (C{grub}, a L{pxed.grub.source.GrubSource}), then the
     files of C{tftp.root} (read-only; it cannot shadow the names before).
     """
-    programs = MappingSource({path.name: path for path in config.bootloaders.values()})
-    chained = MappingSource({firmware_name(path): Path(path) for path in _chained_files(config)})
+    programs = MappingSource(config.programs())
+    chained = DirectorySource({firmware_directory(path): Path(path).parent
+                               for path in _chained_files(config)})
     sources: list[IFileSource] = [programs, chained]
     if images is not None:
         sources.append(GrubImageSource(images))
@@ -231,7 +239,7 @@ class PolicyRuntime(service.Service):
         web.fetcher = parts.fetcher
         web.exports = dict(config.policy.exports)
         web.hostnames = dict(config.policy.hostnames)
-        web.programs = {path.name: path for path in config.bootloaders.values()}
+        web.programs = config.programs()
         web.admin_token = config.policy.admin_token
         web.store = self.store
         web.images = self.images

@@ -169,7 +169,7 @@ def makeBootService(
     tftp.setServiceParent(top)
 
     # HTTP Boot clients fetch the same programs TFTP serves, by file name.
-    programs = {path.name: path for path in config.bootloaders.values()}
+    programs = config.programs()
     web = BootHTTP(responder.policy, FileCatalog(Signer(store.signing_key())), boot_log, address,
                    programs=programs, store=store)
     status = StatusPages(recorder, reactor, page=observing.page, api=observing.api,

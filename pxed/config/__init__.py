@@ -32,6 +32,8 @@ from pxed.config.server import (
     ServerConfig,
     parse_bootloaders,
     parse_server,
+    program_files,
+    shim_companions,
 )
 from pxed.config.state import StateConfig, parse_state
 from pxed.config.status import StatusConfig, parse_status
@@ -77,6 +79,15 @@ class Config:
     arm64: ARM64Config = field(default_factory=ARM64Config)
     state: StateConfig = field(default_factory=StateConfig)
     dhcp: DHCPConfig = field(default_factory=DHCPConfig)
+    #: Files served beside the boot programs, by name (shim's grubx64.efi).
+    companions: Mapping[str, Path] = field(default_factory=dict)
+
+    def programs(self) -> dict[str, Path]:
+        """
+        The boot programs by the names TFTP and HTTP serve them under, and
+        the files that go with them.
+        """
+        return program_files(self.bootloaders, self.companions)
 
 
 def parse_config(data: Any, source: str = "<config>") -> Config:
@@ -105,6 +116,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         arm64=parse_arm64(reader, top.get("arm64")),
         state=state,
         dhcp=parse_dhcp(reader, top.get("dhcp")),
+        companions=shim_companions(top.get("bootloaders")),
     )
     for key, text in reader.templates:
         problem = trial_render(text, config.policy.exports)

@@ -18,7 +18,8 @@ from pxed.machine import ARCHITECTURE_SLUGS, architecture
 from pxed.net import is_unicast
 
 __all__ = ["Ports", "ServerConfig", "DEFAULT_BOOTLOADERS", "IPXE_PACKAGE", "parse_server",
-           "parse_bootloaders"]
+           "parse_bootloaders", "served_name", "program_files", "shim_companions", "SHIM",
+           "SHIM_GRUB", "SHIM_GRUB_NAME"]
 
 #: Debian's ipxe package; the defaults name its files.
 IPXE_PACKAGE = "ipxe"
@@ -26,6 +27,40 @@ DEFAULT_BOOTLOADERS: Mapping[str, Path] = {
     "x86-bios": Path("/usr/lib/ipxe/undionly.kpxe"),
     "x64-uefi": Path("/usr/lib/ipxe/snponly.efi"),
 }
+
+
+#: The Secure Boot chain C{bootloaders: {x64-uefi: shim}} names: Debian's
+#: shim signed by Microsoft (C{shim-signed}; scripts/setup unpacks it
+#: below /usr/local/lib/pxed/shim rather than installing it, because its
+#: maintainer script reinstalls the host's own bootloader), and Debian's
+#: signed netboot GRUB (C{grub-efi-amd64-signed}), which shim fetches as
+#: C{grubx64.efi} from the directory it was loaded from.
+SHIM = (Path("/usr/lib/shim/shimx64.efi.signed"),
+        Path("/usr/local/lib/pxed/shim/usr/lib/shim/shimx64.efi.signed"))
+SHIM_GRUB = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
+SHIM_GRUB_NAME = "grubx64.efi"
+#: The architectures the keyword is for.
+_SHIM_SLUGS = ("x64-uefi",)
+
+
+def served_name(path: Path) -> str:
+    """
+    The name TFTP (and C{/_/boot/} over HTTP) serves a boot program under:
+    its file name, without the C{.signed} of Debian's signed EFI binaries
+    (C{shimx64.efi.signed} is served as C{shimx64.efi}).
+    """
+    return path.name.removesuffix(".signed") or path.name
+
+
+def program_files(bootloaders: Mapping[str, Path],
+                  companions: Mapping[str, Path] | None = None) -> dict[str, Path]:
+    """
+    Every boot program by the name it is served under, and the files that
+    go with them (shim's C{grubx64.efi}).
+    """
+    files = {served_name(path): path for path in bootloaders.values()}
+    files.update(companions or {})
+    return files
 
 
 @dataclass(frozen=True)
@@ -175,6 +210,9 @@ def parse_bootloaders(reader: Reader, value: Any) -> dict[str, Path]:
         if location is None:
             chosen.pop(slug, None)  # explicitly switched off
             continue
+        if location == "shim":
+            chosen[slug] = _shim(reader, slug)
+            continue
         chosen[slug] = Path(reader.file(location, f"bootloaders.{slug}", urls=False))
     for slug, path in chosen.items():
         if slug not in section and not path.is_file():
@@ -185,10 +223,41 @@ def parse_bootloaders(reader: Reader, value: Any) -> dict[str, Path]:
             )
     names: dict[str, str] = {}
     for slug, path in chosen.items():
-        other = names.setdefault(path.name, slug)
+        name = served_name(path)
+        other = names.setdefault(name, slug)
         if other != slug and chosen[other] != path:
             raise reader.fail(f"bootloaders.{slug}",
-                              f"file name {path.name!r} is already used by bootloaders.{other}")
+                              f"file name {name!r} is already used by bootloaders.{other}")
+        if name == SHIM_GRUB_NAME and "shim" in section.values():
+            raise reader.fail(f"bootloaders.{slug}",
+                              f"file name {name!r} is the GRUB that shim loads")
     return chosen
+
+
+def _shim(reader: Reader, slug: str) -> Path:
+    key = f"bootloaders.{slug}"
+    if slug not in _SHIM_SLUGS:
+        raise reader.fail(key, f"'shim' is only for {', '.join(_SHIM_SLUGS)} (Debian's signed "
+                          "x64 shim and GRUB)")
+    shim = next((path for path in SHIM if path.is_file()), None)
+    if shim is None:
+        raise reader.fail(key, f"shim: {SHIM[0]} is missing: install Debian's 'shim-signed' "
+                          "package (apt-get install --no-install-recommends shim-signed)")
+    if not SHIM_GRUB.is_file():
+        raise reader.fail(key, f"shim: {SHIM_GRUB} is missing: install Debian's "
+                          "'grub-efi-amd64-signed' package (apt-get install "
+                          "--no-install-recommends grub-efi-amd64-signed)")
+    return shim
+
+
+def shim_companions(bootloaders: Any) -> dict[str, Path]:
+    """
+    The files that go with the C{shim} keyword: Debian's signed netboot
+    GRUB, served as C{grubx64.efi} beside shim (the name shim fetches).
+    Called on the section already checked by L{parse_bootloaders}.
+    """
+    if isinstance(bootloaders, Mapping) and "shim" in bootloaders.values():
+        return {SHIM_GRUB_NAME: SHIM_GRUB}
+    return {}
 
 

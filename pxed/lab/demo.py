@@ -38,7 +38,7 @@ def twistd() -> str:
 
 
 def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
-                      firmware: str = "bios", extra: str = "") -> Path:
+                      firmware: str = "bios", extra: str = "", cmdline: str = "") -> Path:
     """
     A pxed configuration that boots C{mac} into the lab payload: Debian's
     kernel and a busybox initrd that prints L{MARKER} with C{token}.  For
@@ -48,6 +48,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
     @param server: more YAML lines for the C{server:} section, each
         indented by two spaces.
     @param extra: more top-level YAML sections (e.g. L{full_dhcp}).
+    @param cmdline: more kernel arguments.
     """
     console = "ttyS0,115200"
     if firmware.startswith("arm64"):
@@ -67,7 +68,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
         f'    "{mac}":\n'
         f"      kernel: {kernel}\n"
         f"      initrd: [{initrd}]\n"
-        f'      cmdline: "console={console} panic=-1 pxed.token={token}"\n'
+        f"      cmdline: 'console={console} panic=-1 pxed.token={token}{cmdline}'\n"
         f"{extra}"
     )
     return config
@@ -146,6 +147,10 @@ def boot_from_pxed(
     second_lan: str | None = None,
     server: str = "",
     dhcp_server: bool = False,
+    extra: str = "",
+    cmdline: str = "",
+    router: tuple[str, ...] = (),
+    expect: bytes | None = None,
 ) -> BootRun:
     """
     Build the lab, start pxed and boot one machine from it.
@@ -160,20 +165,25 @@ def boot_from_pxed(
     @param server: more lines for pxed's C{server:} section.
     @param dhcp_server: pxed is the LAN's only DHCP server (L{full_dhcp});
         the router then only sends IPv6 router advertisements.
+    @param extra: more top-level YAML for pxed's configuration.
+    @param cmdline: more kernel arguments (each with a leading space).
+    @param router: more arguments for the LAN's DHCP server (dnsmasq).
+    @param expect: what ends the boot in the serial log (default: the
+        payload's marker with this run's token); C{ok} says it was seen.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     config = write_pxed_config(workdir, mac, token, server, firmware,
-                               full_dhcp(workdir) if dhcp_server else "")
+                               (full_dhcp(workdir) if dhcp_server else "") + extra, cmdline)
     serial = workdir / "serial.log"
     pxed_log = workdir / "pxed.log"
-    needle = f"{MARKER}{token}".encode()
+    needle = expect if expect is not None else f"{MARKER}{token}".encode()
     started = time.monotonic()
     with Lab(workdir, second_lan=second_lan) as lab:
         if not dhcp_server:
-            lab.start_router(ipv6_ra=ipv6_ra)
+            lab.start_router(ipv6_ra=ipv6_ra, extra=router)
         elif ipv6_ra:
-            lab.start_router(ipv6_ra=True, dhcp4=False)
+            lab.start_router(ipv6_ra=True, dhcp4=False, extra=router)
         if second_lan == "relay":
             lab.start_relay(ipv6_ra=ipv6_ra)
         pxed = start_pxed(lab, config, pxed_log)

@@ -249,7 +249,8 @@ class Lab:
         if namespace not in self._created:
             raise ValueError(f"{namespace} is not a namespace of this lab")
 
-    def start_router(self, ipv6_ra: bool = False, dhcp4: bool = True) -> None:
+    def start_router(self, ipv6_ra: bool = False, dhcp4: bool = True,
+                     extra: tuple[str, ...] = ()) -> None:
         """
         Start the LAN's ordinary DHCP server: dnsmasq, DHCP only.
 
@@ -266,6 +267,7 @@ class Lab:
         @param dhcp4: hand out IPv4 addresses; C{False} (with C{ipv6_ra})
             leaves the LAN without any other DHCP server, for pxed as the
             DHCP server.
+        @param extra: more dnsmasq arguments (a site's next-server, say).
         """
         log = self.workdir / "dnsmasq-router.log"
         log.unlink(missing_ok=True)  # dnsmasq appends; a stale line would fool wait_for
@@ -287,6 +289,7 @@ class Lab:
             argv += ["--enable-ra", f"--dhcp-range={self.ULA_PREFIX},ra-only,64"]
         if self.lan2 is not None:
             argv += self.lan2.router_args(self, ipv6_ra)
+        argv += list(extra)
         proc = self.spawn_in(self.rtr, argv, self.workdir / "dnsmasq-router.out", label="router")
         ready = b"DHCP, IP range" if dhcp4 else b"router advertisement on"
         if not self.wait_for(log, ready, 15, proc):

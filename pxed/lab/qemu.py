@@ -31,11 +31,15 @@ AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
 AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+#: OVMF built for Secure Boot with Microsoft's keys enrolled and Secure Boot
+#: on (it needs SMM, and its variables in the secure flash).
+OVMF_SB_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+OVMF_SB_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 IPXE_QEMU_ROMS = Path("/usr/lib/ipxe/qemu")
 FIRMWARES = ("bios", "uefi")
-#: Also accepted by L{qemu_argv}: OVMF doing UEFI HTTP Boot (no PXE), and
-#: an ARM64 machine with AAVMF.
-ALL_FIRMWARES = (*FIRMWARES, "uefi-http", "arm64", "arm64-http")
+#: Also accepted by L{qemu_argv}: OVMF doing UEFI HTTP Boot (no PXE), an
+#: ARM64 machine with AAVMF, and OVMF with Secure Boot enforced.
+ALL_FIRMWARES = (*FIRMWARES, "uefi-http", "arm64", "arm64-http", "uefi-sb")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -135,15 +139,20 @@ def qemu_argv(
             "-machine", "pc",
             "-device", f"e1000,netdev=net0,mac={mac},bootindex=1",
         ]  # fmt: skip
-    elif firmware in ("uefi", "uefi-http"):
-        for path in (OVMF_CODE, OVMF_VARS):
+    elif firmware in ("uefi", "uefi-http", "uefi-sb"):
+        secure = firmware == "uefi-sb"
+        code, template = (OVMF_SB_CODE, OVMF_SB_VARS) if secure else (OVMF_CODE, OVMF_VARS)
+        for path in (code, template):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} missing: install the Debian package ovmf")
         variables = workdir / f"OVMF_VARS-{mac.replace(':', '')}.fd"
-        shutil.copyfile(OVMF_VARS, variables)
+        shutil.copyfile(template, variables)
+        if secure:
+            # The Secure Boot build keeps its variables behind SMM.
+            argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
         argv += [
-            "-machine", "q35",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-machine", "q35,smm=on" if secure else "q35",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
             "-device", f"virtio-net-pci,netdev=net0,mac={mac},romfile=,bootindex=1",
             # Skip EDK2's IPv6 PXE attempt; keep IPv4 (disabling that removes

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from pxed.grub.config import GrubEnv
     from pxed.templates import ScriptEnv
 
-__all__ = ["BootSpec", "IPXEScript", "Chain", "LocalBoot", "Ignore", "is_url", "firmware_name"]
+__all__ = ["BootSpec", "IPXEScript", "Chain", "LocalBoot", "Ignore", "is_url", "firmware_name",
+           "firmware_directory"]
 
 
 def _one_line(text: str) -> str:
@@ -39,15 +40,25 @@ def is_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
+def firmware_directory(path: str) -> str:
+    """
+    The TFTP name of the directory of a chained local file, as PXE firmware
+    sees it: C{chain-} and a hash of the directory's path, so that two
+    directories never collide, nor collide with the boot programs, and the
+    name stays the same across restarts.  The whole directory is served
+    under it, so what the program loads from beside itself is found.
+    """
+    directory = posixpath.dirname(path) or "/"
+    digest = hashlib.sha256(directory.encode("utf-8")).hexdigest()[:12]
+    return f"chain-{digest}"
+
+
 def firmware_name(path: str) -> str:
     """
     The TFTP name under which PXE firmware fetches a chained local file:
-    its base name in a folder named after a hash of its path, so that two
-    files with one name never collide, nor collide with the iPXE binaries,
-    and the name stays the same across restarts.
+    its base name in its directory's L{firmware_directory}.
     """
-    digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:12]
-    return f"chain-{digest}/{posixpath.basename(path)}"
+    return f"{firmware_directory(path)}/{posixpath.basename(path)}"
 
 
 @dataclass(frozen=True, kw_only=True)

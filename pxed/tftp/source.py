@@ -40,6 +40,7 @@ __all__ = [
     "MappingSource",
     "BytesSource",
     "ChainSource",
+    "DirectorySource",
     "BlockReader",
     "READ_CHUNK",
     "READ_AHEAD",
@@ -291,6 +292,31 @@ class ChainSource:
             return d
 
         return tryNext(None)
+
+
+@implementer(IFileSource)
+class DirectorySource:
+    """
+    Serve whole directories, each under a name of its own: C{PREFIX/NAME}
+    is C{NAME} inside the directory mapped to C{PREFIX}, by the rules of
+    L{FilesystemSource} (never outside that directory).  A chained boot
+    program's directory is served this way, so the files it loads from
+    beside itself (shim's C{grubx64.efi}, GRUB's C{grub.cfg} and modules)
+    are found under the name it was loaded from.
+    """
+
+    def __init__(self, directories: Mapping[str, Path | str]) -> None:
+        self._roots = {prefix: FilesystemSource(path) for prefix, path in directories.items()}
+
+    def open(self, filename: str, peer: tuple[str, int]) -> Deferred:
+        try:
+            parts = name_parts(filename)
+        except AccessViolation:
+            return defer.fail(Failure())
+        root = self._roots.get(parts[0]) if len(parts) > 1 else None
+        if root is None:
+            return defer.fail(FileNotFound(filename))
+        return root.open("/".join(parts[1:]), peer)
 
 
 # Upper bound on one read from the content: a window is read in one call when
