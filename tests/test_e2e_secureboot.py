@@ -31,6 +31,10 @@ from tests.e2e import BOOT_TIMEOUT, in_order, require_lab, step
 SHIM_STEPS = ["offer", "bootserver", "tftp-start", "program", "script", "kernel", "initrd",
               "booted"]
 
+#: The same with pxed as the LAN's DHCP server: its offer and ACK name
+#: shimx64.efi, and EDK2 needs no port-4011 step.
+SHIM_FULL_DHCP_STEPS = ["offer", "tftp-start", "program", "script", "kernel", "initrd", "booted"]
+
 #: What EDK2 prints when Secure Boot refuses an image.
 REFUSED = b"Access Denied"
 
@@ -79,6 +83,25 @@ class SecureBootTests(unittest.TestCase):
         self.assertIn("shimx64.efi", files, why)
         self.assertIn("grubx64.efi", files, why)
         self.assertTrue(any(re.fullmatch(r"/?grub/grub\.cfg", f or "") for f in files), why)
+        run.pcap.unlink(missing_ok=True)
+
+    def test_shim_chain_with_pxed_as_dhcp_server(self) -> None:
+        """
+        pxed as the LAN's only DHCP server (C{dhcp.mode: full}): its ACK
+        names itself as next-server and shimx64.efi as the file, which is
+        all Debian's GRUB needs to find C{/grub/grub.cfg} on pxed.
+        """
+        mac = "52:54:00:77:00:a2"
+        run, workdir = self._boot(mac, extra="bootloaders: {x64-uefi: shim}\n",
+                                  dhcp_server=True)
+        why = self._explain(run, workdir)
+        self.assertTrue(run.ok, f"no boot marker; {why}")
+        self.assertTrue(run.pxed_survived, why)
+        self.assertIn("Secure boot enabled", run.serial.read_text(errors="replace"), why)
+        self.assertEqual(in_order(run.timeline, SHIM_FULL_DHCP_STEPS), SHIM_FULL_DHCP_STEPS,
+                         why)
+        self.assertNotIn("bootserver", [step(e) for e in run.timeline], why)
+        self.assertIn(f"{mac}: booting", run.pxed_log.read_text(errors="replace"))
         run.pcap.unlink(missing_ok=True)
 
     def test_unsigned_program_refused(self) -> None:
