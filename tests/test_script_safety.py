@@ -37,7 +37,8 @@ POLICY = f"""\
         - match: {{mac: "{SLOW_MAC}"}}
           ipxe: |
             #!ipxe
-            {{% if mac == "{SLOW_MAC}" %}}{{% for i in range(100000) %}}{{% for j in range(100000) %}}{{% endfor %}}{{% endfor %}}{{% endif %}}
+            {{% if mac == "{SLOW_MAC}" %}}{{% for i in range(100000) %}}
+            {{%- for j in range(100000) %}}{{% endfor %}}{{% endfor %}}{{% endif %}}
             {{{{ beacon }}}}
         - match: {{mac: "52:54:00:*"}}
           ipxe: |
