@@ -215,7 +215,8 @@ class PolicyRuntime(service.Service):
             fetcher = RemoteFetcher(self.reactor, remote.connect_timeout, remote.idle_timeout)
             pools.append(fetcher.pool)
         policy = self.override or policy_from_config(config, self.store, api)
-        catalog = FileCatalog(self._signer(config), proxy_remote=remote.proxy)
+        catalog = FileCatalog(self._signer(config), proxy_remote=remote.proxy,
+                              max_age=config.policy.signing_max_age)
         return _Parts(policy, catalog, fetcher, pools)
 
     def apply(self, config: Config, parts: _Parts | None = None) -> None:

@@ -173,6 +173,7 @@ def makeBootService(
     web = BootHTTP(responder.policy, FileCatalog(Signer(store.signing_key())), boot_log, address,
                    programs=programs, store=store)
     status = StatusPages(recorder, reactor, page=observing.page, api=observing.api,
+                         file_urls=observing.api_file_urls,
                          metrics=metrics if observing.metrics else None, leases=lease_store)
     root = MeteredResource(status.mount(web.resource()), recorder, reactor,
                            status_page=observing.page)

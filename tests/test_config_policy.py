@@ -164,6 +164,12 @@ class PolicySectionTests(ConfigTestCase):
         self.assertEqual(self.policy(signing={"key_file": str(keyfile)}).signing_key,
                          b"0123456789abcdefXYZ")
         self.assertEqual(self.policy(signing={"key": "k" * 20}).signing_key, b"k" * 20)
+        timed = self.policy(signing={"key": "k" * 20, "max_age": "2h"})
+        self.assertEqual((timed.signing_key, timed.signing_max_age), (b"k" * 20, 7200.0))
+        self.assertEqual(self.policy(signing={"max_age": 60}).signing_max_age, 60.0)
+        self.assertIsNone(self.policy().signing_max_age)
+        self.assertError({"policy": {"signing": {"max_age": "soon"}}},
+                         "policy.signing.max_age", "duration")
         self.assertEqual(self.policy(admin={"token": "t" * 16}).admin_token, "t" * 16)
         self.assertError({"policy": {"signing": {"key": "short"}}}, "policy.signing.key",
                          "at least 16")

@@ -4,6 +4,8 @@ Tests for L{pxed.config.status}: the C{status:} section.
 
 from __future__ import annotations
 
+from twisted.trial import unittest
+
 from pxed.config import StatusConfig, parse_config
 from tests.test_config import ConfigTestCase
 
@@ -56,3 +58,17 @@ class StatusSectionTests(ConfigTestCase):
         self.assertError({"status": {"colour": "red"}}, "status.colour", "unknown key")
         self.assertError({"status": {"history": {"days": 3}}}, "status.history.days",
                          "unknown key")
+
+
+class FileURLTests(unittest.TestCase):
+    def test_api_file_urls(self) -> None:
+        from pxed.config.reader import ConfigError, Reader
+        from pxed.config.status import parse_status
+
+        reader = Reader("f.yaml")
+        self.assertTrue(parse_status(reader, {}).api_file_urls)
+        status = parse_status(reader, {"api": {"file_urls": False}})
+        self.assertEqual((status.api, status.api_file_urls), (True, False))
+        with self.assertRaises(ConfigError) as caught:
+            parse_status(reader, {"api": {"files": False}})
+        self.assertEqual(caught.exception.key, "status.api.files")

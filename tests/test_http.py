@@ -18,7 +18,8 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
-from pxed.http.app import BootHTTP
+from pxed.config.boot import normal_mac
+from pxed.http.app import BOOT_PURPOSE, BootHTTP
 from pxed.http.files import FileCatalog
 from pxed.machine import Machine, architecture
 from pxed.policy import (
@@ -88,8 +89,21 @@ class HTTPTestCase(unittest.TestCase):
         body = yield treq.content(response)
         return response, body
 
+    def context(self, mac: str = MAC, **network: Any) -> str:
+        """
+        A script URL's context as the DHCP side signs it.
+        """
+        machine = Machine(normal_mac(mac), architecture(7), ipxe=True)
+        return sign_context(self.signer, BootRequest(machine, "proxydhcp", **network))
+
     @defer.inlineCallbacks
-    def script(self, mac: str = MAC, arch: int = 7, extra: str = "") -> Any:
+    def script(self, mac: str = MAC, arch: int = 7, extra: str = "", signed: bool = True) -> Any:
+        """
+        The script for C{mac}, fetched with a context signed as a DHCP
+        answer would (unless C{signed} is false or C{extra} has one).
+        """
+        if signed and "ctx=" not in extra:
+            extra += f"&ctx={self.context(mac)}"
         response, body = yield self.fetch(f"/_/ipxe?mac={quote(mac)}&arch={arch}{extra}")
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"),
@@ -332,12 +346,30 @@ class ActionScriptTests(HTTPTestCase):
 
 
 class BeaconTests(HTTPTestCase):
+    def boot(self, mac: str = MAC) -> str:
+        return self.signer.sign(BOOT_PURPOSE, mac)
+
     @defer.inlineCallbacks
     def test_booting(self) -> Any:
-        response, body = yield self.fetch(f"/_/booting?mac={quote(MAC.upper())}")
+        response, body = yield self.fetch(f"/_/booting?mac={quote(MAC.upper())}&boot={self.boot()}")
         self.assertEqual((response.code, body), (200, b"ok\n"))
         events = self.boot_log.events(MAC)
         self.assertEqual([e.stage for e in events], ["booting"])
+
+    @defer.inlineCallbacks
+    def test_unverified_beacons_are_counted_only(self) -> Any:
+        """
+        Without a boot token pxed signed for that MAC (a script fetched
+        without a signed context, or a forgery), a beacon is answered and
+        counted, but no machine becomes "booted" or enters the history.
+        """
+        forged = Signer(b"f" * 32).sign(BOOT_PURPOSE, MAC)
+        for query in (f"mac={MAC}", f"mac={MAC}&boot={forged}", f"mac={MAC}&boot=x.y",
+                      f"mac={MAC}&boot={self.boot(OTHER_MAC)}"):
+            response, body = yield self.fetch(f"/_/booting?{query}")
+            self.assertEqual((response.code, body), (200, b"ok\n"), query)
+        self.assertEqual(self.boot_log.machines(), [])
+        self.assertEqual(self.app.unverified_beacons, 4)
 
     @defer.inlineCallbacks
     def test_malformed_mac_refused(self) -> Any:
@@ -346,13 +378,14 @@ class BeaconTests(HTTPTestCase):
             self.assertEqual(response.code, 400, mac)
             self.assertIn(b"MAC address", body)
         self.assertEqual(self.boot_log.machines(), [])
-        response, _ = yield self.fetch(f"/_/booting?mac={MAC.upper().replace(':', '-')}")
+        response, _ = yield self.fetch(f"/_/booting?mac={MAC.upper().replace(':', '-')}"
+                                       f"&boot={self.boot()}")
         self.assertEqual(response.code, 200)
         self.assertEqual(self.boot_log.machines(), [MAC])
 
     @defer.inlineCallbacks
     def test_head(self) -> Any:
-        response, _ = yield self.fetch(f"/_/booting?mac={MAC}", method="HEAD")
+        response, _ = yield self.fetch(f"/_/booting?mac={MAC}&boot={self.boot()}", method="HEAD")
         self.assertEqual(response.code, 200)
         self.assertEqual([e.stage for e in self.boot_log.events(MAC)], ["booting"])
 
@@ -390,6 +423,30 @@ class OnceTests(HTTPTestCase):
         text = yield self.script()
         self.assertIn("exit 0", text)
         self.assertNotIn("kernel", text)
+
+    @defer.inlineCallbacks
+    def test_unsigned_script_cannot_end_the_rule(self) -> Any:
+        """
+        A script fetched without a signed context (by hand, or chained to
+        from another iPXE) boots the same, but its beacon carries no token:
+        fetching it leaves the victim's 'once' rule in force and records
+        no boot.
+        """
+        text = yield self.script(signed=False)
+        self.assertIn("kernel ", text)
+        beacon = self.beacon_url(text)
+        self.assertNotIn("once=", beacon)
+        self.assertNotIn("boot=", beacon)
+        response, _ = yield self.fetch(beacon)
+        self.assertEqual(response.code, 200)
+        done = yield self.store.once_done(MAC, "install")
+        self.assertFalse(done)
+        self.assertEqual(self.boot_log.machines(), [])
+        text = yield self.script(signed=False)
+        self.assertIn("kernel ", text)
+        # A forged context is no context.
+        text = yield self.script(extra="&ctx=" + Signer(b"z" * 32).sign("context", "{}"))
+        self.assertNotIn("once=", self.beacon_url(text))
 
     @defer.inlineCallbacks
     def test_plain_rules_have_no_once_token(self) -> Any:

@@ -112,6 +112,32 @@ class SignedFileTests(HTTPTestCase):
             self.assertNotIn(b"root:", content)
 
     @defer.inlineCallbacks
+    def test_max_age(self) -> Any:
+        """
+        With policy.signing.max_age, a file URL works for that long after
+        it was issued, then never again; IDs without a time are refused.
+        """
+        now = [1_000_000.0]
+        timed = FileCatalog(self.signer, max_age=3600, clock=lambda: now[0])
+        self.start(BootHTTP(self.policy, timed, self.boot_log, store=self.store))
+        path = timed.url("", str(self.kernel))
+        plain = self.kernel_path()
+        response, body = yield self.fetch(path)
+        self.assertEqual((response.code, body), (200, self.kernel_bytes))
+        response, _ = yield self.fetch(plain)
+        self.assertEqual(response.code, 404)
+        now[0] += 3600
+        response, _ = yield self.fetch(path)
+        self.assertEqual(response.code, 200)
+        now[0] += 1
+        response, _ = yield self.fetch(path)
+        self.assertEqual(response.code, 404)
+        # Issued too far in the future (another pxed's clock): refused too.
+        ahead = FileCatalog(self.signer, max_age=3600, clock=lambda: now[0] + 3600)
+        response, _ = yield self.fetch(ahead.url("", str(self.kernel)))
+        self.assertEqual(response.code, 404)
+
+    @defer.inlineCallbacks
     def test_wrong_name(self) -> Any:
         token = self.kernel_path().split("/")[3]
         for name in ("initrd.img", "vmlinuz.efi", "passwd"):

@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import treq
 from twisted.internet import defer, reactor
@@ -193,8 +194,14 @@ class EveryMetricMovesTests(unittest.TestCase):
                                               interface=LOCAL), TFTPError)
 
         # iPXE: its DHCP, the script, the kernel and initrd, the beacon.
+        sent = self.offers.transport.written
+        offers_sent = len(sent)
         self.offers.datagramReceivedWithInfo(raw(IPXE_UEFI_DISCOVER), ("0.0.0.0", 68), INFO)
-        script = (yield self.get(f"/_/ipxe?mac={MAC}&arch=7")).decode()
+        yield self.until(lambda: len(sent) > offers_sent)
+        # The script URL the offer names (signed: its beacon is a boot).
+        offer = decode(sent[-1][0])
+        named = (offer.options.get(67) or offer.file).rstrip(b"\0").decode()
+        script = (yield self.get(f"/_/ipxe?{urlsplit(named).query}")).decode()
         kernel = re.search(r"^kernel (\S+)", script, re.MULTILINE)
         initrd = re.search(r"^initrd --name \S+ (\S+)", script, re.MULTILINE)
         beacon = re.search(r"imgfetch --name pxed-beacon (\S+)", script)

@@ -207,7 +207,11 @@ class ContextTests(unittest.TestCase):
         self.assertIsNone(open_context(Signer(b"d" * 32), token))
         self.assertIsNone(open_context(signer, None))
         self.assertIsNone(open_context(signer, signer.sign("context", "[1]")))
-        self.assertIsNone(sign_context(signer, ask()))
+        # Even with nothing but the MAC: the signature makes its beacon a boot.
+        bare = open_context(signer, sign_context(signer, ask()))
+        assert bare is not None
+        self.assertEqual(bare.network(),
+                         {"interface": None, "relay": None, "local_address": None})
 
     def test_user_class(self) -> None:
         """

@@ -240,6 +240,28 @@ class APITests(StatusTestCase):
             self.assertEqual(data["status"], "booting")
 
     @defer.inlineCallbacks
+    def test_tokens_never_published(self) -> Any:
+        """
+        A script URL's signed context and a beacon's tokens would let any
+        reader of the API act as the machine (end its 'once' rule): they
+        are blanked.  Signed file URLs stay, unless file_urls is off.
+        """
+        self.log.record(MAC, "proxydhcp", arch="x64-uefi", kind="ipxe-script",
+                        bootfile="http://h/_/ipxe?mac=m&arch=7&ctx=eyJtIjoi.Tag_-x")
+        self.log.record(MAC, "script", files={"/_/file/eyJh.QmN-_x/vmlinuz": "kernel"},
+                        beacon="http://h/_/booting?mac=m&boot=AAA.BBB&once=CCC.DDD")
+        _, body = yield self.fetch(f"/_/machines/{MAC}")
+        text = body.decode()
+        for secret in ("eyJtIjoi", "Tag_-x", "AAA.BBB", "CCC.DDD"):
+            self.assertNotIn(secret, text)
+        self.assertIn("ctx=-", text)
+        self.assertIn("/_/file/eyJh.QmN-_x/vmlinuz", text)
+        self.pages.file_urls = False
+        _, body = yield self.fetch(f"/_/machines/{MAC}")
+        self.assertNotIn("eyJh.QmN-_x", body.decode())
+        self.assertIn("/_/file/-/vmlinuz", body.decode())
+
+    @defer.inlineCallbacks
     def test_unknown_machines(self) -> Any:
         for path in (OTHER, "nonsense", "52:54:00:77:00", "zz:54:00:77:00:20", "%ff"):
             response, body = yield self.fetch(f"/_/machines/{path}")

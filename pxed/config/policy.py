@@ -86,6 +86,7 @@ class PolicyConfig:
     hostnames: Mapping[str, str] = field(default_factory=dict)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
     signing_key: bytes | None = None
+    signing_max_age: float | None = None
     state_file: Path | None = None
     admin_token: str | None = None
 
@@ -411,6 +412,12 @@ def parse_policy(reader: Reader, value: Any) -> PolicyConfig:
             raise reader.fail("policy.state_file", str(e)) from None
         state_file = state_path
     token = _secret(reader, section.get("admin"), "policy.admin", "token")
+    signing = reader.mapping(section.get("signing"), "policy.signing",
+                             {"key", "key_file", "max_age"})
+    max_age = None
+    if signing.get("max_age") is not None:
+        max_age = parse_duration(reader, signing["max_age"], "policy.signing.max_age")
+    signing = {k: v for k, v in signing.items() if k != "max_age"}
     if token is not None and not all(0x21 <= byte <= 0x7E for byte in token):
         # It travels in an Authorization header: anything else never matches.
         raise reader.fail("policy.admin", "the token must be printable ASCII without spaces")
@@ -420,7 +427,8 @@ def parse_policy(reader: Reader, value: Any) -> PolicyConfig:
         exports=_exports(reader, section.get("exports")),
         hostnames=_hostnames(reader, section.get("hostnames")),
         remote=_remote(reader, section.get("remote")),
-        signing_key=_secret(reader, section.get("signing"), "policy.signing", "key"),
+        signing_key=_secret(reader, signing, "policy.signing", "key"),
+        signing_max_age=max_age,
         state_file=state_file,
         admin_token=token.decode("ascii") if token is not None else None,
     )

@@ -27,6 +27,8 @@ class StatusConfig:
     """
     @ivar page: the status page's path, or C{None} for no page.
     @ivar api: serve the JSON API (C{/_/machines}); the page needs it.
+    @ivar api_file_urls: show signed file URLs in the API's events
+        (C{status.api: {file_urls: false}} leaves them out).
     @ivar metrics: serve C{/metrics}.
     @ivar machines: how many machines' timelines are kept (the least
         recently active is forgotten first).
@@ -38,6 +40,7 @@ class StatusConfig:
 
     page: str | None = "/_/status"
     api: bool = True
+    api_file_urls: bool = True
     metrics: bool = True
     machines: int = 4096
     events: int = 256
@@ -80,7 +83,13 @@ def parse_status(reader: Reader, value: Any) -> StatusConfig:
     section = reader.mapping(value, "status", {"page", "api", "metrics", "history", "loops"})
     defaults = StatusConfig()
     page = _page(reader, section.get("page", defaults.page))
-    api = _flag(reader, section.get("api"), "status.api", defaults.api)
+    api_value = section.get("api")
+    file_urls = defaults.api_file_urls
+    if isinstance(api_value, dict):
+        options = reader.mapping(api_value, "status.api", {"file_urls"})
+        file_urls = _flag(reader, options.get("file_urls"), "status.api.file_urls", file_urls)
+        api_value = True
+    api = _flag(reader, api_value, "status.api", defaults.api)
     if page is not None and not api:
         raise reader.fail("status.page", "the status page reads the JSON API: set status.api "
                                          "to true, or status.page to false")
@@ -90,6 +99,7 @@ def parse_status(reader: Reader, value: Any) -> StatusConfig:
     return StatusConfig(
         page=page,
         api=api,
+        api_file_urls=file_urls,
         metrics=_flag(reader, section.get("metrics"), "status.metrics", defaults.metrics),
         machines=_count(reader, history.get("machines"), "status.history.machines",
                         defaults.machines, 1),

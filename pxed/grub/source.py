@@ -45,7 +45,7 @@ from pxed.grub.config import (
     parse_machine_config_name,
 )
 from pxed.http.app import ONCE_PURPOSE
-from pxed.http.files import FILE_PURPOSE, FileCatalog, export_url
+from pxed.http.files import FileCatalog, export_url
 from pxed.machine import Machine, architecture
 from pxed.net import route_source
 from pxed.policy import BootRequest, IBootAction, IBootPolicy, RulePolicy, is_url
@@ -204,7 +204,7 @@ class GrubSource:
                                       "name a local file for GRUB clients")
             if action.remote_only or not location.startswith("/"):
                 raise GrubConfigError(f"{location!r} is not a file pxed may serve")
-            token = catalog.signer.sign(FILE_PURPOSE, location)
+            token = catalog.token(location)
             return f"/_/file/{token}/{posixpath.basename(location)}"
 
         script = ScriptEnv(

@@ -50,6 +50,9 @@ log = Logger()
 
 #: The purpose signed into a beacon's 'once' token.
 ONCE_PURPOSE = "once"
+#: The purpose signed into a beacon's proof that its script came from a
+#: DHCP answer of pxed's (a signed context): only such a beacon is a boot.
+BOOT_PURPOSE = "booted"
 
 _NOT_FOUND = b"not found\n"
 
@@ -123,6 +126,8 @@ class BootHTTP:
         self.fetcher = fetcher
         self.admin_token = admin_token
         self.reload = reload
+        #: Beacons that came without a valid boot token (see L{beacon}).
+        self.unverified_beacons = 0
         #: The GRUB images pxed builds (ARM64), served by their names too.
         self.images = images
         from twisted.internet import reactor
@@ -197,9 +202,25 @@ class BootHTTP:
         network = context.network() if context is not None else {}
         boot_request = BootRequest(machine, "script", client_address=self._peer(request),
                                    **network)
-        return ensureDeferred(self._script(request, boot_request))
+        return ensureDeferred(self._script(request, boot_request, signed=context is not None))
 
-    async def _script(self, request: IRequest, boot: BootRequest) -> bytes:
+    def _beacon_url(self, base: str, mac: str, once: str | None, signed: bool) -> str:
+        """
+        The beacon a script fetches.  Only a script whose URL pxed signed in
+        a DHCP answer gets the tokens that make its beacon a boot (and end
+        a 'once' rule): one fetched by hand (or chained to from another
+        iPXE) boots the same, but its beacon is only counted.
+        """
+        beacon = f"{base}/_/booting?mac={quote(mac)}"
+        if not signed:
+            return beacon
+        signer = self.catalog.signer
+        beacon += f"&boot={signer.sign(BOOT_PURPOSE, mac)}"
+        if once:
+            beacon += f"&once={signer.sign(ONCE_PURPOSE, f'{mac} {once}')}"
+        return beacon
+
+    async def _script(self, request: IRequest, boot: BootRequest, signed: bool = True) -> bytes:
         mac = boot.mac
         action = await self.policy.boot_spec(boot)
         if action is None:
@@ -207,10 +228,10 @@ class BootHTTP:
             return ipxe.no_boot_script("no boot entry for this machine").encode()
         base = self._base(request)
         catalog = self.catalog
-        beacon = f"{base}/_/booting?mac={quote(mac)}"
-        if action.once:
-            token = catalog.signer.sign(ONCE_PURPOSE, f"{mac} {action.once}")
-            beacon += f"&once={token}"
+        beacon = self._beacon_url(base, mac, action.once, signed)
+        if action.once and not signed:
+            self.budget.info(log, "{mac}: script fetched without a signed context: this boot "
+                              "cannot end 'once' rule {rule}", mac=mac, rule=action.rule)
         env = ScriptEnv(
             request=boot,
             server=self.address or request.getHost().host,
@@ -233,9 +254,13 @@ class BootHTTP:
                              mac=mac, rule=action.rule, why=str(e), stage=SCRIPT_ERROR)
             return ipxe.no_boot_script(f"cannot render the boot script: {e}").encode()
         # The files the script loads, so their downloads show as the
-        # kernel and initrds on the machine's timeline.
-        self.boot_log.record(mac, "script", arch=boot.arch.slug, peer=boot.client_address,
-                             action=type(action).__name__, files=script_files(text, base))
+        # kernel and initrds on the machine's timeline.  Unsigned fetches
+        # only for machines pxed has seen: anyone can name any MAC, and new
+        # ones would push real machines out of the history.
+        if signed or self.boot_log.last(mac) is not None:
+            self.boot_log.record(mac, "script", arch=boot.arch.slug, peer=boot.client_address,
+                                 action=type(action).__name__, files=script_files(text, base),
+                                 signed=signed)
         log.info("{mac}: served iPXE script ({action} from {rule})", mac=mac,
                  action=type(action).__name__, rule=action.rule or "the policy",
                  stage="script", arch=boot.arch.slug, peer=boot.client_address)
@@ -338,6 +363,17 @@ class BootHTTP:
         mac = self._mac(request)
         if mac is None:
             return self._bad_request(request, "mac must be a MAC address like 52:54:00:12:34:56")
+        token = self._arg(request, "boot")
+        if not token or self.catalog.signer.verify(BOOT_PURPOSE, token) != mac:
+            # A script fetched without a signed context, or a forgery: the
+            # boot goes on (a beacon never stops one), but it is counted
+            # only (pxed_http_requests_total{kind="beacon-unverified"}).
+            request.pxed_kind = "beacon-unverified"  # type: ignore[attr-defined]
+            self.unverified_beacons += 1
+            self.budget.info(log, "{mac}: beacon without a valid boot token from {peer}: "
+                              "counted, not recorded as a boot", mac=mac,
+                              peer=self._peer(request))
+            return b"ok\n"
         self.boot_log.record(mac, "booting", peer=self._peer(request))
         log.info("{mac}: booting", mac=mac, stage="booting", peer=self._peer(request))
         rule = self._once_rule(mac, self._arg(request, "once"))
@@ -371,11 +407,12 @@ class BootHTTP:
             return None
         signed = self.catalog.signer.verify(ONCE_PURPOSE, token)
         if signed is None:
-            log.warn("{mac}: ignoring a beacon with a forged 'once' token", mac=mac)
+            self.budget.info(log, "{mac}: ignoring a beacon with a forged 'once' token", mac=mac)
             return None
         owner, _, rule = signed.partition(" ")
         if owner != mac:
-            log.warn("{mac}: ignoring a 'once' token made for {owner}", mac=mac, owner=owner)
+            self.budget.info(log, "{mac}: ignoring a 'once' token made for {owner}", mac=mac,
+                             owner=owner)
             return None
         return rule
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -43,6 +44,10 @@ __all__ = ["FileCatalog", "LocalFile", "export_path", "export_url", "ExportRefus
 
 #: The purpose signed into file IDs.
 FILE_PURPOSE = "file"
+#: The purpose of file IDs that carry their issue time (C{max_age}).
+TIMED_FILE_PURPOSE = "file-t"
+#: How far in the future an issue time may be (clocks of pxed sharing a key).
+_CLOCK_SKEW = 60.0
 
 
 def _name(location: str) -> str:
@@ -57,27 +62,51 @@ class FileCatalog:
 
     @ivar proxy_remote: C{True} to serve remote URLs through pxed (signed
         IDs too), C{False} to hand them to the client as they are.
+    @ivar max_age: seconds a file ID stays valid after it was issued, or
+        C{None} for ever (IDs then carry no time, and URLs survive
+        restarts and reloads as long as the key does).
     """
 
-    def __init__(self, signer: Signer, proxy_remote: bool = False) -> None:
+    def __init__(self, signer: Signer, proxy_remote: bool = False,
+                 max_age: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.signer = signer
         self.proxy_remote = proxy_remote
+        self.max_age = max_age
+        self.clock = clock
+
+    def token(self, location: str) -> str:
+        """
+        The signed ID of C{location} (with its issue time under C{max_age}).
+        """
+        if self.max_age is None:
+            return self.signer.sign(FILE_PURPOSE, location)
+        return self.signer.sign(TIMED_FILE_PURPOSE, f"{int(self.clock())}:{location}")
 
     def url(self, base: str, location: str) -> str:
         if is_url(location) and not self.proxy_remote:
             return location
-        token = self.signer.sign(FILE_PURPOSE, location)
-        return f"{base}/_/file/{token}/{quote(_name(location))}"
+        return f"{base}/_/file/{self.token(location)}/{quote(_name(location))}"
 
     def resolve(self, token: str, name: str) -> str | None:
         """
-        The location signed into C{token}, if the token is genuine and
-        C{name} is the one its URL was made with.
+        The location signed into C{token}, if the token is genuine, not
+        older than C{max_age}, and C{name} is the one its URL was made with.
         """
-        location = self.signer.verify(FILE_PURPOSE, token)
+        if self.max_age is None:
+            location = self.signer.verify(FILE_PURPOSE, token)
+        else:
+            location = self._timed(token, self.max_age)
         if location is None or _name(location) != name:
             return None
         return location
+
+    def _timed(self, token: str, max_age: float) -> str | None:
+        value = self.signer.verify(TIMED_FILE_PURPOSE, token)
+        issued, colon, location = (value or "").partition(":")
+        if not colon or not issued.isdigit():
+            return None
+        age = self.clock() - int(issued)
+        return location if -_CLOCK_SKEW <= age <= max_age else None
 
 
 def _etag(info: os.stat_result) -> bytes:

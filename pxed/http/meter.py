@@ -82,7 +82,7 @@ class MeteredResource(Resource):
             path = request.path
             peer = getattr(request.getClientAddress(), "host", None)
             self.observer.http_served(
-                request_kind(path, self.status_page), peer,
+                getattr(request, "pxed_kind", None) or request_kind(path, self.status_page), peer,
                 request.method.decode("ascii", "replace"), path.decode("utf-8", "replace"),
                 int(request.code), int(getattr(request, "sentLength", 0)),
                 self.clock.seconds() - started)

@@ -95,9 +95,32 @@ def _mac_from_path(raw: bytes) -> str | None:
     return text
 
 
-def event_json(event: BootEvent) -> dict[str, Any]:
+#: The tokens that let their holder act as the machine (a script URL's
+#: signed context, a beacon's boot and 'once' tokens): never published.
+_AUTHORITY = re.compile(r"\b(ctx|boot|once)=[^&\s\"']+")
+#: A signed file ID in a URL path.
+_FILE_ID = re.compile(r"/_/file/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/")
+
+
+def redact(value: Any, file_urls: bool = True) -> Any:
+    """
+    C{value} (an event's fields) without the tokens in it that would let a
+    reader of the API act as a machine, and without signed file IDs
+    unless C{file_urls}.
+    """
+    if isinstance(value, str):
+        value = _AUTHORITY.sub(r"\1=-", value)
+        return value if file_urls else _FILE_ID.sub("/_/file/-/", value)
+    if isinstance(value, dict):
+        return {redact(k, file_urls): redact(v, file_urls) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, file_urls) for v in value]
+    return value
+
+
+def event_json(event: BootEvent, file_urls: bool = True) -> dict[str, Any]:
     return {"stage": event.stage, "label": timeline.label(event), "when": event.when,
-            "fields": event.fields}
+            "fields": redact(event.fields, file_urls)}
 
 
 def view_json(view: timeline.BootView) -> dict[str, Any]:
@@ -122,6 +145,9 @@ class StatusPages:
 
     @param page: the page's path (C{None}: no page).
     @param api: serve C{/_/machines}.
+    @param file_urls: show the signed file URLs in events (whoever reads
+        the API can then fetch those files); tokens that act as a machine
+        (script contexts, beacon tokens) are never shown.
     @param metrics: serve C{/metrics} from these metrics (C{None}: not).
     @param leases: serve C{/_/leases} from this store (with C{api}).
     """
@@ -135,12 +161,14 @@ class StatusPages:
         api: bool = True,
         metrics: Metrics | None = None,
         leases: ILeaseStore | None = None,
+        file_urls: bool = True,
     ) -> None:
         self.boot_log = boot_log
         self.leases = leases
         self.clock = clock
         self.page = page.rstrip("/") if page else None
         self.api = api
+        self.file_urls = file_urls
         self.metrics = metrics
         self.assets = load_assets() if self.page else {}
 
@@ -242,8 +270,8 @@ class StatusPages:
             return None
         body = view_json(found)
         body["now"] = now
-        body["timeline"] = [event_json(e) for e in found.events]
-        body["events"] = [event_json(e) for e in events]
+        body["timeline"] = [event_json(e, self.file_urls) for e in found.events]
+        body["events"] = [event_json(e, self.file_urls) for e in events]
         return body
 
     # -- /metrics -------------------------------------------------------------

@@ -105,11 +105,10 @@ class ScriptContext:
                 "local_address": self.local_address}
 
 
-def sign_context(signer: Signer, request: BootRequest) -> str | None:
+def sign_context(signer: Signer, request: BootRequest) -> str:
     """
     The network side of C{request} (interface, relay, pxed's address) and
-    the machine's user class, signed for the script URL, or C{None} when
-    there is nothing to carry.
+    the machine's user class, signed for the script URL.
 
     Only the DHCP side knows where a request came from and what user
     class it sent (iPXE's own is C{iPXE}, a custom build's may be another);
@@ -119,8 +118,8 @@ def sign_context(signer: Signer, request: BootRequest) -> str | None:
     """
     fields = {"m": request.mac, "i": request.interface, "r": request.relay,
               "l": request.local_address, "u": request.user_class}
-    if not any((request.interface, request.relay, request.local_address, request.user_class)):
-        return None
+    # Always, even with nothing but the MAC: the signature is also what
+    # lets the script's beacon count as a boot (pxed.http.app).
     return signer.sign(CONTEXT_PURPOSE, json.dumps(fields, separators=(",", ":")))
 
 
