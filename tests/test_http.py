@@ -93,7 +93,7 @@ class HTTPTestCase(unittest.TestCase):
         """
         A script URL's context as the DHCP side signs it.
         """
-        machine = Machine(normal_mac(mac), architecture(7), ipxe=True)
+        machine = Machine(normal_mac(mac), architecture(7), ipxe=True, user_class="iPXE")
         return sign_context(self.signer, BootRequest(machine, "proxydhcp", **network))
 
     @defer.inlineCallbacks
