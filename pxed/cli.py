@@ -1,6 +1,6 @@
-# -*- test-case-name: tests.test_explain -*-
+# -*- test-case-name: tests.test_cli -*-
 """
-The C{pxed} command: tools around the server (which C{twistd pxed} runs).
+The pxed command: tools around the server (which "twistd pxed" runs).
 
   pxed check --config FILE
       validate a configuration, as startup would, and exit
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pxed import __version__
 from pxed.config import Config, ConfigError, check_host, load_config
 
 __all__ = ["main"]
@@ -49,8 +50,10 @@ def _mac(value: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # The docstring is plain text: it is the --help text.
     parser = argparse.ArgumentParser(prog="pxed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pxed {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate a configuration file")
     check.add_argument("--config", "-c", default=DEFAULT_CONFIG)
