@@ -30,10 +30,10 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from pxed.testing.policy import SlowPolicy
 from tests import pcap
 from tests.fixtures import write_bootloaders
 from tests.test_dhcp_packet import SERVER_FRAMES, mutated_captures
-from tests.test_responder import SlowPolicy
 
 MAC = "52:54:00:77:00:10"
 SERVER = "192.168.77.1"

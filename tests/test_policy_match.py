@@ -4,8 +4,6 @@ Tests for L{pxed.policy.match}: every match key, on its own and combined.
 
 from __future__ import annotations
 
-import ipaddress
-
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -23,6 +21,7 @@ from pxed.policy.match import (
     UserClassMatcher,
     UUIDMatcher,
 )
+from pxed.testing.policy import nets
 
 MAC = "52:54:00:12:34:56"
 GUID = "12345678-9abc-def0-1122-334455667788"
@@ -32,10 +31,6 @@ def request(mac: str = MAC, code: int = 7, **kwargs: object) -> BootRequest:
     machine_fields = {k: kwargs.pop(k) for k in ("uuid", "ipxe", "user_class") if k in kwargs}
     return BootRequest(Machine(mac, architecture(code), **machine_fields),  # type: ignore[arg-type]
                        "proxydhcp", **kwargs)  # type: ignore[arg-type]
-
-
-def nets(*texts: str) -> tuple[ipaddress.IPv4Network, ...]:
-    return tuple(ipaddress.IPv4Network(t) for t in texts)
 
 
 class MatcherTests(unittest.TestCase):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail
+from twisted.internet.defer import ensureDeferred, fail
 from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -17,6 +17,7 @@ from pxed.machine import Machine, architecture
 from pxed.policy import BootSpec, IBootPolicy, StaticPolicy
 from pxed.responder import BootResponder, http_base, script_url
 from pxed.state import IBootLog, MemoryBootLog
+from pxed.testing.policy import SlowPolicy
 from tests.fixtures import write_bootloaders
 
 MAC = "52:54:00:77:00:10"
@@ -26,20 +27,6 @@ GUID = "12345678-9abc-def0-1122-334455667788"
 
 
 @implementer(IBootPolicy)
-class SlowPolicy:
-    """
-    A policy that answers only when the test says so.
-    """
-
-    def __init__(self) -> None:
-        self.asked: list[tuple[Machine, Deferred[BootSpec | None]]] = []
-
-    def boot_spec(self, machine: Machine) -> Deferred[BootSpec | None]:
-        d: Deferred[BootSpec | None] = Deferred()
-        self.asked.append((machine, d))
-        return d
-
-
 class ResponderTestCase(unittest.TestCase):
     def setUp(self) -> None:
         base = Path(self.mktemp()).absolute()

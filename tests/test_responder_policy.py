@@ -22,8 +22,8 @@ from pxed.policy.request import ScriptContext, open_context
 from pxed.responder import BootResponder
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from pxed.testing.policy import nets
 from tests.fixtures import write_bootloaders
-from tests.test_policy_match import nets
 
 MAC = "52:54:00:77:00:10"
 SERVER = "192.168.77.1"

@@ -20,11 +20,11 @@ from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pxed.testing.tftp import FakeReactor, FakeTransport, Info
 from pxed.tftp import packet as P
 from pxed.tftp.mtu import HEADERS, MTUCache, blksize_for_mtu, interface_mtu
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import BytesSource
-from tests.test_tftp_protocol import FakeReactor, FakeTransport, Info
 
 
 class ArithmeticTests(SynchronousTestCase):

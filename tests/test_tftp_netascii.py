@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
+from pxed.testing.tftp import ServerTestCase
 from pxed.tftp import packet as P
 from pxed.tftp.netascii import NetasciiDecoder, NetasciiReadable, to_netascii
 from pxed.tftp.source import BytesReadable
-from tests.test_tftp_protocol import ServerTestCase
 
 TEXT = st.binary(max_size=3000) | st.lists(
     st.sampled_from([b"a", b"\r", b"\n", b"\0", b"\r\n"]), max_size=400).map(b"".join)

@@ -6,109 +6,18 @@ Tests for L{pxed.tftp.protocol} and L{pxed.tftp.client} over real UDP on
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from pxed.testing.tftp import LOCAL, FakeReactor, FakeTransport, Info, ServerTestCase
 from pxed.tftp import packet as P
-from pxed.tftp.client import TFTPError, TFTPTimeout, fetch, fetch_result
+from pxed.tftp.client import TFTPError, TFTPTimeout, fetch
 from pxed.tftp.protocol import TFTPServerProtocol
-from pxed.tftp.session import TransferResult
-from pxed.tftp.source import BytesSource, ChainSource, FilesystemSource
-
-LOCAL = "127.0.0.1"
-
-
-class RawClient(DatagramProtocol):
-    """A UDP socket that queues what it receives, for hand-made exchanges."""
-
-    noisy = False
-
-    def __init__(self) -> None:
-        self.queue: defer.DeferredQueue[tuple[bytes, tuple[str, int]]] = defer.DeferredQueue()
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self.queue.put((datagram, (addr[0], addr[1])))
-
-    def send(self, pkt: P.Packet | bytes, addr: tuple[str, int]) -> None:
-        assert self.transport is not None
-        self.transport.write(pkt if isinstance(pkt, bytes) else P.encode(pkt), addr)
-
-    def next(self, timeout: float = 3.0) -> defer.Deferred[tuple[P.Packet, tuple[str, int]]]:
-        d = self.queue.get()
-        d.addTimeout(timeout, reactor)  # type: ignore[arg-type]
-        return d.addCallback(lambda r: (P.decode(r[0]), r[1]))
-
-    @property
-    def pending(self) -> int:
-        return len(self.queue.pending)
-
-
-class ServerTestCase(TestCase):
-    """Runs a server on 127.0.0.1 over a temporary directory."""
-
-    timeout = 20
-
-    server_kw: dict[str, Any] = {}
-
-    def setUp(self) -> None:
-        self.root = Path(self.mktemp()).absolute()
-        self.root.mkdir()
-        self.files = {
-            "small.txt": b"hello, world\n",
-            "exact.bin": bytes(range(256)) * 8,  # 2048: 4 blocks of 512
-            "big.bin": os.urandom(300_000),
-        }
-        for name, content in self.files.items():
-            (self.root / name).write_bytes(content)
-        self.starts: list[tuple[tuple[str, int], str, dict[str, str]]] = []
-        self.ends: list[tuple[tuple[str, int], str, TransferResult]] = []
-        self._endWaiters: list[tuple[int, defer.Deferred[None]]] = []
-        self.server = self.makeServer(FilesystemSource(self.root))
-        self.port = reactor.listenUDP(0, self.server, interface=LOCAL)  # type: ignore[attr-defined]
-        self.addCleanup(self.port.stopListening)
-        self.addr = (LOCAL, self.port.getHost().port)
-
-    def makeServer(self, source: Any, **kw: Any) -> TFTPServerProtocol:
-        kw = {**self.server_kw, **kw}
-        return TFTPServerProtocol(
-            source,
-            reactor,
-            on_transfer_start=lambda *a: self.starts.append(a),
-            on_transfer_end=self._ended,
-            **kw,
-        )
-
-    def _ended(self, peer: tuple[str, int], filename: str, result: TransferResult) -> None:
-        self.ends.append((peer, filename, result))
-        for n, d in list(self._endWaiters):
-            if len(self.ends) >= n:
-                self._endWaiters.remove((n, d))
-                d.callback(None)
-
-    def waitForEnds(self, n: int = 1) -> defer.Deferred[None]:
-        """Fires when C{n} transfers have ended (and their ports closed)."""
-        d: defer.Deferred[None] = defer.Deferred()
-        if len(self.ends) >= n:
-            d.callback(None)
-        else:
-            self._endWaiters.append((n, d))
-        d.addTimeout(10, reactor)  # type: ignore[arg-type]
-        return d
-
-    def rawClient(self) -> RawClient:
-        raw = RawClient()
-        port = reactor.listenUDP(0, raw, interface=LOCAL)  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)
-        return raw
-
-    def get(self, filename: str, **kw: Any) -> defer.Deferred[Any]:
-        return fetch_result(reactor, LOCAL, self.addr[1], filename, interface=LOCAL, **kw)
+from pxed.tftp.source import BytesSource, ChainSource
 
 
 class TransferTests(ServerTestCase):
@@ -403,48 +312,6 @@ class RobustnessTests(ServerTestCase):
         self.assertEqual(pkt, P.Error(0, "Server shutting down"))
         yield self.waitForEnds(1)
         self.assertEqual(self.ends[0][2].outcome, "aborted")
-
-
-class FakeTransport:
-    """Stands in for a UDP port: records what is written."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.written: list[tuple[P.Packet, tuple[str, int]]] = []
-        self.stopped = False
-
-    def write(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        self.written.append((P.decode(datagram), addr))
-
-    def getHost(self) -> Any:
-        from twisted.internet.address import IPv4Address
-
-        return IPv4Address("UDP", self.host, self.port)
-
-    def stopListening(self) -> None:
-        self.stopped = True
-
-
-class FakeReactor(Clock):
-    """A clock whose listenUDP records the binding and connects a fake port."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.bound: list[tuple[str, FakeTransport, Any]] = []
-
-    def listenUDP(self, port: int, protocol: Any, interface: str = "") -> FakeTransport:
-        transport = FakeTransport(interface or "0.0.0.0", 40000 + len(self.bound))
-        self.bound.append((interface, transport, protocol))
-        protocol.makeConnection(transport)
-        return transport
-
-
-class Info:
-    def __init__(self, destination: str, local: str) -> None:
-        self.ifindex = 2
-        self.destination = destination
-        self.local = local
 
 
 class FakeNetworkTests(TestCase):

@@ -16,9 +16,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from pxed.testing.tftp import LOCAL, FakeReactor, RawClient, ServerTestCase
 from pxed.tftp import packet as P
 from pxed.tftp.transfer import TransferPort, listen_transfer
-from tests.test_tftp_protocol import LOCAL, FakeReactor, RawClient, ServerTestCase
 
 
 class QuietTransferTests(ServerTestCase):

@@ -15,13 +15,13 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pxed.testing.tftp import ServerTestCase
 from pxed.tftp import packet as P
 from pxed.tftp.options import SessionLimits, TransferResult
 from pxed.tftp.source import AccessViolation, FileNotFound, FilesystemSource
 from pxed.tftp.upload import DALLY, FileExists, TooLarge, UploadRefused, UploadRoot, WriteSession
 from tests.fixtures import settle
 from tests.test_tftp_interop import LOCAL, InteropMixin
-from tests.test_tftp_protocol import ServerTestCase
 
 
 class UploadRootTests(SynchronousTestCase):

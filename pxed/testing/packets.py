@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_testing -*-
+"""
+DHCP packets for tests: what PXE firmware, UEFI HTTP Boot and iPXE send,
+a packet with some fields changed, and a transport that records replies
+sent out of the interface a request came in on (as
+L{pxed.net.PacketInfoPort} does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.testing import FakeDatagramTransport
+
+from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
+from pxed.doctor.probe import pxe_discover
+from pxed.net import PacketInfo
+
+__all__ = ["pxe_discover", "ipxe_discover", "http_boot_discover", "bootserver_request",
+           "changed", "ViaTransport"]
+
+
+def ipxe_discover(mac: bytes, arch: int = 7, xid: int = 1) -> DHCPPacket:
+    """
+    iPXE's DISCOVER: PXE firmware's, with user class C{iPXE} (option 77).
+    """
+    packet = pxe_discover(mac, arch, xid)
+    packet.options[Option.USER_CLASS] = b"iPXE"
+    return packet
+
+
+def http_boot_discover(mac: bytes, arch: int = 16, xid: int = 1) -> DHCPPacket:
+    """
+    A UEFI HTTP Boot client's DISCOVER: vendor class C{HTTPClient}.
+    """
+    packet = pxe_discover(mac, arch, xid)
+    packet.options[Option.VENDOR_CLASS] = f"HTTPClient:Arch:{arch:05d}:UNDI:003016".encode()
+    return packet
+
+
+def bootserver_request(mac: bytes, server: str, arch: int = 7, xid: int = 1,
+                       client: str = "192.0.2.100") -> DHCPPacket:
+    """
+    The REQUEST UEFI firmware sends to port 4011 once it has an address.
+    """
+    packet = pxe_discover(mac, arch, xid)
+    packet.flags = 0
+    packet.ciaddr = client
+    packet.options[Option.MESSAGE_TYPE] = bytes([MessageType.REQUEST])
+    packet.options[Option.SERVER_ID] = bytes(int(part) for part in server.split("."))
+    return packet
+
+
+def changed(datagram: bytes, **fields: Any) -> bytes:
+    """
+    C{datagram} with some fields changed; C{options} entries with a value
+    of C{None} are removed.
+    """
+    packet = decode(datagram)
+    for name, value in fields.items():
+        if name == "options":
+            for code, data in value.items():
+                if data is None:
+                    packet.options.pop(code, None)
+                else:
+                    packet.options[code] = data
+        else:
+            setattr(packet, name, value)
+    return encode(packet)
+
+
+class ViaTransport(FakeDatagramTransport):
+    """
+    A transport like L{pxed.net.PacketInfoPort}, which can send out of
+    the interface a request came in on; records those sends in C{via}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.via: list[tuple[bytes, tuple[str, int], PacketInfo | None]] = []
+
+    def sendVia(self, data: bytes, addr: tuple[str, int], info: PacketInfo | None) -> None:
+        self.via.append((data, addr, info))
