@@ -1,14 +1,26 @@
 """
-Files the DHCP and responder tests need on disk.
+What several test modules share and that only makes sense in this
+checkout (the example configuration, the configuration tests' base case,
+the stand-in bootloaders): so test modules import this, never each other.
+Fakes and builders that do not depend on the checkout are in
+L{pxed.testing}.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from pxed import config
+from pxed.config import Config, ConfigError, load_config, parse_config
+
+#: The commented example configuration of the checkout.
+EXAMPLE = Path(__file__).parents[1] / "etc" / "pxed.yaml"
 
 #: Debian's iPXE file names for the two architectures served by default.
 BOOTLOADER_NAMES = (("x86-bios", "undionly.kpxe"), ("x64-uefi", "snponly.efi"))
@@ -39,3 +51,45 @@ def settle(ends: Sized, n: int) -> Any:
             return
         yield task.deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
     raise AssertionError(f"{len(ends)} transfers ended, expected {n}")
+
+
+class ConfigTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).absolute()
+        self.dir.mkdir()
+        self.kernel = self.file("vmlinuz")
+        self.initrd = self.file("initrd.img")
+        self.undionly = self.file("undionly.kpxe")
+        self.snponly = self.file("snponly.efi")
+        # The defaults must not depend on what this machine has installed.
+        self.patch(config.server, "DEFAULT_BOOTLOADERS",
+                   {"x86-bios": self.undionly, "x64-uefi": self.snponly})
+
+    def file(self, name: str) -> Path:
+        path = self.dir / name
+        path.write_bytes(name.encode())
+        return path
+
+    def load(self, text: str) -> Config:
+        path = self.dir / "pxed.yaml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return load_config(path)
+
+    def assertError(self, data: Any, key: str, *problem: str) -> ConfigError:
+        """
+        Parsing C{data} fails with an error at C{key} whose message holds
+        each of C{problem}.
+        """
+        error = self.assertRaises(ConfigError, parse_config, data, "site.yaml")
+        self.assertEqual(error.key, key)
+        self.assertEqual(error.source, "site.yaml")
+        message = str(error)
+        self.assertTrue(message.startswith(f"site.yaml: {key}: "), message)
+        for text in problem:
+            self.assertIn(text, message)
+        return error
+
+    def boot(self, **entry: Any) -> dict[str, Any]:
+        spec = {"kernel": str(self.kernel)}
+        spec.update(entry)
+        return {"boot": {"default": spec}}

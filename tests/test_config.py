@@ -5,62 +5,14 @@ L{ConfigError} naming the file, the key and the problem.
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-from typing import Any
-
-from twisted.trial import unittest
-
 from pxed import config
-from pxed.config import Config, ConfigError, Ports, load_config, parse_config
+from pxed.config import ConfigError, Ports, load_config, parse_config
 from pxed.policy import BootSpec
+from tests.fixtures import EXAMPLE, ConfigTestCase
 
-EXAMPLE = Path(__file__).parents[1] / "etc" / "pxed.yaml"
 MAC = "52:54:00:12:34:56"
 #: As shipped, before any test patches them.
 DEBIAN_DEFAULTS = dict(config.DEFAULT_BOOTLOADERS)
-
-
-class ConfigTestCase(unittest.TestCase):
-    def setUp(self) -> None:
-        self.dir = Path(self.mktemp()).absolute()
-        self.dir.mkdir()
-        self.kernel = self.file("vmlinuz")
-        self.initrd = self.file("initrd.img")
-        self.undionly = self.file("undionly.kpxe")
-        self.snponly = self.file("snponly.efi")
-        # The defaults must not depend on what this machine has installed.
-        self.patch(config.server, "DEFAULT_BOOTLOADERS",
-                   {"x86-bios": self.undionly, "x64-uefi": self.snponly})
-
-    def file(self, name: str) -> Path:
-        path = self.dir / name
-        path.write_bytes(name.encode())
-        return path
-
-    def load(self, text: str) -> Config:
-        path = self.dir / "pxed.yaml"
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return load_config(path)
-
-    def assertError(self, data: Any, key: str, *problem: str) -> ConfigError:
-        """
-        Parsing C{data} fails with an error at C{key} whose message holds
-        each of C{problem}.
-        """
-        error = self.assertRaises(ConfigError, parse_config, data, "site.yaml")
-        self.assertEqual(error.key, key)
-        self.assertEqual(error.source, "site.yaml")
-        message = str(error)
-        self.assertTrue(message.startswith(f"site.yaml: {key}: "), message)
-        for text in problem:
-            self.assertIn(text, message)
-        return error
-
-    def boot(self, **entry: Any) -> dict[str, Any]:
-        spec = {"kernel": str(self.kernel)}
-        spec.update(entry)
-        return {"boot": {"default": spec}}
 
 
 class ExampleTests(ConfigTestCase):

@@ -12,7 +12,7 @@ from pxed.config import parse_config
 from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, BootSpec, Chain, Ignore, IPXEScript, LocalBoot
 from pxed.policy.match import Match
-from tests.test_config import ConfigTestCase
+from tests.fixtures import ConfigTestCase
 
 MAC = "52:54:00:12:34:56"
 

@@ -8,7 +8,7 @@ import socket
 
 from pxed.config import StateConfig, parse_config
 from pxed.config.state import describe_url
-from tests.test_config import ConfigTestCase
+from tests.fixtures import ConfigTestCase
 
 
 class StateSectionTests(ConfigTestCase):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from pxed.config import StatusConfig, parse_config
-from tests.test_config import ConfigTestCase
+from tests.fixtures import ConfigTestCase
 
 
 class StatusSectionTests(ConfigTestCase):

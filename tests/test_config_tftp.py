@@ -14,7 +14,7 @@ from pxed.config import TFTPConfig, load_config, parse_config
 from pxed.runtime import tftp_source
 from pxed.service import makeBootService
 from pxed.tftp.source import AccessViolation, FileNotFound
-from tests.test_config import EXAMPLE, ConfigTestCase
+from tests.fixtures import EXAMPLE, ConfigTestCase
 
 
 class TFTPSectionTests(ConfigTestCase):

@@ -28,8 +28,8 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from pxed.testing.packets import ViaTransport
 from tests.fixtures import write_bootloaders
-from tests.test_dhcp_protocol import ViaTransport
 
 MAC = "52:54:00:77:00:10"
 CHADDR = bytes.fromhex("525400770010") + b"\x00" * 10

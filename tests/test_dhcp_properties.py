@@ -30,8 +30,8 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from pxed.testing.packets import ViaTransport
 from tests.fixtures import write_bootloaders
-from tests.test_dhcp_protocol import ViaTransport
 
 SERVER = "192.168.77.1"
 SOURCE = ("192.168.77.150", 4011)

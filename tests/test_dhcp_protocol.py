@@ -30,6 +30,7 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from pxed.testing.packets import ViaTransport
 from pxed.testing.policy import SlowPolicy
 from tests import pcap
 from tests.fixtures import write_bootloaders
@@ -71,20 +72,6 @@ def changed(frame: tuple[str, int], **fields: Any) -> bytes:
         else:
             setattr(packet, name, value)
     return encode(packet)
-
-
-class ViaTransport(FakeDatagramTransport):
-    """
-    A transport like L{pxed.net.PacketInfoPort}, which can send out of
-    the interface a request came in on.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.via: list[tuple[bytes, tuple[str, int], PacketInfo | None]] = []
-
-    def sendVia(self, data: bytes, addr: tuple[str, int], info: PacketInfo | None) -> None:
-        self.via.append((data, addr, info))
 
 
 class ProtocolTestCase(unittest.TestCase):

@@ -25,7 +25,6 @@ import json
 import secrets
 import subprocess
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -36,40 +35,13 @@ from pxed.lab.browser import chromium, render
 from pxed.lab.demo import fetch_from_server, start_pxed
 from pxed.lab.netns import Lab, tail
 from pxed.lab.payload import MARKER, build_initrd, find_kernel
+from pxed.testing.http import StatusRows
 from tests.e2e import BIOS_STEPS, UEFI_STEPS, in_order, require_lab
 
 BOOT_TIMEOUT = 240.0
 UEFI_MAC = "52:54:00:77:00:60"
 BIOS_MAC = "52:54:00:77:00:61"
 SNPONLY = Path("/usr/lib/ipxe/snponly.efi")
-
-class Rows(HTMLParser):
-    """
-    The machines table of the status page's DOM: MAC to the text of its
-    status badge.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.status: dict[str, str] = {}
-        self._mac: str | None = None
-        self._in_badge = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if tag == "tr":
-            self._mac = found.get("data-mac")
-        elif tag == "span" and "badge" in (found.get("class") or "").split():
-            self._in_badge = self._mac is not None
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "span":
-            self._in_badge = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_badge and self._mac is not None:
-            self.status[self._mac] = self.status.get(self._mac, "") + data.strip()
-
 
 class ObservedBootTests(unittest.TestCase):
     def fetch(self, lab: Lab, path: str) -> str:
@@ -136,7 +108,7 @@ class ObservedBootTests(unittest.TestCase):
         self.check_timelines(listing, details, kernel, initrd)
         self.check_metrics(exposition, kernel, initrd)
 
-        rows = Rows()
+        rows = StatusRows()
         rows.feed(dom)
         self.assertEqual(rows.status, {UEFI_MAC: "booted", BIOS_MAC: "booted"}, dom[-3000:])
         for picture in (shot, phone):

@@ -348,7 +348,7 @@ class BrowserTests(StatusTestCase):
         from twisted.internet import threads
 
         from pxed.lab.browser import render
-        from tests.test_e2e_observe import Rows
+        from pxed.testing.http import StatusRows
 
         self.boot(MAC)
         self.log.record(OTHER, "proxydhcp", arch="x86-bios", kind="ipxe-script",
@@ -358,7 +358,7 @@ class BrowserTests(StatusTestCase):
         # Chromium blocks: it runs in a thread while the reactor serves it.
         dom = yield threads.deferToThread(render, f"{self.base}/_/status/#{MAC}", workdir,
                                           "dom", budget_ms=3000)
-        rows = Rows()
+        rows = StatusRows()
         rows.feed(dom)
         self.assertEqual(rows.status, {MAC: "booted", OTHER: "booting"})
         self.assertIn("2 machines", dom)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,64 +19,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from pxed.tftp.protocol import TFTPServerProtocol
-from pxed.tftp.session import TransferResult
-from pxed.tftp.source import FilesystemSource
 from tests.fixtures import settle
-
-LOCAL = "127.0.0.1"
-TIMEOUT = shutil.which("timeout")
-
-
-class InteropMixin:
-    """Server on loopback plus a helper to run a client command."""
-
-    timeout = 60
-    #: The programs the tests run, beside timeout(1).
-    tools: tuple[str, ...] = ()
-
-    def setUp(self) -> None:
-        _require("timeout", *self.tools)
-        self.root = Path(self.mktemp()).absolute()  # type: ignore[attr-defined]
-        self.root.mkdir()
-        self.out = self.root.parent / "out"
-        self.out.mkdir()
-        self.files = {
-            "odd.bin": os.urandom(1_000_003),
-            "exact512.bin": os.urandom(512 * 40),
-            "exact1468.bin": os.urandom(1468 * 30),
-            "one.txt": b"x",
-            "empty": b"",
-        }
-        for name, content in self.files.items():
-            (self.root / name).write_bytes(content)
-        self.ends: list[TransferResult] = []
-        self.server = TFTPServerProtocol(
-            FilesystemSource(self.root),
-            reactor,
-            on_transfer_end=lambda peer, name, result: self.ends.append(result),
-        )
-        self.port = reactor.listenUDP(0, self.server, interface=LOCAL)  # type: ignore[attr-defined]
-        self.addCleanup(self.port.stopListening)  # type: ignore[attr-defined]
-        self.portNumber = self.port.getHost().port
-
-    def runClient(self, *argv: str) -> defer.Deferred[tuple[bytes, bytes, int]]:
-        assert TIMEOUT is not None
-        return getProcessOutputAndValue(
-            TIMEOUT, ["30", *argv], env=dict(os.environ), path=str(self.out), reactor=reactor
-        )
-
-    def check(self, name: str, output: str = "got") -> None:
-        got = (self.out / output).read_bytes()
-        assert got == self.files[name], (
-            f"{name}: {len(got)} bytes, expected {len(self.files[name])}"
-        )
-
-
-def _require(*tools: str) -> None:
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        raise AssertionError(f"missing {', '.join(missing)}: run scripts/setup")
+from tests.interop import LOCAL, InteropMixin, _require
 
 
 class CurlTests(InteropMixin, TestCase):

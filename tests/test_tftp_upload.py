@@ -21,7 +21,7 @@ from pxed.tftp.options import SessionLimits, TransferResult
 from pxed.tftp.source import AccessViolation, FileNotFound, FilesystemSource
 from pxed.tftp.upload import DALLY, FileExists, TooLarge, UploadRefused, UploadRoot, WriteSession
 from tests.fixtures import settle
-from tests.test_tftp_interop import LOCAL, InteropMixin
+from tests.interop import LOCAL, InteropMixin
 
 
 class UploadRootTests(SynchronousTestCase):

@@ -13,13 +13,14 @@ listening port on 127.0.0.1.
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.web.resource import IResource
 
-__all__ = ["MemoryHTTP"]
+__all__ = ["MemoryHTTP", "StatusRows"]
 
 
 class MemoryHTTP:
@@ -62,3 +63,31 @@ class MemoryHTTP:
 
     def post(self, path: str, **kwargs: Any) -> Deferred[Any]:
         return self.fetch(path, "POST", **kwargs)
+
+
+class StatusRows(HTMLParser):
+    """
+    The machines table of the status page's DOM (as a browser rendered
+    it): MAC to the text of its status badge, in C{status}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status: dict[str, str] = {}
+        self._mac: str | None = None
+        self._in_badge = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "tr":
+            self._mac = found.get("data-mac")
+        elif tag == "span" and "badge" in (found.get("class") or "").split():
+            self._in_badge = self._mac is not None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "span":
+            self._in_badge = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_badge and self._mac is not None:
+            self.status[self._mac] = self.status.get(self._mac, "") + data.strip()
