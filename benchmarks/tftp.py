@@ -14,6 +14,8 @@ from this checkout, logging to a file) and tftpd-hpa (C{in.tftpd
     (lock-step, what BIOS ROMs do), 4 (what EDK2 asks), 16 and 64;
     tftpd-hpa has no windowsize, so every windowed figure is compared
     with its lock-step figure at the same blksize;
+  - the same download as GRUB fetches a kernel or an initrd (the Secure
+    Boot and ARM64 chains): blksize 1024, C{tsize}, no windowsize;
   - 200 downloads of a 1 MiB file started at once, each from its own
     loopback address as 200 machines would: aggregate MB/s (the bytes
     over the time until the last one ended), p50 and p99 of the
@@ -62,6 +64,7 @@ ADDRESS = "127.0.0.1"
 MIB = 1 << 20
 BLKSIZES = (512, 1468)
 WINDOWS = (1, 4, 16, 64)
+GRUB_BLKSIZE = 1024
 
 
 def _file(root: Path, name: str, size: int) -> int:
@@ -144,19 +147,22 @@ def _cpu() -> float:
 
 
 def single(port: int, name: str, crc: int, size: int, blksize: int, windowsize: int,
-           repeat: int) -> dict[str, Any]:
+           repeat: int, tsize: bool = False) -> dict[str, Any]:
     """One download, C{repeat} times: the median MB/s, and failures."""
     rates, loads, failures = [], [], []
     for _ in range(repeat):
         cpu = _cpu()
-        outcome = fetch((ADDRESS, port), name, blksize, windowsize)
+        outcome = fetch((ADDRESS, port), name, blksize, windowsize, tsize=tsize)
         used = _cpu() - cpu
         if outcome.error or outcome.size != size or outcome.crc != crc:
             failures.append(outcome.error or f"got {outcome.size} bytes, crc {outcome.crc:x}")
             continue
+        if tsize and outcome.tsize != size:
+            failures.append(f"tsize {outcome.tsize}, not {size}")
+            continue
         rates.append(size / MIB / outcome.seconds)
         loads.append(used / outcome.seconds)
-    return {"blksize": blksize, "windowsize": windowsize,
+    return {"blksize": blksize, "windowsize": windowsize, "tsize": tsize,
             "mb_s": round(statistics.median(rates), 1) if rates else 0.0,
             "client_cpu": round(statistics.median(loads), 2) if loads else 0.0,
             "failures": len(failures), "errors": failures[:3]}
@@ -201,6 +207,32 @@ def atftp(port: int, name: str, size: int, blksize: int, windowsize: int, out: P
     return round(size / MIB / seconds, 1) if ok else 0.0
 
 
+def servers(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The servers measured, by name, with how to start each."""
+    return [("tftpd-hpa", start_hpa), ("pxed", start_pxed)]
+
+
+def _output(work: Path, server: str) -> str:
+    return (work / ("hpa.out" if server == "tftpd-hpa" else "pxed.out")).read_text()
+
+
+#: Fields of a measurement that are summed over runs; the others' medians are kept.
+_SUMMED = ("failures",)
+
+
+def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several runs of a measurement: medians, failures summed."""
+    out = dict(rows[0])
+    for key, value in rows[0].items():
+        if key in _SUMMED:
+            out[key] = sum(r[key] for r in rows)
+        elif key == "errors":
+            out[key] = sorted({e for r in rows for e in r[key]})[:3]
+        elif isinstance(value, float):
+            out[key] = round(statistics.median(r[key] for r in rows), 3)
+    return out
+
+
 #: Where the servers and the client run, for each C{--pin}.
 PINNING = {"split": (0, 1), "same": (0, 0), "none": (None, None)}
 
@@ -209,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server_cpu, client_cpu = PINNING[args.pin]
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
-    results: dict[str, Any] = {"single": {}, "concurrent": {}, "atftp": {}}
+    results: dict[str, Any] = {"single": {}, "grub": {}, "concurrent": {}, "atftp": {}}
     with tempfile.TemporaryDirectory(prefix="pxed-tftp-bench-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)
@@ -218,28 +250,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         root.chmod(0o755)
         big_size, small_size = args.size_mib * MIB, MIB
         big, small = _file(root, "big.bin", big_size), _file(root, "small.bin", small_size)
-        for server, start in (("tftpd-hpa", start_hpa), ("pxed", start_pxed)):
-            port = _free_port()
-            proc = start(work, root, port, server_cpu)
-            try:
+        procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        try:
+            # All servers run at once and take turns at each measurement,
+            # run after run: a change in the machine's load then shows in
+            # every server's figures alike, and the ratios stay fair.
+            for server, start in servers(args):
+                port = _free_port()
+                procs[server] = (start(work, root, port, server_cpu), port)
+            for server, (_proc, port) in procs.items():
                 if not _ready(port):
-                    log = work / ("pxed.out" if server == "pxed" else "hpa.out")
-                    raise RuntimeError(f"{server} did not start: {log.read_text()[-2000:]}")
-                windows = (1,) if server == "tftpd-hpa" else WINDOWS
+                    raise RuntimeError(f"{server} did not start: "
+                                       f"{_output(work, server)[-2000:]}")
                 fetch((ADDRESS, port), "small.bin", 1468, 1)  # warm-up
-                results["single"][server] = [
-                    single(port, "big.bin", big, big_size, b, w, args.repeat)
-                    for b in BLKSIZES for w in windows]
-                windows = (1,) if server == "tftpd-hpa" else (1, 4, 16)
-                results["concurrent"][server] = [
-                    concurrent(port, "small.bin", small, small_size, args.concurrent, 1468, w,
-                               args.repeat) for w in windows]
+            runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+            for _ in range(args.repeat):
+                for server, (_proc, port) in procs.items():
+                    hpa = server == "tftpd-hpa"
+                    for i, (b, w) in enumerate((b, w) for b in BLKSIZES
+                                               for w in ((1,) if hpa else WINDOWS)):
+                        runs.setdefault(("single", server, i), []).append(
+                            single(port, "big.bin", big, big_size, b, w, 1))
+                    # GRUB (grub-core/net/tftp.c): blksize 1024 and tsize, lock-step.
+                    runs.setdefault(("grub", server, 0), []).append(
+                        single(port, "big.bin", big, big_size, GRUB_BLKSIZE, 1, 1, tsize=True))
+                for server, (_proc, port) in procs.items():
+                    windows = (1,) if server != "pxed" else (1, 4, 16)
+                    for i, w in enumerate(windows):
+                        runs.setdefault(("concurrent", server, i), []).append(
+                            concurrent(port, "small.bin", small, small_size, args.concurrent,
+                                       1468, w, 1))
+            for (part, server, _), rows in runs.items():
+                results[part].setdefault(server, []).append(_medians(rows))
+            for server, (proc, port) in procs.items():
                 if args.check_client and shutil.which("atftp"):
                     results["atftp"][server] = atftp(port, "big.bin", big_size, 1468, 1,
                                                      work / "atftp.out")
                 if proc.poll() is not None:
                     raise RuntimeError(f"{server} exited during the benchmark")
-            finally:
+        finally:
+            for proc, _ in procs.values():
                 if proc.poll() is None:
                     proc.terminate()
                     try:
@@ -256,14 +306,19 @@ def _ratio(value: float, reference: float) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    hpa = {r["blksize"]: r for r in results["single"]["tftpd-hpa"]}
+    hpa = {(r["blksize"], r.get("tsize", False)): r for r in results["single"]["tftpd-hpa"]}
     rows = [("server", "blksize", "window", "MB/s", "vs tftpd-hpa", "client CPU")]
+    grub_rows = results.get("grub", {})
+    hpa.update({(r["blksize"], True): r for r in grub_rows.get("tftpd-hpa", [])})
     for server in ("tftpd-hpa", "pxed"):
-        for r in results["single"][server]:
-            rows.append((server, str(r["blksize"]), str(r["windowsize"]),
+        for r in [*results["single"][server], *grub_rows.get(server, [])]:
+            grub = r.get("tsize", False)
+            rows.append((server, f"{r['blksize']}" + (" GRUB" if grub else ""),
+                         str(r["windowsize"]),
                          f"{r['mb_s']:.1f}" + (f" ({r['failures']} failed)" if r["failures"]
                                               else ""),
-                         _ratio(r["mb_s"], hpa[r["blksize"]]["mb_s"]), f"{r['client_cpu']:.0%}"))
+                         _ratio(r["mb_s"], hpa[(r["blksize"], grub)]["mb_s"]),
+                         f"{r['client_cpu']:.0%}"))
     ref = results["concurrent"]["tftpd-hpa"][0]
     count = ref["count"]
     crows = [(f"{count} x 1 MiB", "window", "MB/s", "p50 s", "p99 s", "failures",
@@ -320,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    failed = sum(r["failures"] for rs in results["single"].values() for r in rs) + sum(
-        r["failures"] for rs in results["concurrent"].values() for r in rs)
+    failed = sum(r["failures"] for part in ("single", "grub", "concurrent")
+                 for rs in results[part].values() for r in rs)
     return 1 if failed else 0
 
 

@@ -40,11 +40,18 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     timeouts: int = 0
+    #: The size the OACK announced (C{tsize}), if any.
+    tsize: int | None = None
 
 
-def request(filename: str, blksize: int, windowsize: int) -> bytes:
-    """An octet-mode RRQ asking for C{blksize} and, above 1, C{windowsize}."""
+def request(filename: str, blksize: int, windowsize: int, tsize: bool = False) -> bytes:
+    """
+    An octet-mode RRQ asking for C{blksize}, C{tsize} if asked (as GRUB
+    does) and, above 1, C{windowsize}.
+    """
     options = f"blksize\0{blksize}\0"
+    if tsize:
+        options += "tsize\0" + "0\0"
     if windowsize > 1:
         options += f"windowsize\0{windowsize}\0"
     return b"\0\1" + filename.encode() + b"\0octet\0" + options.encode()
@@ -132,6 +139,8 @@ class Transfer:
             options = dict(zip(fields[0::2], fields[1::2], strict=False))
             self.blksize = int(options.get(b"blksize", 512))
             self.windowsize = int(options.get(b"windowsize", 1))
+            if b"tsize" in options:
+                self.outcome.tsize = int(options[b"tsize"])
             if self.blksize > self.asked[0] or self.windowsize > self.asked[1]:
                 self._error(f"OACK grants more than asked: {options}")
                 return
@@ -163,11 +172,12 @@ class Transfer:
 
 
 def fetch(server: tuple[str, int], filename: str, blksize: int, windowsize: int,
-          bind: str = "127.0.0.1", timeout: float = 1.0, retries: int = 5) -> Outcome:
+          bind: str = "127.0.0.1", timeout: float = 1.0, retries: int = 5,
+          tsize: bool = False) -> Outcome:
     """Download C{filename} once, as fast as the server sends it."""
     sock = _socket(bind)
     sock.settimeout(timeout)
-    transfer = Transfer(sock, server, request(filename, blksize, windowsize), blksize,
+    transfer = Transfer(sock, server, request(filename, blksize, windowsize, tsize), blksize,
                         windowsize)
     receive, clock, received = sock.recvfrom_into, time.perf_counter, transfer.received
     try:
