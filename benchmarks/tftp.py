@@ -116,12 +116,14 @@ def _spawn(argv: list[str], log: Path, cpu: int | None) -> subprocess.Popen[byte
     return proc
 
 
-def start_pxed(work: Path, root: Path, port: int, cpu: int | None) -> subprocess.Popen[bytes]:
+def start_pxed(work: Path, root: Path, port: int, cpu: int | None,
+               workers: int = 1) -> subprocess.Popen[bytes]:
+    name = "pxed" if workers == 1 else f"pxed-x{workers}"
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "--nodaemon", "--pidfile=", f"--logfile={work / 'pxed.log'}",
+            "--nodaemon", "--pidfile=", f"--logfile={work / (name + '.log')}",
             "pxed-tftp", "--root", str(root), "--interface", ADDRESS, "--port", str(port),
-            "--max-windowsize", str(max(WINDOWS))]
-    return _spawn(argv, work / "pxed.out", cpu)
+            "--max-windowsize", str(max(WINDOWS)), "--workers", str(workers)]
+    return _spawn(argv, work / f"{name}.out", cpu)
 
 
 def start_hpa(work: Path, root: Path, port: int, cpu: int | None) -> subprocess.Popen[bytes]:
@@ -209,11 +211,16 @@ def atftp(port: int, name: str, size: int, blksize: int, windowsize: int, out: P
 
 def servers(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The servers measured, by name, with how to start each."""
-    return [("tftpd-hpa", start_hpa), ("pxed", start_pxed)]
+    found: list[tuple[str, Any]] = [("tftpd-hpa", start_hpa), ("pxed", start_pxed)]
+    for n in args.workers:
+        if n > 1:
+            found.append((f"pxed x{n}", lambda *a, n=n: start_pxed(*a, workers=n)))
+    return found
 
 
 def _output(work: Path, server: str) -> str:
-    return (work / ("hpa.out" if server == "tftpd-hpa" else "pxed.out")).read_text()
+    name = {"tftpd-hpa": "hpa", "pxed": "pxed"}.get(server, server.replace(" ", "-"))
+    return (work / f"{name}.out").read_text()
 
 
 #: Fields of a measurement that are summed over runs; the others' medians are kept.
@@ -266,6 +273,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
             for _ in range(args.repeat):
                 for server, (_proc, port) in procs.items():
+                    if server not in ("tftpd-hpa", "pxed"):
+                        continue  # one transfer is served by one process
                     hpa = server == "tftpd-hpa"
                     for i, (b, w) in enumerate((b, w) for b in BLKSIZES
                                                for w in ((1,) if hpa else WINDOWS)):
@@ -323,7 +332,7 @@ def table(results: dict[str, Any]) -> str:
     count = ref["count"]
     crows = [(f"{count} x 1 MiB", "window", "MB/s", "p50 s", "p99 s", "failures",
               "vs tftpd-hpa (MB/s, p50, p99)")]
-    for server in ("tftpd-hpa", "pxed"):
+    for server in results["concurrent"]:
         for r in results["concurrent"][server]:
             crows.append((server, str(r["windowsize"]), f"{r['mb_s']:.1f}", f"{r['p50_s']:.2f}",
                           f"{r['p99_s']:.2f}", str(r["failures"]),
@@ -357,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", choices=sorted(PINNING), default="split",
                         help="split (default): the servers on CPU 0, the client on CPU 1; "
                         "same: all on CPU 0; none: where the kernel puts them")
+    parser.add_argument("--workers", type=int, action="append", default=[],
+                        help="also measure the concurrent downloads from pxed-tftp --workers N "
+                        "(repeatable; with --pin none both servers may use every CPU, as "
+                        "tftpd-hpa's per-client processes do)")
     parser.add_argument("--check-client", action="store_true",
                         help="also time atftp (a C client) on the lock-step download")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")

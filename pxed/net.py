@@ -86,9 +86,13 @@ class PacketInfoPort(udp.Port):
         maxPacketSize: int = 8192,
         reactor: Any = None,
         device: str | None = None,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(port, proto, interface, maxPacketSize, reactor)
         self.device = device
+        #: Share the port with other processes doing the same (SO_REUSEPORT):
+        #: the kernel spreads datagrams over them by source address and port.
+        self.reuse_port = reuse_port
 
     def createInternetSocket(self) -> socket.socket:
         skt = super().createInternetSocket()
@@ -102,6 +106,8 @@ class PacketInfoPort(udp.Port):
             skt.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         if self.device:
             skt.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.device.encode() + b"\0")
+        if self.reuse_port:
+            skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         return skt
 
     def doRead(self) -> None:

@@ -174,14 +174,17 @@ class UDPService(_PortService):
     """
 
     def __init__(self, port: int, protocol: DatagramProtocol, interface: str = "",
-                 device: str | None = None, reactor: Any = None) -> None:
+                 device: str | None = None, reactor: Any = None,
+                 reuse_port: bool = False) -> None:
         super().__init__(port, interface, reactor)
         self.protocol = protocol
         self.device = device
+        self.reuse_port = reuse_port
 
     def _listen(self) -> IListeningPort:
         port = PacketInfoPort(self.port_number, self.protocol, self.interface,
-                              reactor=self.reactor, device=self.device)
+                              reactor=self.reactor, device=self.device,
+                              reuse_port=self.reuse_port)
         port.startListening()
         return port
 

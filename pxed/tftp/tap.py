@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from pxed import logs
@@ -22,6 +22,7 @@ from pxed.config.tftp import TFTPConfig, parse_tftp
 from pxed.ports import UDPService
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
+from pxed.tftp.workers import WorkerPool, share
 
 __all__ = ["Options", "makeService"]
 
@@ -67,6 +68,8 @@ class Options(usage.Options):
         ["upload-root", None, None,
          "A directory write requests may create files in (default: writes are refused)."],
         ["max-upload-size", None, _DEFAULTS.max_upload_size, "Largest upload, in bytes."],
+        ["workers", None, 1, "Processes serving TFTP on the port (SO_REUSEPORT): this one and "
+         "workers - 1 children; use up to one per core.", int],
         ["log-level", None, "info", "The least severe events written: debug (each transfer's "
          "start too), info (one line per transfer), warn, error or critical."],
     ]
@@ -77,6 +80,10 @@ class Options(usage.Options):
             raise usage.UsageError("--root DIR is required")
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError(f"--port must be 0..65535, not {self['port']}")
+        if not 1 <= self["workers"] <= 256:
+            raise usage.UsageError(f"--workers must be 1..256, not {self['workers']}")
+        if self["workers"] > 1 and self["port"] == 0:
+            raise usage.UsageError("--workers needs a fixed --port: the processes share it")
         section: dict[str, Any] = {"root": self["root"], "upload_root": self["upload-root"],
                                    "upload_overwrite": bool(self["upload-overwrite"])}
         for name, kind in _LIMITS.items():
@@ -98,6 +105,19 @@ class Options(usage.Options):
 def makeService(options: Options, reactor: Any = None) -> IService:
     config: TFTPConfig = options["config"]
     assert config.root is not None
+    workers = options["workers"]
+    if workers > 1:
+        config = share(config, workers)
+    assert config.root is not None
     protocol = TFTPServerProtocol(FilesystemSource(config.root), reactor,
                                   **config.protocol_options())
-    return UDPService(options["port"], protocol, options["interface"], reactor=reactor)
+    udp = UDPService(options["port"], protocol, options["interface"], reactor=reactor,
+                     reuse_port=workers > 1)
+    if workers == 1:
+        return udp
+    # This process serves too; the children join it on the port once it is open.
+    top = MultiService()
+    udp.setServiceParent(top)
+    WorkerPool(workers - 1, config, options["port"], options["interface"],
+               options["log-level"], reactor).setServiceParent(top)
+    return top
