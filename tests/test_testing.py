@@ -114,6 +114,7 @@ class MemoryHTTPTests(unittest.TestCase):
         response, body = yield http.get("/_/ipxe?mac=52:54:00:12:34:56&arch=7")
         self.assertEqual(response.code, 200)
         self.assertIn(b"kernel http://h/vmlinuz", body)
+        boot_log.record("52:54:00:12:34:56", "proxydhcp", arch="x64-uefi")
         response, body = yield http.get("/_/machines")
         self.assertEqual([m["mac"] for m in json.loads(body)["machines"]], ["52:54:00:12:34:56"])
         response, _ = yield http.post("/_/admin/reload")

@@ -36,7 +36,14 @@ from pxed.doctor.checks import (
     is_pxed,
     port_findings,
 )
-from pxed.doctor.probe import ARCHES, Answer, collect_offers, http_probe, tftp_probe
+from pxed.doctor.probe import (
+    ARCHES,
+    Answer,
+    bootserver_probe,
+    collect_offers,
+    http_probe,
+    tftp_probe,
+)
 from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest
 from pxed.ports import port_holders
@@ -140,12 +147,22 @@ def offer_findings(config: Config, answers: list[Answer], mac: str,
                           "DHCP server", _PXE_BOOTS[arch])
 
 
-def service_findings(config: Config, address: str | None) -> Iterator[Finding]:
+def service_findings(config: Config, address: str | None, mac: bytes = bytes(6)
+                     ) -> Iterator[Finding]:
     ports = config.server.ports
     if address is None:
         yield Finding("fail", "address", "no address to advertise (set server.address or "
                       "server.interface)", EVERY_BOOT)
         return
+    mac_text = ":".join(f"{b:02x}" for b in mac)
+    if ports.pxe != 0 and _expects_answer(config, mac_text, 7):
+        # EDK2 takes its boot file from here, not from the offer.
+        boot_file, problem = bootserver_probe(address, ports.pxe, mac)
+        topic = f"boot server {address}:{ports.pxe}"
+        if problem is None:
+            yield Finding("ok", topic, f"answers UEFI firmware with {boot_file or 'no file'}")
+        else:
+            yield Finding("fail", topic, problem, _PXE_BOOTS[7])
     for arch, slug in _LOADER.items():
         path = config.bootloaders.get(slug)
         if path is None or ports.tftp == 0:
@@ -200,7 +217,7 @@ def diagnose(config: Config, out: TextIO, interface: str | None = None,
         print("  (none)", file=out)
     findings = [*port_findings(config), *file_findings(config), *arm64_findings(config),
                 *offer_findings(config, answers, mac_text, pxed_running),
-                *service_findings(config, address)]
+                *service_findings(config, address, raw_mac)]
     print("\nchecks:", file=out)
     broken: list[str] = []
     for finding in findings:

@@ -85,8 +85,10 @@ def port_findings(config: Config,
         elif ours:
             yield Finding("ok", label, f"held by pxed: {', '.join(map(str, ours))}")
         else:
-            yield Finding("fail", label, f"nothing listens: pxed is not running, so no {what}",
-                          breaks)
+            # Free is what pxed needs to start; whether it should be
+            # answering already, the offer, TFTP and HTTP checks say.
+            yield Finding("warn", label, f"free: nothing listens (pxed is not running), so no "
+                          f"{what} until it starts")
 
 
 def _readable_by_others(path: Path) -> bool:

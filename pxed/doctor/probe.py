@@ -33,7 +33,8 @@ from pxed.dhcp.packet import (
 from pxed.net import SO_BINDTODEVICE
 from pxed.tftp import packet as tftp
 
-__all__ = ["Answer", "pxe_discover", "collect_offers", "tftp_probe", "http_probe"]
+__all__ = ["Answer", "pxe_discover", "bootserver_request", "collect_offers", "bootserver_probe",
+           "tftp_probe", "http_probe"]
 
 #: The architectures the doctor asks as: BIOS and x64 UEFI firmware.
 ARCHES = {0: "BIOS", 7: "UEFI"}
@@ -58,6 +59,20 @@ def pxe_discover(mac: bytes, arch: int, xid: int) -> DHCPPacket:
             Option.VENDOR_CLASS: f"PXEClient:Arch:{arch:05d}:UNDI:002001".encode(),
         },
     )
+
+
+def bootserver_request(mac: bytes, server: str, arch: int = 7, xid: int = 1,
+                       client: str = "0.0.0.0") -> DHCPPacket:
+    """
+    The REQUEST UEFI firmware sends to a boot server's port 4011 once it
+    has an address: the DISCOVER's options, and the server's address.
+    """
+    packet = pxe_discover(mac, arch, xid)
+    packet.flags = 0
+    packet.ciaddr = client
+    packet.options[Option.MESSAGE_TYPE] = bytes([MessageType.REQUEST])
+    packet.options[Option.SERVER_ID] = socket.inet_aton(server)
+    return packet
 
 
 @dataclass
@@ -150,6 +165,33 @@ def collect_offers(interface: str, mac: bytes, wait: float = 3.0,
             seen.add((asked, source))
             answers.append(_answer(asked, source, packet, datagram))
     return answers
+
+
+def bootserver_probe(address: str, port: int, mac: bytes, arch: int = 7,
+                     timeout: float = 2.0) -> tuple[str | None, str | None]:
+    """
+    Ask the boot server at C{address}:C{port} as UEFI firmware does.
+
+    @return: (the boot file it names, None), or (None, what went wrong).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((address, 0))
+        xid = int.from_bytes(os.urandom(4), "big")
+        request = bootserver_request(mac, address, arch, xid, client=address)
+        s.sendto(encode(request), (address, port))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([s], [], [], left)
+            if not ready:
+                break
+            datagram, _ = s.recvfrom(4096)
+            try:
+                packet = decode(datagram)
+            except MalformedPacket:
+                continue
+            if packet.xid == xid and packet.op == BOOTREPLY:
+                return _text(packet.options.get(Option.BOOTFILE_NAME) or packet.file), None
+    return None, f"no answer from {address}:{port} within {timeout:g} s"
 
 
 def tftp_probe(address: str, port: int, filename: str, timeout: float = 2.0) -> str | None:

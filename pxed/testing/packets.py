@@ -12,8 +12,8 @@ from typing import Any
 
 from twisted.internet.testing import FakeDatagramTransport
 
-from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
-from pxed.doctor.probe import pxe_discover
+from pxed.dhcp.packet import DHCPPacket, Option, decode, encode
+from pxed.doctor.probe import bootserver_request, pxe_discover
 from pxed.net import PacketInfo
 
 __all__ = ["pxe_discover", "ipxe_discover", "http_boot_discover", "bootserver_request",
@@ -35,19 +35,6 @@ def http_boot_discover(mac: bytes, arch: int = 16, xid: int = 1) -> DHCPPacket:
     """
     packet = pxe_discover(mac, arch, xid)
     packet.options[Option.VENDOR_CLASS] = f"HTTPClient:Arch:{arch:05d}:UNDI:003016".encode()
-    return packet
-
-
-def bootserver_request(mac: bytes, server: str, arch: int = 7, xid: int = 1,
-                       client: str = "192.0.2.100") -> DHCPPacket:
-    """
-    The REQUEST UEFI firmware sends to port 4011 once it has an address.
-    """
-    packet = pxe_discover(mac, arch, xid)
-    packet.flags = 0
-    packet.ciaddr = client
-    packet.options[Option.MESSAGE_TYPE] = bytes([MessageType.REQUEST])
-    packet.options[Option.SERVER_ID] = bytes(int(part) for part in server.split("."))
     return packet
 
 
