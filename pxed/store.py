@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from pxed.private import exposure
 from pxed.signing import MIN_KEY_BYTES
 
 __all__ = ["IStateStore", "MemoryStateStore", "FileStateStore", "StateFileError",
@@ -142,11 +143,19 @@ def read_state_file(path: Path) -> tuple[dict[str, set[str]], bytes | None]:
         pxed's.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            raw = f.read()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return {}, None
     except (OSError, UnicodeDecodeError) as e:
         raise StateFileError(f"{path}: cannot read: {e}") from None
+    # Checked on the file read, and before its content is trusted: others
+    # who can write it could plant a key; readers could use the one in it.
+    problem = exposure(info, str(path), holds_secret=b"signing_key" in raw)
+    if problem is not None:
+        raise StateFileError(problem)
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("version") != 1:

@@ -161,6 +161,7 @@ class PolicySectionTests(ConfigTestCase):
     def test_secrets(self) -> None:
         keyfile = self.dir / "key"
         keyfile.write_text("0123456789abcdefXYZ\n")
+        keyfile.chmod(0o600)
         self.assertEqual(self.policy(signing={"key_file": str(keyfile)}).signing_key,
                          b"0123456789abcdefXYZ")
         self.assertEqual(self.policy(signing={"key": "k" * 20}).signing_key, b"k" * 20)
@@ -177,6 +178,19 @@ class PolicySectionTests(ConfigTestCase):
                          "policy.signing", "not both")
         self.assertError({"policy": {"admin": {"token_file": "/nonexistent"}}},
                          "policy.admin.token_file", "does not exist")
+        # Key and token files others could read or write are refused.
+        tokenfile = self.dir / "token"
+        tokenfile.write_text("s3cret-admin-token-0123\n")
+        for mode, words in ((0o644, "readable by every user"), (0o620, "writable by other")):
+            keyfile.chmod(mode)
+            tokenfile.chmod(mode)
+            self.assertError({"policy": {"signing": {"key_file": str(keyfile)}}},
+                             "policy.signing.key_file", words)
+            self.assertError({"policy": {"admin": {"token_file": str(tokenfile)}}},
+                             "policy.admin.token_file", words)
+        tokenfile.chmod(0o640)
+        self.assertEqual(self.policy(admin={"token_file": str(tokenfile)}).admin_token,
+                         "s3cret-admin-token-0123")
         # An Authorization header is Latin-1 on the wire: such a token
         # could never match, so it is refused at load.
         self.assertError({"policy": {"admin": {"token": "s3cret-tökén-0123456"}}},

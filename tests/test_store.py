@@ -165,12 +165,43 @@ class FileStoreTests(StoreTestsMixin, unittest.TestCase):
         self.assertIn(str(self.path), str(error))
         self.assertTrue(self.successResultOf(store.once_done(MAC, "install")))
 
+    def test_created_private(self) -> None:
+        store = self.make()
+        self.successResultOf(store.mark_once("52:54:00:12:34:56", "install"))
+        self.assertEqual(stat.S_IMODE(self.path.stat().st_mode), 0o600)
+
+    def test_exposed_file_refused(self) -> None:
+        """
+        A state file others can write, or everyone can read while it holds
+        the key, is refused with one line saying how to fix it.
+        """
+        store = self.make()
+        store.signing_key()
+        self.successResultOf(store.mark_once("52:54:00:12:34:56", "install"))
+        self.assertIn("signing_key", self.path.read_text())
+        for mode, words in ((0o644, "readable by every user"), (0o660, "writable by other"),
+                            (0o602, "writable by other")):
+            self.path.chmod(mode)
+            error = self.assertRaises(StateFileError, self.make)
+            self.assertIn(words, str(error))
+            self.assertIn("chmod 600", str(error))
+            self.assertNotIn("\n", str(error))
+        self.path.chmod(0o640)  # the group may read it (a pxed group)
+        self.make()
+        # Without a key yet, others may read it, still not write it.
+        self.path.write_text(json.dumps({"version": 1, "once": {}}))
+        self.path.chmod(0o644)
+        self.make()
+        self.path.chmod(0o646)
+        self.assertRaises(StateFileError, self.make)
+
     def test_short_key_refused(self) -> None:
         """
         A key the signer would refuse is the file's error, not a traceback
         later.
         """
         self.path.write_text(json.dumps({"version": 1, "signing_key": "c2hvcnQ="}))
+        self.path.chmod(0o600)
         error = self.assertRaises(StateFileError, self.make)
         self.assertIn("shorter than 16 bytes", str(error))
 

@@ -98,6 +98,8 @@ class CredentialTests(unittest.TestCase):
         self.credentials.mkdir()
         (self.credentials / "pxed-admin-token").write_text("a-token-from-systemd-credentials\n")
         (self.credentials / "pxed-signing-key").write_bytes(b"k" * 32)
+        for credential in self.credentials.iterdir():
+            credential.chmod(0o400)  # as systemd makes them: the service user's alone
         self.saved = os.environ.get("CREDENTIALS_DIRECTORY")
         self.addCleanup(self.restore)
 

@@ -13,6 +13,7 @@ L{pxed.service} turns into a running policy.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from pxed.policy.match import (
     UserClassMatcher,
     UUIDMatcher,
 )
+from pxed.private import exposure
 from pxed.store import StateFileError, read_state_file
 
 __all__ = ["APIConfig", "PolicyConfig", "RemoteConfig", "parse_policy", "parse_duration"]
@@ -377,7 +379,11 @@ def _secret(reader: Reader, value: Any, key: str, what: str) -> bytes | None:
         where = join_key(key, f"{what}_file")
         path = reader.file(reader.credential(entry[f"{what}_file"], where), where, urls=False)
         try:
-            secret = Path(path).read_bytes().strip()
+            with open(path, "rb") as f:
+                problem = exposure(os.fstat(f.fileno()), path)
+                if problem is not None:
+                    raise reader.fail(where, problem)
+                secret = f.read().strip()
         except OSError as e:
             raise reader.fail(where, f"cannot read {path}: {e.strerror}") from None
     else:
