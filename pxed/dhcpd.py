@@ -37,24 +37,34 @@ def make_lease_store(config: Config, reactor: Any) -> ILeaseStore:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         store = FileLeaseStore(path, reactor)
-        if not path.exists():
-            store.save()  # fail now, not at the first ACK
+        # A fresh snapshot and journal: fail now rather than at the first
+        # ACK, and drop a journal line a crash may have cut short.
+        store.save()
     except (OSError, LeaseFileError) as e:
         raise ConfigError(config.source, "dhcp.lease_file", str(e)) from None
     return store
 
 
-class _ProberService(service.Service):
+class _Closing(service.Service):
     """
-    Closes the ICMP socket when pxed stops.
+    Closes what the DHCP server opened when pxed stops: the ICMP socket,
+    and the lease file (with a last snapshot).
     """
 
-    def __init__(self, prober: ICMPProber) -> None:
+    def __init__(self, prober: ICMPProber | None, store: ILeaseStore) -> None:
         self.prober = prober
+        self.store = store
 
     def stopService(self) -> None:
         super().stopService()
-        self.prober.close()
+        if self.prober is not None:
+            self.prober.close()
+        if isinstance(self.store, FileLeaseStore):
+            try:
+                self.store.close()
+            except OSError as e:
+                log.error("cannot write the last lease snapshot: {error} (the journal has "
+                          "every lease)", error=str(e))
 
 
 def make_dhcp_server(
@@ -78,10 +88,9 @@ def make_dhcp_server(
             log.warn("dhcp.ping: cannot open an ICMP socket (pxed needs root or CAP_NET_RAW, "
                      "or a group in net.ipv4.ping_group_range): addresses are offered without "
                      "probing them first")
-        else:
-            probe_service = _ProberService(prober)
-            probe_service.setName("dhcp-probe")
-            probe_service.setServiceParent(parent)
+    closing = _Closing(prober, store)
+    closing.setName("dhcp-leases")
+    closing.setServiceParent(parent)
     keeper = LeaseKeeper(store, reactor, settings.lease_time, prober)
     if metrics is not None:
         keeper.events = metrics.track_leases(

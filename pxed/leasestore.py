@@ -11,9 +11,10 @@ candidate.  That is what makes "never two clients on one address" hold
 for any number of pxed sharing a store.
 
 Two implementations ship: in memory (one process, lost on restart) and a
-JSON file, rewritten atomically (temporary file, fsync, rename, fsync of
-the directory, as the state file in L{pxed.store}) before any ACK that
-depends on it is sent, so a restart or C{kill -9} loses no bound lease.
+JSON file: a snapshot rewritten atomically (temporary file, fsync, rename,
+fsync of the directory, as the state file in L{pxed.store}) and a journal
+of the changes since, fsync'd before any ACK that depends on it is sent,
+so a restart or C{kill -9} loses no bound lease.
 Offers are kept in memory only: losing one costs the client a NAK and a
 new DISCOVER, not a doubled address.
 """
@@ -170,34 +171,77 @@ class MemoryLeaseStore:
         return succeed(list(self._by_address.values()))
 
 
-def read_lease_file(path: Path) -> list[Lease]:
-    """
-    The leases in the file at C{path}; none if it does not exist yet.
+def _lease(item: Any, where: str) -> Lease:
+    lease = Lease(str(item["client"]), str(item["mac"]), str(item["address"]),
+                  float(item["expires"]), str(item["state"]))
+    if (lease.state not in STATES or not is_unicast(lease.address)
+            or not math.isfinite(lease.expires)):
+        raise ValueError(f"{where} is invalid")
+    return lease
 
-    @raise LeaseFileError: the file exists but is unreadable or not a pxed
-        lease file.
-    """
+
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
+
+
+def _read_snapshot(path: Path) -> tuple[list[Lease], int]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return []
+        return [], 0
     except (OSError, UnicodeDecodeError) as e:
         raise LeaseFileError(f"{path}: cannot read: {e}") from None
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("version") != 1:
             raise ValueError("not a pxed lease file (version 1)")
-        leases = []
-        for i, item in enumerate(data.get("leases", [])):
-            lease = Lease(str(item["client"]), str(item["mac"]), str(item["address"]),
-                          float(item["expires"]), str(item["state"]))
-            if (lease.state not in STATES or not is_unicast(lease.address)
-                    or not math.isfinite(lease.expires)):
-                raise ValueError(f"lease {i} is invalid")
-            leases.append(lease)
+        leases = [_lease(item, f"lease {i}") for i, item in enumerate(data.get("leases", []))]
+        generation = int(data.get("generation", 0))
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise LeaseFileError(f"{path}: {e}") from None
-    return leases
+    return leases, generation
+
+
+def _read_journal(path: Path, generation: int) -> list[Lease]:
+    """
+    The changes journaled since the snapshot of C{generation}: none if the
+    journal belongs to an older snapshot (a crash between writing the
+    snapshot and starting its journal).  A last line cut short by a crash
+    is not a change that was ever confirmed, so it is left out.
+    """
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise LeaseFileError(f"{path}: cannot read: {e}") from None
+    complete, last = lines[:-1], lines[-1]
+    if not complete:
+        return []
+    try:
+        header = json.loads(complete[0])
+        if not isinstance(header, dict) or header.get("generation") != generation:
+            return []
+        return [_lease(json.loads(line), f"line {i + 2}")
+                for i, line in enumerate(complete[1:])]
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
+        raise LeaseFileError(f"{path}: {e}") from None
+    finally:
+        del last  # a torn line: never confirmed
+
+
+def read_lease_file(path: Path) -> list[Lease]:
+    """
+    The leases kept at C{path} (its snapshot and journal, see
+    L{FileLeaseStore}); none if there is no file yet.
+
+    @raise LeaseFileError: a file exists but is unreadable or not pxed's.
+    """
+    snapshot, generation = _read_snapshot(path)
+    store = MemoryLeaseStore(snapshot)
+    for lease in _read_journal(journal_path(path), generation):
+        store._put(lease)
+    return list(store._by_address.values())
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
@@ -228,46 +272,106 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
 @implementer(ILeaseStore)
 class FileLeaseStore(MemoryLeaseStore):
     """
-    The memory store, saved to a JSON file.
+    The memory store, kept in a JSON snapshot (C{path}) and a journal of
+    the changes since (C{path}.journal, one JSON line per lease written).
 
-    Saves are grouped: every change that must be durable in one turn of
-    the reactor is written by one save, in the next turn, and the
-    Deferreds of those changes fire after it.  A boot storm's ACKs thus
-    cost one fsync per batch of datagrams read, not one each.
+    A change that must be durable is appended to the journal, and the
+    Deferreds of every such change made in one turn of the reactor fire
+    after one fsync of it, in the next turn: a boot storm's ACKs cost one
+    small write and one fsync per batch of datagrams read, whatever the
+    number of leases.  Once the journal is longer than the leases (and at
+    least C{compact_after} lines), a new snapshot is written atomically
+    (L{write_atomically}) with a new generation number, and the journal
+    starts again under that number; a journal whose number is not the
+    snapshot's is already in it, so a crash at any point loses nothing
+    confirmed.  This is how ISC dhcpd keeps its lease file, too.
 
-    @raise LeaseFileError: from the constructor, if the file exists but is
-        unusable.
+    @raise LeaseFileError: from the constructor, if the files exist but
+        are unusable.
     """
 
-    def __init__(self, path: str | os.PathLike[str], reactor: Any = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], reactor: Any = None,
+                 compact_after: int = 1000) -> None:
         self.path = Path(path)
-        super().__init__(read_lease_file(self.path))
+        self.journal = journal_path(self.path)
+        snapshot, self.generation = _read_snapshot(self.path)
+        super().__init__(snapshot)
+        replayed = _read_journal(self.journal, self.generation)
+        for lease in replayed:
+            self._put(lease)
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self._reactor = reactor
+        self.compact_after = compact_after
+        self._lines = len(replayed)
+        self._changed: list[Lease] = []
         self._waiting: list[tuple[Deferred[bool], bool]] = []
         self._flush: IDelayedCall | None = None
-        #: How many times the file was written (for tests and metrics).
+        self._fd: int | None = None
+        #: How many times changes were made durable (for tests and metrics).
         self.saves = 0
 
     def _text(self) -> str:
         leases = sorted(self._by_address.values(), key=lambda lease: lease.address)
-        return json.dumps({"version": 1, "leases": [_lease_json(lease) for lease in leases]},
-                          indent=0) + "\n"
+        return json.dumps({"version": 1, "generation": self.generation,
+                           "leases": [_lease_json(lease) for lease in leases]}, indent=0) + "\n"
 
     def save(self) -> None:
         """
-        Write every lease now (also called on shutdown).
+        Write a new snapshot of every lease and start an empty journal
+        (at start-up, when the journal is long, and on shutdown).
 
-        @raise OSError: the file cannot be written.
+        @raise OSError: the files cannot be written.
         """
+        self.generation += 1
         write_atomically(self.path, self._text())
+        self._close_journal()
+        fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, json.dumps({"generation": self.generation}).encode() + b"\n")
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._lines = 0
         self.saves += 1
 
-    def _durable(self, value: bool) -> Deferred[bool]:
+    def _append(self, leases: list[Lease]) -> None:
+        if self._fd is None:
+            self.save()
+            return
+        data = b"".join(json.dumps(_lease_json(lease), separators=(",", ":")).encode() + b"\n"
+                        for lease in leases)
+        os.write(self._fd, data)
+        os.fsync(self._fd)
+        self._lines += len(leases)
+        self.saves += 1
+        if self._lines >= max(self.compact_after, len(self._by_address)):
+            self.save()
+
+    def _close_journal(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        """
+        Write a final snapshot and close the journal (when pxed stops).
+        """
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+            self._save_waiting()
+        try:
+            self.save()
+        finally:
+            self._close_journal()
+
+    def _durable(self, lease: Lease, value: bool) -> Deferred[bool]:
         d: Deferred[bool] = Deferred()
+        self._changed.append(lease)
         self._waiting.append((d, value))
         if self._flush is None:
             self._flush = self._reactor.callLater(0, self._save_waiting)
@@ -276,8 +380,9 @@ class FileLeaseStore(MemoryLeaseStore):
     def _save_waiting(self) -> None:
         self._flush = None
         waiting, self._waiting = self._waiting, []
+        changed, self._changed = self._changed, []
         try:
-            self.save()
+            self._append(changed)
         except OSError:
             failure = Failure()
             for d, _ in waiting:
@@ -291,9 +396,10 @@ class FileLeaseStore(MemoryLeaseStore):
             return succeed(False)
         if lease.state == OFFERED:
             return succeed(True)
-        return self._durable(True)
+        return self._durable(lease, True)
 
     def release(self, client: str, address: str, now: float) -> Deferred[bool]:
         if not self._release(client, address, now):
             return succeed(False)
-        return self._durable(True)
+        record = self._by_address[address]
+        return self._durable(record, True)

@@ -22,6 +22,7 @@ from twisted.trial import unittest
 
 from pxed.lab.demo import BootRun, boot_from_pxed
 from pxed.lab.netns import Lab
+from pxed.leasestore import read_lease_file
 from tests.e2e import BIOS_STEPS, BOOT_TIMEOUT, UEFI_FULL_DHCP_STEPS, assert_booted, require_lab
 
 
@@ -34,13 +35,13 @@ class FullDHCPBootTests(unittest.TestCase):
         return run, log, workdir
 
     def check_lease(self, run: BootRun, log: str, workdir: Path) -> str:
-        stored = json.loads((workdir / "leases.json").read_text())["leases"]
-        mine = [lease for lease in stored if lease["mac"] == run.mac]
+        stored = read_lease_file(workdir / "leases.json")
+        mine = [lease for lease in stored if lease.mac == run.mac]
         self.assertEqual(len(mine), 1, stored)
-        address = mine[0]["address"]
+        address = mine[0].address
         low, high = (ipaddress.IPv4Address(a) for a in Lab.DHCP_RANGE)
         self.assertTrue(low <= ipaddress.IPv4Address(address) <= high, address)
-        self.assertEqual(mine[0]["state"], "bound")
+        self.assertEqual(mine[0].state, "bound")
         self.assertIn(f"{run.mac}: dhcp ACK {address}", log)
         # The machine fetched its script from the address pxed gave it.
         self.assertIn(f"{run.mac}: served iPXE script", log)

@@ -30,6 +30,7 @@ from twisted.trial import unittest
 
 from pxed.lab.demo import fetch_from_server, start_pxed
 from pxed.lab.netns import Lab, tail
+from pxed.leasestore import read_lease_file
 
 SERVER = "10.77.0.1"
 RELAY = "10.77.0.2"
@@ -87,8 +88,11 @@ def exchange_counts(output: str) -> list[tuple[int, int, int]]:
 
 
 def lease_file(workdir: Path) -> dict[str, Any]:
-    data = json.loads((workdir / "leases.json").read_text())
-    return {lease["address"]: lease for lease in data["leases"]}
+    """
+    What the lease file (snapshot and journal) holds, by address.
+    """
+    return {lease.address: {"mac": lease.mac, "state": lease.state}
+            for lease in read_lease_file(workdir / "leases.json")}
 
 
 def in_range(address: str) -> bool:

@@ -25,6 +25,9 @@ __all__ = ["LeaseKeeper", "Prober", "OFFER_HOLD", "DECLINE_HOLD", "MAX_TRIES"]
 
 log = Logger()
 
+#: Addresses of a client's walk through the pool asked about one by one
+#: before the whole lease list is read instead.
+QUICK_WALK = 64
 #: How long an offered address stays reserved for its client: firmware
 #: REQUESTs within a second or two, and a slow one retransmits its
 #: DISCOVER anyway, which renews the hold.
@@ -87,27 +90,72 @@ class LeaseKeeper:
             # offer must not shorten the lease the client has.
             self.events("offered")
             return current
-        leases = await self.store.leases()
         tries = 0
-        for address in candidates(pool, client, leases, now, requested):
-            if address in self._probing:
+        tried: set[str] = set()
+        for address in await self._first_candidates(client, pool, current, requested, now):
+            tried.add(address)
+            lease = await self._try(client, mac, pool, address, current)
+            if lease is not None:
+                return lease
+            tries += 1
+            if tries >= MAX_TRIES:
+                self.events("exhausted")
+                return None
+        # Nothing free near the client's place in the pool: look at every
+        # lease (the pool is filling up, or the client is back after long).
+        leases = await self.store.leases()
+        for address in candidates(pool, client, leases, self.clock.seconds(), requested):
+            if address in self._probing or address in tried:
                 continue
-            known = current is not None and current.address == address
-            if not known and self.prober is not None:
-                if await self._in_use(address):
-                    tries += 1
-                    if tries >= MAX_TRIES:
-                        break
-                    continue
-            now = self.clock.seconds()
-            lease = Lease(client, mac, address, now + self.offer_hold, OFFERED)
-            if await self.store.claim(lease, now):
-                self.events("offered")
+            lease = await self._try(client, mac, pool, address, current)
+            if lease is not None:
                 return lease
             tries += 1
             if tries >= MAX_TRIES:
                 break
         self.events("exhausted")
+        return None
+
+    async def _first_candidates(self, client: str, pool: Pool, current: Lease | None,
+                                requested: str | None, now: float) -> list[str]:
+        """
+        The first addresses L{candidates} would give, found by asking the
+        store about a few addresses rather than listing every lease: the
+        client's own, the one it asks for, then never-leased addresses
+        among the first L{QUICK_WALK} of its walk through the pool.
+        """
+        out: list[str] = []
+        if current is not None and current.address in pool:
+            out.append(current.address)  # its own record: nobody else's
+        if requested is not None and requested in pool and requested not in out:
+            record = await self.store.holder(requested)
+            if record is None or record.client == client or not record.held(now):
+                out.append(requested)
+        for i, address in enumerate(pool.walk(client)):
+            if i >= QUICK_WALK or len(out) >= MAX_TRIES:
+                break
+            if address not in out and address not in self._probing:
+                if await self.store.holder(address) is None:
+                    out.append(address)
+        return [address for address in out if address not in self._probing]
+
+    async def _try(self, client: str, mac: str, pool: Pool, address: str,
+                   current: Lease | None) -> Lease | None:
+        """
+        Probe C{address} (unless it is the client's own) and claim it as
+        an offer: the offer, or C{None} if it answered or someone else
+        holds it.
+        """
+        if address in self._probing:
+            return None
+        known = current is not None and current.address == address
+        if not known and self.prober is not None and await self._in_use(address):
+            return None
+        now = self.clock.seconds()
+        lease = Lease(client, mac, address, now + self.offer_hold, OFFERED)
+        if await self.store.claim(lease, now):
+            self.events("offered")
+            return lease
         return None
 
     async def _in_use(self, address: str) -> bool:
