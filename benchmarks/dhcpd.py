@@ -19,10 +19,12 @@ deletes:
     python -m benchmarks.dhcpd                   # as root; prints a table
     python -m benchmarks.dhcpd --clients 2000 --repeat 5 --json out.json
 
-Two measurements per server, each repeated (C{--repeat}; the table shows
-medians): I{paced}, new clients at C{--rate} per second; I{flood}, as fast
-as the server answers, C{--window} clients in the middle of their
-exchange at a time.  Both servers keep leases in a file (pxed's is
+Three measurements per server, each repeated (C{--repeat}; the table
+shows medians): I{serial}, one client at a time (what one exchange
+costs, with no client in the way of another); I{paced}, new clients at
+C{--rate} per second; I{flood}, as fast as the server answers,
+C{--window} clients in the middle of their exchange at a time.  Both
+servers keep leases in a file (pxed's is
 fsync'd before each ACK leaves; dnsmasq writes its file without fsync),
 log to a file as in production, and neither probes addresses (pxed
 C{ping: false}, dnsmasq C{--no-ping}), so the figures are the DHCP work.
@@ -50,6 +52,8 @@ from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
 
 __all__ = ["discover", "request", "drive", "main"]
 
+#: Clients of the serial run (one exchange at a time: the cost of one).
+SERIAL_CLIENTS = 500
 #: A client NAKed starts over with a DISCOVER, at most this many times.
 MAX_RESTARTS = 5
 #: The pool both servers hand out from: 65,534 addresses of 127.0.0.0/8.
@@ -85,10 +89,12 @@ def request(i: int, address: str, server: bytes, giaddr: str = RELAY_ADDRESS) ->
 
 
 def drive(target: tuple[str, int], clients: int, rate: float, window: int,
-          timeout: float, bind: tuple[str, int] = (RELAY_ADDRESS, DHCP_PORT)) -> dict[str, Any]:
+          timeout: float, bind: tuple[str, int] = (RELAY_ADDRESS, DHCP_PORT),
+          first: int = 0) -> dict[str, Any]:
     """
-    Run C{clients} DORA exchanges against C{target}: paced (C{rate} new
-    clients a second) or, with C{rate} 0, at most C{window} at a time.
+    Run C{clients} DORA exchanges against C{target}, of clients C{first}
+    onwards: paced (C{rate} new clients a second) or, with C{rate} 0, at
+    most C{window} at a time.
 
     @return: counts (acked, lost, naks, duplicates: one address ACKed to
         two clients) and rates and latencies of the ACKed exchanges (from
@@ -117,8 +123,8 @@ def drive(target: tuple[str, int], clients: int, rate: float, window: int,
         now = time.perf_counter()
         if sent < clients and ((rate and now >= begin + sent / rate)
                                or (not rate and len(started) < window)):
-            started[sent] = now
-            sock.sendto(discover(sent), target)
+            started[first + sent] = now
+            sock.sendto(discover(first + sent), target)
             sent += 1
             continue
         if sent >= clients and not started:
@@ -219,9 +225,10 @@ def dnsmasq_argv(workdir: Path) -> list[str]:
 
 
 def _run_client(ns: Namespace, clients: int, rate: float, window: int,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, first: int) -> dict[str, Any]:
     argv = [sys.executable, "-m", "benchmarks.dhcpd", "drive", "--clients", str(clients),
-            "--rate", str(rate), "--window", str(window), "--timeout", str(timeout)]
+            "--rate", str(rate), "--window", str(window), "--timeout", str(timeout),
+            "--first", str(first)]
     out = subprocess.run(ns.argv(1, argv), capture_output=True, text=True, env=env(),
                          timeout=clients / max(rate, 500) + timeout + 180)
     if out.returncode != 0:
@@ -234,8 +241,9 @@ def _run_client(ns: Namespace, clients: int, rate: float, window: int,
 def run_server(server: str, workdir: Path, clients: int, rate: float, window: int,
                timeout: float) -> list[dict[str, Any]]:
     """
-    Start C{server} afresh (no leases) on CPU 0, then one paced and one
-    flood run with the relay on CPU 1, each with clients of its own.
+    Start C{server} afresh (no leases) on CPU 0, then a serial, a paced
+    and a flood run with the relay on CPU 1, each with clients of its own
+    (new MACs: every client is new to the server).
     """
     results = []
     with Namespace() as ns:
@@ -247,9 +255,13 @@ def run_server(server: str, workdir: Path, clients: int, rate: float, window: in
         proc = ns.spawn(0, argv, workdir / f"{server}.out")
         if not ns.listening(DHCP_PORT):
             raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
-        _run_client(ns, 100, 1000, 0, timeout)  # warm-up: imports, first calls
-        for mode, mode_rate, mode_window in (("paced", rate, 0), ("flood", 0, window)):
-            result = _run_client(ns, clients, mode_rate, mode_window, timeout)
+        _run_client(ns, 100, 1000, 0, timeout, 0)  # warm-up: imports, first calls
+        first = 100
+        for mode, mode_rate, mode_window, count in (
+                ("serial", 0, 1, min(clients, SERIAL_CLIENTS)), ("paced", rate, 0, clients),
+                ("flood", 0, window, clients)):
+            result = _run_client(ns, count, mode_rate, mode_window, timeout, first)
+            first += count
             result.update(server=server, mode=mode)
             results.append(result)
         if proc.poll() is not None:
@@ -282,7 +294,7 @@ def table(results: list[dict[str, Any]]) -> str:
 def ratios(results: list[dict[str, Any]]) -> list[str]:
     by_key = {(r["server"], r["mode"]): r for r in results}
     lines = []
-    for mode in ("paced", "flood"):
+    for mode in ("serial", "paced", "flood"):
         mine, peer = by_key.get(("pxed", mode)), by_key.get(("dnsmasq", mode))
         if mine is None or peer is None or not peer["dora_per_s"]:
             continue
@@ -300,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", required=True)
     serve.add_argument("--log", required=True)
     drv = sub.add_parser("drive", help="(internal) play the relay agent, print JSON")
+    drv.add_argument("--first", type=int, default=0, help="number of the first client")
     for p in (parser, drv):
         p.add_argument("--clients", type=int, default=5000,
                        help="clients per measurement (default 5000)")
@@ -321,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "drive":
         print(json.dumps(drive((SERVER_ADDRESS, DHCP_PORT), args.clients, args.rate,
-                               args.window, args.timeout)))
+                               args.window, args.timeout, first=args.first)))
         return 0
     if os.geteuid() != 0:
         print("the benchmark needs root (a network namespace, port 67)", file=sys.stderr)

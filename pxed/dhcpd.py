@@ -12,13 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pxed.config import Config, ConfigError
 from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.ping import ICMPProber, open_prober
 from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
-from pxed.leasestore import FileLeaseStore, ILeaseStore, LeaseFileError, MemoryLeaseStore
+from pxed.leasefile import FileLeaseStore, LeaseFileError
+from pxed.leasestore import ILeaseStore, MemoryLeaseStore
 from pxed.metrics import Metrics
 from pxed.responder import BootResponder
 
@@ -55,16 +57,21 @@ class _Closing(service.Service):
         self.prober = prober
         self.store = store
 
-    def stopService(self) -> None:
+    def startService(self) -> None:
+        super().startService()
+        if isinstance(self.store, FileLeaseStore):
+            self.store.start_writer()
+
+    def stopService(self) -> Deferred[None] | None:
         super().stopService()
         if self.prober is not None:
             self.prober.close()
-        if isinstance(self.store, FileLeaseStore):
-            try:
-                self.store.close()
-            except OSError as e:
-                log.error("cannot write the last lease snapshot: {error} (the journal has "
-                          "every lease)", error=str(e))
+        if not isinstance(self.store, FileLeaseStore):
+            return None
+        d = self.store.close()
+        d.addErrback(lambda f: log.error("cannot write the last lease snapshot: {error} (the "
+                                         "journal has every lease)", error=f.getErrorMessage()))
+        return d
 
 
 def make_dhcp_server(

@@ -22,7 +22,7 @@ from twisted.trial import unittest
 
 from pxed.lab.demo import BootRun, boot_from_pxed
 from pxed.lab.netns import Lab
-from pxed.leasestore import read_lease_file
+from pxed.leasefile import read_lease_file
 from tests.e2e import BIOS_STEPS, BOOT_TIMEOUT, UEFI_FULL_DHCP_STEPS, assert_booted, require_lab
 
 

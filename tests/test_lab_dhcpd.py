@@ -30,7 +30,7 @@ from twisted.trial import unittest
 
 from pxed.lab.demo import fetch_from_server, start_pxed
 from pxed.lab.netns import Lab, tail
-from pxed.leasestore import read_lease_file
+from pxed.leasefile import read_lease_file
 
 SERVER = "10.77.0.1"
 RELAY = "10.77.0.2"

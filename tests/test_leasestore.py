@@ -1,5 +1,5 @@
 """
-Tests for L{pxed.leasestore}: the claim contract of L{ILeaseStore}, in
+Tests for L{pxed.leasestore} and L{pxed.leasefile}: the claim contract of L{ILeaseStore}, in
 memory and in an atomically rewritten, fsync'd file.
 """
 
@@ -9,19 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from pxed.dhcp.leases import BOUND, OFFERED, Lease
-from pxed.leasestore import (
-    FileLeaseStore,
-    ILeaseStore,
-    LeaseFileError,
-    MemoryLeaseStore,
-    journal_path,
-    read_lease_file,
-)
+from pxed.leasefile import FileLeaseStore, LeaseFileError, journal_path, read_lease_file
+from pxed.leasestore import ILeaseStore, MemoryLeaseStore
 
 A = "192.168.77.10"
 B = "192.168.77.11"
@@ -248,3 +243,35 @@ class FileLeaseStoreTests(ContractMixin, unittest.TestCase):
             f.write("garbage\n")
         with self.assertRaises(LeaseFileError):
             read_lease_file(self.path)
+
+
+class WriterThreadTests(unittest.TestCase):
+    """
+    The file store as pxed runs it: fsyncs in a thread of its own, with
+    the real reactor.
+    """
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_batches_and_close(self) -> Any:
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = FileLeaseStore(path, compact_after=10)
+        store.start_writer()
+        try:
+            first = [store.claim(Lease(f"mac:{i}", "m", f"192.168.77.{i}", 100.0, BOUND), 0.0)
+                     for i in range(1, 30)]
+            # A second batch while the first is being written.
+            second = [store.claim(Lease(f"mac:{i}", "m", f"192.168.77.{i}", 100.0, BOUND), 0.0)
+                      for i in range(30, 60)]
+            results = yield defer.gatherResults(first + second)
+            self.assertTrue(all(results))
+            self.assertEqual(len(read_lease_file(path)), 59)
+            late = store.release("mac:5", "192.168.77.5", 50.0)
+        finally:
+            yield store.close()
+        self.assertTrue(late.called)
+        leases = {lease.client: lease for lease in read_lease_file(path)}
+        self.assertEqual(leases["mac:5"].expires, 50.0)
+        self.assertEqual(journal_path(path).read_text().count("\n"), 1)  # only the header

@@ -14,7 +14,7 @@ from typing import Any
 from pxed.config.policy import parse_duration
 from pxed.config.reader import Reader, type_name
 from pxed.dhcp.leases import Pool
-from pxed.leasestore import LeaseFileError, read_lease_file
+from pxed.leasefile import LeaseFileError, read_lease_file
 from pxed.net import is_unicast
 
 __all__ = ["DHCPConfig", "LocalRange", "parse_dhcp", "DEFAULT_LEASE_FILE", "PROXY", "FULL"]
