@@ -34,7 +34,7 @@ from pxed.runtime import image_cache, tftp_source
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
 from tests.fixtures import write_bootloaders
-from tests.test_grub_image import Workspace, real_modules
+from tests.grub import Workspace, real_modules
 
 MAC = "52:54:00:77:00:40"
 SERVER = "192.168.77.1"

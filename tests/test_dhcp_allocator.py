@@ -20,29 +20,11 @@ from twisted.trial import unittest
 from pxed.dhcp.allocator import DECLINE_HOLD, OFFER_HOLD, LeaseKeeper
 from pxed.dhcp.leases import BOUND, DECLINED, OFFERED, Lease, Pool
 from pxed.leasestore import MemoryLeaseStore
+from pxed.testing.dhcp import FakeProber
 
 LEASE = 3600.0
 POOL = Pool(ipaddress.IPv4Network("192.168.77.0/24"),
             ((ipaddress.IPv4Address("192.168.77.100"), ipaddress.IPv4Address("192.168.77.103")),))
-
-
-class FakeProber:
-    """
-    Answers after C{delay} seconds of the clock, C{True} for the addresses
-    in C{busy}; counts what it was asked.
-    """
-
-    def __init__(self, clock: Clock, busy: set[str] = frozenset(), delay: float = 0.5) -> None:  # type: ignore[assignment]
-        self.clock = clock
-        self.busy = set(busy)
-        self.delay = delay
-        self.asked: list[str] = []
-
-    def probe(self, address: str) -> Deferred[bool]:
-        self.asked.append(address)
-        d: Deferred[bool] = Deferred()
-        self.clock.callLater(self.delay, d.callback, address in self.busy)
-        return d
 
 
 def run(coro: Any) -> Any:

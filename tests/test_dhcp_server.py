@@ -26,9 +26,9 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
+from pxed.testing.dhcp import FakeProber
 from tests import pcap
 from tests.fixtures import write_bootloaders
-from tests.test_dhcp_allocator import FakeProber
 
 SERVER = "192.168.77.1"
 LAN = ipaddress.IPv4Network("192.168.77.0/24")

@@ -19,8 +19,8 @@ from pxed.metrics import Metrics
 from pxed.pg.db import Database, StateMetrics
 from pxed.pg.leases import PgLeaseStore
 from pxed.pg.schema import migrate
+from pxed.testing.leases import ContractMixin
 from tests.pgserver import shared_server
-from tests.test_leasestore import ContractMixin
 
 
 class Direct:

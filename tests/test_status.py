@@ -15,34 +15,16 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from pxed.http.meter import MeteredResource, request_kind
 from pxed.http.status import STATUS_REFRESH, Mount, StatusPages, load_assets
 from pxed.metrics import Metrics
 from pxed.state import MemoryBootLog
+from pxed.testing.http import Inner
 
 MAC = "52:54:00:77:00:20"
 OTHER = "52:54:00:77:00:30"
-
-
-class Inner(Resource):
-    """
-    pxed's own routes, as far as these tests care: 404 for everything,
-    remembering what reached it.
-    """
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paths: list[bytes] = []
-
-    def render(self, request: Any) -> bytes:
-        self.paths.append(request.path)
-        request.setResponseCode(404)
-        return b"inner\n"
 
 
 class Served:

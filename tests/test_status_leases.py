@@ -20,7 +20,7 @@ from pxed.http.leases import leases_json
 from pxed.http.status import StatusPages
 from pxed.leasestore import MemoryLeaseStore
 from pxed.state import MemoryBootLog
-from tests.test_status import Inner
+from pxed.testing.http import Inner
 
 NOW = 10_000.0
 

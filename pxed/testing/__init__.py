@@ -14,6 +14,9 @@ other.
   - L{pxed.testing.http}: an in-memory HTTP client for pxed's web
     resources (L{treq.testing.StubTreq}).
   - L{pxed.testing.policy}: policies and match helpers tests share.
+  - L{pxed.testing.dhcp}: an address prober for the DHCP server, on a clock.
+  - L{pxed.testing.leases}: the contract every lease store keeps, as a
+    mixin your own store's tests can run.
 
 Nothing here is used by the server itself.
 """

@@ -18,9 +18,9 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, Resource
 
-__all__ = ["MemoryHTTP", "StatusRows"]
+__all__ = ["MemoryHTTP", "StatusRows", "Inner"]
 
 
 class MemoryHTTP:
@@ -91,3 +91,21 @@ class StatusRows(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_badge and self._mac is not None:
             self.status[self._mac] = self.status.get(self._mac, "") + data.strip()
+
+
+class Inner(Resource):
+    """
+    Stands in for pxed's own routes behind the status pages' mount: 404
+    for everything, remembering the paths that reached it.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[bytes] = []
+
+    def render(self, request: Any) -> bytes:
+        self.paths.append(request.path)
+        request.setResponseCode(404)
+        return b"inner\n"
