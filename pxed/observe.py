@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from pxed import timeline
 from pxed.dhcp.logbudget import LogBudget
-from pxed.grub.config import file_key, is_beacon
+from pxed.grub.config import file_key, is_beacon, optional_probe
 from pxed.metrics import Metrics
 from pxed.peers import PeerMap
 from pxed.state import BootEvent, IBootLog
@@ -223,6 +223,10 @@ class BootRecorder:
         (a wrong file name, a chained program's sibling not exported).
         """
         self.metrics.tftp_file_not_found()
+        if optional_probe(filename):
+            log.debug("{peer}: TFTP file not found: {filename} (an optional probe of shim or "
+                      "GRUB)", peer=peer[0], filename=filename)
+            return
         mac = self.peers.mac(peer[0])
         if mac is not None:
             self.record(mac, timeline.TFTP_NOT_FOUND, file=filename, peer=peer[0])

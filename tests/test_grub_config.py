@@ -236,3 +236,18 @@ class LoaderTests(unittest.TestCase):
         self.assertTrue(grub.is_beacon("_/booting/" + MAC))
         self.assertFalse(grub.is_beacon("/_/file/ID/vmlinuz"))
         self.assertFalse(grub.is_beacon("/_/booting/../x"))
+
+
+class OptionalProbeTests(unittest.TestCase):
+    def test_probes(self) -> None:
+        for name in ("revocations_sku.efi", "revocations_sbat.efi", "shim_certificate_0.efi",
+                     "chain-0123456789ab/revocations_sbat.efi", "/grub/x86_64-efi/command.lst",
+                     "/grub/x86_64-efi/fs.lst", "grub/arm64-efi/crypto.lst",
+                     "/grub/x86_64-efi/grub.cfg"):
+            self.assertTrue(grub.optional_probe(name), name)
+
+    def test_not_probes(self) -> None:
+        for name in ("grubx64.efi", "shimx64.efi", "/grub/grub.cfg", "/grub/x86_64-efi/normal.mod",
+                     "/boot/grub/x86_64-efi/fs.lst", "/grub/sparc/fs.lst", "vmlinuz", "../x.lst",
+                     f"/_/grub/x86_64-efi/{MAC}.cfg"):
+            self.assertFalse(grub.optional_probe(name), name)

@@ -203,6 +203,20 @@ class NotFoundTests(RecorderTestCase):
         self.assertEqual(line["log_level"].name, "info")
         self.assertEqual(line["who"], MAC)
 
+    def test_optional_probes_are_quiet(self) -> None:
+        """
+        What shim and GRUB ask for on every boot and do well without is
+        counted, but is no step of the boot and no info line.
+        """
+        self.neighbours[CLIENT] = MAC
+        for name in ("revocations_sbat.efi", "shim_certificate_0.efi",
+                     "/grub/x86_64-efi/command.lst"):
+            self.recorder.tftp_not_found((CLIENT, 1001), name)
+        self.assertEqual(self.store.events(MAC), [])
+        self.assertEqual(self.sample("pxed_tftp_not_found_total"), 3.0)
+        self.assertEqual([e["log_level"].name for e in self.logged
+                          if "optional probe" in e.get("log_format", "")], ["debug"] * 3)
+
     def test_within_the_log_budget(self) -> None:
         """
         A client asking for missing files in a loop gets the budget's lines

@@ -47,6 +47,7 @@ __all__ = [
     "chain_config",
     "file_key",
     "is_beacon",
+    "optional_probe",
     "ipxe_config",
     "kernel_words",
     "linux_config",
@@ -79,6 +80,8 @@ PLATFORMS: dict[str, int] = {
 ERROR_PAUSE = 10
 
 _MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+#: What shim asks for beside itself on every boot, and does well without.
+_SHIM_PROBES = re.compile(r"^(?:revocations_[a-z]+|shim_certificate_[0-9]+)\.efi$")
 _MACHINE_CONFIG = re.compile(r"^_/grub/([a-z0-9_]+-[a-z0-9]+)/([0-9A-Fa-f:-]{17})\.cfg$")
 
 
@@ -323,3 +326,20 @@ def is_beacon(filename: str) -> bool:
         return name_parts(filename)[:2] == ["_", "booting"]
     except AccessViolation:
         return False
+
+
+def optional_probe(filename: str) -> bool:
+    """
+    Whether C{filename} is one of the files shim and GRUB ask for on every
+    boot and do well without (shim's revocation lists and extra
+    certificate, GRUB's C{PLATFORM/*.lst} lists and C{PLATFORM/grub.cfg}):
+    "file not found" is their normal answer, not where a boot stopped.
+    """
+    try:
+        parts = name_parts(filename)
+    except AccessViolation:
+        return False
+    if _SHIM_PROBES.match(parts[-1]):
+        return True
+    return (len(parts) == 3 and parts[0] == "grub" and parts[1] in PLATFORMS
+            and (parts[2].endswith(".lst") or parts[2] == "grub.cfg"))
