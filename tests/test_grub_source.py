@@ -138,6 +138,18 @@ class ConfigTests(SourceTestCase):
                      "/grub/x86_64-efi/command.lst", "/grub/../etc/passwd", "/_/file/x"):
             self.failureResultOf(self.source.open(name, PEER), FileNotFound)
 
+    def test_file_ids_expire_with_the_catalog(self) -> None:
+        """
+        Under C{policy.signing.max_age} GRUB's file IDs expire as HTTP's do.
+        """
+        now = [1000.0]
+        self.source.catalog = FileCatalog(self.signer, max_age=60, clock=lambda: now[0])
+        self.rules(Rule("web", Match(), self.linux()))
+        kernel = next(p for p, k in config_files(self.config()).items() if k == "kernel")
+        self.assertEqual(self.open(kernel), self.kernel.read_bytes())
+        now[0] += 61
+        self.failureResultOf(self.source.open(kernel, PEER), FileNotFound)
+
     def test_file_ids_are_bound_to_their_name(self) -> None:
         self.rules(Rule("web", Match(), self.linux()))
         kernel = next(p for p, k in config_files(self.config()).items() if k == "kernel")
