@@ -267,6 +267,8 @@ class PolicyRuntime(service.Service):
             changed.append("status")
         if new.dhcp != old.dhcp:
             changed.append("dhcp")
+        if new.state != old.state:
+            changed.append("state")  # the database and its timers
         if replace(new.tftp, root=None) != replace(old.tftp, root=None):
             changed.append("tftp")  # its limits; tftp.root switches on reload
         return changed

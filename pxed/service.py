@@ -91,6 +91,8 @@ def makeBootService(
         shared = open_shared_state(config, reactor, metrics)
         store = store if store is not None else shared.store
         boot_log = boot_log if boot_log is not None else shared.boot_log
+        # Full DHCP mode: two pxed never hand out one address twice.
+        leases = leases if leases is not None else shared.leases
     store = store if store is not None else make_store(config)
     observing = config.status
     if boot_log is None:

@@ -19,11 +19,16 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from twisted.trial import unittest
 
 from pxed.lab.procs import stop_pid, wait_until
+from pxed.machine import Machine, architecture
+from pxed.policy import BootRequest
+from pxed.policy.request import sign_context
+from pxed.signing import Signer
 from tests.pgserver import shared_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +85,8 @@ class Pxed:
         self.config = base / f"{name}.yaml"
         self.config.write_text(json.dumps(config))  # JSON is YAML
         self.case = case
+        self.url = url
+        self.key: bytes | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -103,7 +110,18 @@ class Pxed:
         return f"http://{LOCAL}:{self.http}"
 
     def script(self, mac: str) -> tuple[int, str]:
-        return get(f"{self.base}/_/ipxe?mac={mac}&arch=7")
+        """
+        The script, with the context iPXE carries from a DHCP answer (signed
+        with the site's key, which the database holds).
+        """
+        if self.key is None:  # read while the database is up
+            with psycopg.connect(self.url) as conn:
+                row = conn.execute("SELECT key FROM pxed_signing_key").fetchone()
+            assert row is not None
+            self.key = bytes(row[0])
+        machine = Machine(mac, architecture(7), ipxe=True, user_class="iPXE")
+        ctx = sign_context(Signer(self.key), BootRequest(machine, "proxydhcp"))
+        return get(f"{self.base}/_/ipxe?mac={mac}&arch=7&ctx={quote(ctx)}")
 
     def machines(self) -> dict[str, Any]:
         return json.loads(get(f"{self.base}/_/machines")[1])
@@ -184,6 +202,7 @@ class TwoPxedTests(unittest.TestCase):
 
     def test_database_outage(self) -> None:
         a = self.a
+        a.script(OTHER)  # (reads the key while the database is up)
         self.server.stop()
         try:
             # Boots that need no shared state go on.
@@ -203,7 +222,7 @@ class TwoPxedTests(unittest.TestCase):
         with psycopg.connect(self.url) as conn:
             self.assertTrue(wait_until(lambda: conn.execute(
                 "SELECT count(*) FROM pxed_events WHERE mac = %s", (OTHER,)).fetchone()
-                == (1,), 15))
+                == (2,), 15))  # the script before the outage and the one during it
         log = a.log.read_text()
         self.assertEqual(log.count("state database unreachable"), 1, log)
         self.assertIn("answers again", log)

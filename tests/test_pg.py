@@ -307,3 +307,20 @@ class FaultTests(PgTestCase):
                 a.boot_log.record(OTHER, "script")  # never waits
                 self.assertEqual(a.boot_log.last(OTHER).stage, "script")
         self.assertIsNotNone((yield once))
+
+
+class WiringTests(PgTestCase):
+    def test_full_dhcp_mode_keeps_leases_in_the_database(self) -> None:
+        from pxed.pg.leases import PgLeaseStore
+        from pxed.service import makeBootService
+
+        config = parse_config({
+            "bootloaders": self.bootloaders,
+            "dhcp": {"mode": "full", "range": "192.168.77.10-192.168.77.50", "ping": False,
+                     "lease_file": str(Path(self.mktemp()).absolute())},
+            "state": {"url": self.url, "instance": "a"}}, "a.yaml")
+        top: Any = makeBootService(config, reactor=reactor)
+        keeper = top.getServiceNamed("dhcp").protocol.settings.keeper
+        self.assertIsInstance(keeper.store, PgLeaseStore)
+        self.assertIsInstance(top.getServiceNamed("policy").store,
+                              type(open_shared_state(config, reactor, Metrics()).store))

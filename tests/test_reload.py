@@ -133,6 +133,16 @@ class ReloadTests(unittest.TestCase):
         self.assertTrue(ok)
         self.assertIn("(status changes need a restart)", message)
 
+    def test_state_needs_a_restart(self) -> None:
+        """
+        The shared state's database is connected once: a change is noted
+        (only the syntax of the URL is checked here, nothing connects).
+        """
+        self.path.write_text(self.path.read_text() + "state: {instance: rack-2}\n")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok)
+        self.assertIn("(state changes need a restart)", message)
+
     def test_order_of_sections(self) -> None:
         """
         C{boot.machines}, then C{policy.rules}, then C{boot.default}.
