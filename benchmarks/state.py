@@ -341,10 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         print("the benchmark needs root (it runs PostgreSQL as the postgres user)",
               file=sys.stderr)
         return 2
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from twisted.logger import globalLogBeginner
 
-    from tests.pgserver import PostgresServer
+    from pxed.testing.postgres import PostgresServer
 
     globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
     server = PostgresServer(durable=True)

@@ -29,7 +29,7 @@ from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest
 from pxed.policy.request import sign_context
 from pxed.signing import Signer
-from tests.pgserver import shared_server
+from pxed.testing.postgres import shared_server
 
 REPO = Path(__file__).resolve().parents[1]
 TWISTD = "from twisted.scripts.twistd import run; run()"

@@ -1,6 +1,6 @@
 """
 Tests for L{pxed.pg}: the shared state on a real PostgreSQL that the tests
-start themselves (see L{tests.pgserver}), two pxed's stores in one reactor.
+start themselves (see L{pxed.testing.postgres}), two pxed's stores in one reactor.
 No mocks of the database.
 """
 
@@ -26,7 +26,7 @@ from pxed.policy import BootRequest, Rule, RulePolicy
 from pxed.policy.match import MacMatcher, Match
 from pxed.signing import Signer
 from pxed.store import StateUnavailable
-from tests.pgserver import PostgresServer, free_port, shared_server
+from pxed.testing.postgres import PostgresServer, free_port, shared_server
 
 MAC = "52:54:00:12:00:01"
 OTHER = "52:54:00:12:00:02"

@@ -20,7 +20,7 @@ from pxed.pg.db import Database, StateMetrics
 from pxed.pg.leases import PgLeaseStore
 from pxed.pg.schema import migrate
 from pxed.testing.leases import ContractMixin
-from tests.pgserver import shared_server
+from pxed.testing.postgres import shared_server
 
 
 class Direct:

@@ -17,6 +17,9 @@ other.
   - L{pxed.testing.dhcp}: an address prober for the DHCP server, on a clock.
   - L{pxed.testing.leases}: the contract every lease store keeps, as a
     mixin your own store's tests can run.
+  - L{pxed.testing.postgres}: a throw-away PostgreSQL server (Debian's
+    binaries, a temporary directory, a free port on 127.0.0.1) for tests
+    of the shared state.
 
 Nothing here is used by the server itself.
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_pg -*-
 """
 A real PostgreSQL server for tests and benchmarks: Debian's binaries,
 C{initdb} into a temporary directory owned by the C{postgres} user, the
@@ -67,15 +68,14 @@ class PostgresServer:
 
     def _as_postgres(self, argv: list[str]) -> None:
         result = subprocess.run(argv, cwd=self.base, capture_output=True, timeout=120,
-                                **self._user())
+                                user=self._uid, group=self._gid, extra_groups=[],
+                                env=self._env)
         if result.returncode:
             raise RuntimeError(f"{argv[0]} failed: {result.stderr.decode(errors='replace')}")
 
-    def _user(self) -> dict[str, object]:
-        # The server refuses to run as root: it runs as 'postgres' itself
-        # (no wrapper in between, so signals reach it).
-        return {"user": self._uid, "group": self._gid, "extra_groups": [],
-                "env": {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}}
+    #: The server refuses to run as root: it runs as 'postgres' itself (no
+    #: wrapper in between, so signals reach it), with this environment.
+    _env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@{LOCAL}:{self.port}/{dbname}"
@@ -89,7 +89,8 @@ class PostgresServer:
         self.process = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              *settings],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.base, **self._user())  # type: ignore[call-overload]
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.base, user=self._uid, group=self._gid,
+            extra_groups=[], env=self._env)
         log.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
