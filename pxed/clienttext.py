@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_clienttext -*-
+# -*- test-case-name: tests.test_script_safety -*-
 """
 What a client says about itself, checked before it can reach a script.
 

@@ -18,11 +18,11 @@ from twisted.logger import Logger
 from pxed.config import Config, ConfigError
 from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.ping import ICMPProber, open_prober
+from pxed.dhcp.responder import BootResponder
 from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
 from pxed.leasefile import FileLeaseStore, LeaseFileError
 from pxed.leasestore import ILeaseStore, MemoryLeaseStore
 from pxed.metrics import Metrics
-from pxed.responder import BootResponder
 
 __all__ = ["make_dhcp_server", "make_lease_store"]
 

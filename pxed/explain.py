@@ -26,10 +26,10 @@ from pxed.config import Config
 from pxed.dhcp.exchange import STAGES, Ignored, Stage, advertised_address, screen
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
 from pxed.dhcp.reply import BootAnswer
+from pxed.dhcp.responder import BootResponder
 from pxed.machine import Machine
 from pxed.net import PacketInfo
 from pxed.policy import IBootPolicy
-from pxed.responder import BootResponder
 from pxed.runtime import image_cache
 from pxed.service import makePolicy
 from pxed.state import MemoryBootLog

@@ -23,10 +23,10 @@ from pxed.config import Config
 from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.classify import NotNetworkBooting, classify
 from pxed.dhcp.packet import MessageType, decode
+from pxed.dhcp.responder import BootResponder
 from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
 from pxed.leasestore import MemoryLeaseStore
 from pxed.net import PacketInfo
-from pxed.responder import BootResponder
 
 if TYPE_CHECKING:
     from pxed.explain import Datagram, Explanation

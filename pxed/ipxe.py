@@ -3,7 +3,8 @@
 iPXE scripts: what a chained iPXE fetches over HTTP to boot a machine.
 
 Pure text generation; the HTTP layer decides the URLs and renders the
-templates first.
+templates first.  The bottom of the policy/templates/ipxe stack: it
+imports none of them (a boot is anything shaped like L{LinuxBoot}).
 """
 
 from __future__ import annotations
@@ -11,16 +12,31 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from pxed.policy.actions import BootSpec
-
-__all__ = ["linux_script", "chain_script", "local_script", "no_boot_script", "beacon_line",
-           "initrd_names"]
+__all__ = ["LinuxBoot", "linux_script", "chain_script", "local_script", "no_boot_script",
+           "beacon_line", "initrd_names"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class LinuxBoot(Protocol):
+    """
+    What a Linux boot script needs (L{pxed.policy.BootSpec} is one).
+    """
+
+    @property
+    def kernel(self) -> str: ...
+
+    @property
+    def initrds(self) -> tuple[str, ...]: ...
+
+    @property
+    def cmdline(self) -> str: ...
+
+    @property
+    def initrd_args(self) -> bool: ...
 
 
 def _basename(location: str) -> str:
@@ -65,7 +81,7 @@ def beacon_line(beacon_url: str) -> str:
 
 
 def linux_script(
-    spec: BootSpec,
+    spec: LinuxBoot,
     file_url: Callable[[str], str],
     beacon_url: str,
     cmdline: str | None = None,

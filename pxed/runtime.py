@@ -5,8 +5,9 @@ The policy-dependent parts of a running pxed, and how a reload swaps them.
 L{pxed.service.makeBootService} wires the protocols once; what a new
 configuration can change (the policy, the files TFTP may serve for it,
 the HTTP server's exports, hostnames and remote-file mode, the boot
-programs) is built here and handed to them as plain attributes.  A reload
-builds a complete new set first and assigns it only if the whole new
+programs) is built here as one L{pxed.parts.BootParts} value, which the
+protocols read through one L{pxed.parts.LiveParts} reference.  A reload
+builds a complete new value first and assigns it only if the whole new
 configuration is valid, between two reactor events: a request that began
 before the swap finishes with the objects it started with, and open TFTP
 transfers and HTTP downloads keep their open files.
@@ -19,22 +20,22 @@ addresses, the state file's path) is only reported: those need a restart.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from treq.client import HTTPClient
 from twisted.application import service
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
-from zope.interface import implementer
 
 from pxed.config import ARM64Config, Config, ConfigError, load_config
 from pxed.grub.image import GrubImageCache, GrubImageSource
 from pxed.grub.source import GrubSource
 from pxed.http.files import FileCatalog
 from pxed.http.proxy import RemoteFetcher
+from pxed.parts import BootParts, LiveParts, LiveSource
 from pxed.policy import Chain, IBootPolicy, IRule, Rule, RulePolicy
 from pxed.policy.actions import firmware_directory
 from pxed.policy.api import APIRule
@@ -49,7 +50,7 @@ from pxed.tftp.source import (
     MappingSource,
 )
 
-__all__ = ["PolicyRuntime", "SwitchSource", "image_cache", "make_store", "policy_from_config",
+__all__ = ["PolicyRuntime", "build_parts", "image_cache", "make_store", "policy_from_config",
            "tftp_source"]
 
 log = Logger()
@@ -128,41 +129,81 @@ def tftp_source(config: Config, images: GrubImageCache | None = None,
     return ChainSource(sources)
 
 
-@implementer(IFileSource)
-class SwitchSource:
+def build_parts(
+    config: Config,
+    store: IStateStore,
+    reactor: Any,
+    override: IBootPolicy | None = None,
+    images: GrubImageCache | None = None,
+    grub: Callable[..., GrubSource] | None = None,
+) -> BootParts:
     """
-    An L{IFileSource} whose content a reload replaces: new transfers open
-    from the new source, running ones keep the file they opened.
+    Every part C{config} decides, built anew (see L{pxed.parts}).
+
+    @param override: an embedding program's own policy, used instead of
+        the configuration's rules.
+    @param images: the GRUB image cache to use (it outlives a reload that
+        leaves C{arm64:} unchanged: see L{PolicyRuntime}).
+    @param grub: makes the L{GrubSource} TFTP serves GRUB clients from,
+        given these parts' C{policy}, C{catalog}, C{store}, C{hostnames}
+        and C{exports} (the service binds the rest).
+    @raise ConfigError: a part cannot be built from C{config}.
     """
-
-    def __init__(self, current: IFileSource) -> None:
-        self.current = current
-
-    def open(self, filename: str, peer: tuple[str, int]) -> Deferred[Any]:
-        return self.current.open(filename, peer)
-
-
-@dataclass
-class _Parts:
-    policy: IBootPolicy
-    catalog: FileCatalog
-    fetcher: RemoteFetcher | None
-    pools: list[HTTPConnectionPool]
+    pools = []
+    api = None
+    if config.policy.api is not None:
+        settings = config.policy.api
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pools.append(pool)
+        client = HTTPClient(Agent(reactor, connectTimeout=settings.timeout, pool=pool))
+        api = APIRule(client, settings.url, reactor, settings.timeout, settings.cache,
+                      files=settings.files)
+    fetcher = None
+    remote = config.policy.remote
+    if remote.proxy:
+        fetcher = RemoteFetcher(reactor, remote.connect_timeout, remote.idle_timeout)
+        pools.append(fetcher.pool)
+    policy = override or policy_from_config(config, store, api)
+    signer = Signer(config.policy.signing_key or store.signing_key())
+    catalog = FileCatalog(signer, proxy_remote=remote.proxy,
+                          max_age=config.policy.signing_max_age)
+    exports = dict(config.policy.exports)
+    hostnames = dict(config.policy.hostnames)
+    grub_source = None
+    if grub is not None:
+        grub_source = grub(policy=policy, catalog=catalog, store=store, hostnames=hostnames,
+                           exports=exports)
+    return BootParts(
+        policy=policy,
+        catalog=catalog,
+        signer=signer,
+        bootloaders=dict(config.bootloaders),
+        programs=config.programs(),
+        menu=config.server.menu,
+        fetcher=fetcher,
+        exports=exports,
+        hostnames=hostnames,
+        admin_token=config.policy.admin_token,
+        store=store,
+        images=images,
+        grub=grub_source,
+        tftp=tftp_source(config, images, grub_source),
+        pools=tuple(pools),
+    )
 
 
 class PolicyRuntime(service.Service):
     """
-    Owns the parts a configuration decides, for the protocol objects it
-    was given, and replaces them on L{reload}.
+    Owns the parts a configuration decides (L{pxed.parts.BootParts}) and
+    replaces them, as one reference, on L{reload}.
 
-    @param responder: gets C{policy}, C{bootloaders}, C{signer}, C{menu}.
-    @param web: the L{pxed.http.app.BootHTTP}: gets C{policy}, C{catalog},
-        C{fetcher}, C{exports}, C{hostnames}, C{programs}, C{admin_token}.
-    @param tftp: the TFTP server's source, switched to the new files.
-    @param grub: the L{GrubSource} GRUB clients read: gets C{policy},
-        C{catalog}, C{store}, C{hostnames}, C{exports}.
+    @ivar parts: the one reference the protocols and the web app read
+        their parts from.
+    @ivar tftp: the TFTP server's source, reading the current parts.
     @param override: an embedding program's own policy, kept across
         reloads instead of the configuration's.
+    @param grub: makes the GRUB clients' TFTP source for each set of
+        parts (see L{build_parts}).
     """
 
     name = "policy"
@@ -171,90 +212,47 @@ class PolicyRuntime(service.Service):
         self,
         config: Config,
         *,
-        responder: Any,
-        web: Any,
-        tftp: SwitchSource,
         store: IStateStore,
         reactor: Any,
         override: IBootPolicy | None = None,
         load: Callable[[str], Config] = load_config,
-        grub: GrubSource | None = None,
+        grub: Callable[..., GrubSource] | None = None,
     ) -> None:
         self.config = config
         self.grub = grub
-        self.responder = responder
-        self.web = web
-        self.tftp = tftp
         self.store = store
         self.reactor = reactor
         self.override = override
         self.load = load
-        self._parts: _Parts | None = None
-        #: The ARM64 GRUB images (see L{pxed.grub.image}); replaced when a
-        #: reload changes the C{arm64:} section.
-        self.images = image_cache(config.arm64, reactor)
-        self.apply(config)
-        web.reload = self.reload
+        self.parts = LiveParts(self._build(config, None))
+        self.tftp = LiveSource(self.parts)
 
-    def _signer(self, config: Config) -> Signer:
-        return Signer(config.policy.signing_key or self.store.signing_key())
+    def _build(self, config: Config, previous: BootParts | None) -> BootParts:
+        if previous is not None and config.arm64 == self.config.arm64:
+            # The images built so far stay valid: keep the cache.
+            images = previous.images
+        else:
+            images = image_cache(config.arm64, self.reactor)
+        return build_parts(config, self.store, self.reactor, self.override, images, self.grub)
 
-    def _build(self, config: Config) -> _Parts:
-        pools = []
-        api = None
-        if config.policy.api is not None:
-            settings = config.policy.api
-            pool = HTTPConnectionPool(self.reactor, persistent=True)
-            pools.append(pool)
-            client = HTTPClient(Agent(self.reactor, connectTimeout=settings.timeout, pool=pool))
-            api = APIRule(client, settings.url, self.reactor, settings.timeout, settings.cache,
-                         files=settings.files)
-        fetcher = None
-        remote = config.policy.remote
-        if remote.proxy:
-            fetcher = RemoteFetcher(self.reactor, remote.connect_timeout, remote.idle_timeout)
-            pools.append(fetcher.pool)
-        policy = self.override or policy_from_config(config, self.store, api)
-        catalog = FileCatalog(self._signer(config), proxy_remote=remote.proxy,
-                              max_age=config.policy.signing_max_age)
-        return _Parts(policy, catalog, fetcher, pools)
-
-    def apply(self, config: Config, parts: _Parts | None = None) -> None:
+    def apply(self, config: Config, parts: BootParts | None = None) -> None:
         """
         Build everything for C{config} (unless already built), then hand
         it out in one go.
         """
-        parts = parts if parts is not None else self._build(config)
-        if config.arm64 != self.config.arm64:
-            self.images = image_cache(config.arm64, self.reactor)
-        source = tftp_source(config, self.images, self.grub)
-        old, self._parts = self._parts, parts
-        responder, web = self.responder, self.web
-        responder.policy = parts.policy
-        responder.bootloaders = dict(config.bootloaders)
-        responder.signer = parts.catalog.signer
-        responder.menu = config.server.menu
-        responder.images = self.images
-        web.policy = parts.policy
-        web.catalog = parts.catalog
-        web.fetcher = parts.fetcher
-        web.exports = dict(config.policy.exports)
-        web.hostnames = dict(config.policy.hostnames)
-        web.programs = config.programs()
-        web.admin_token = config.policy.admin_token
-        web.store = self.store
-        web.images = self.images
-        if self.grub is not None:
-            grub = self.grub
-            grub.policy, grub.catalog, grub.store = parts.policy, parts.catalog, self.store
-            grub.hostnames = dict(config.policy.hostnames)
-            grub.exports = dict(config.policy.exports)
-        self.tftp.current = source
+        parts = parts if parts is not None else self._build(config, self.parts.current)
+        old, self.parts.current = self.parts.current, parts
         self.config = config
-        if old is not None:
-            # Idle connections only: downloads in flight keep theirs.
-            for pool in old.pools:
-                pool.closeCachedConnections()
+        self.retire(old)
+
+    @staticmethod
+    def retire(old: BootParts) -> None:
+        """
+        Release what parts no longer in use hold: idle connections only;
+        downloads in flight keep theirs.
+        """
+        for pool in old.pools:
+            pool.closeCachedConnections()
 
     def _restart_only(self, new: Config) -> list[str]:
         old = self.config
@@ -282,7 +280,7 @@ class PolicyRuntime(service.Service):
         source = self.config.source
         try:
             new = self.load(source)
-            parts = self._build(new)  # everything the new parts need must work
+            parts = self._build(new, self.parts.current)  # everything the new parts need must work
         except ConfigError as e:
             log.error("reload rejected: bad configuration: {error}; still serving the "
                       "configuration loaded before", error=str(e))
@@ -319,7 +317,7 @@ class PolicyRuntime(service.Service):
         the GRUB image cannot be built.  (Images are built for the
         addresses pxed answers from, when it first does.)
         """
-        images, config = self.images, self.config
+        images, config = self.parts.current.images, self.config
         if images is None or "arm64-uefi" in config.bootloaders:
             return
         problem = images.problem()
@@ -329,8 +327,6 @@ class PolicyRuntime(service.Service):
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
-        parts = self._parts
-        if parts is None:
-            return succeed(None)
-        return gatherResults([pool.closeCachedConnections() for pool in parts.pools])
+        pools = self.parts.current.pools
+        return gatherResults([pool.closeCachedConnections() for pool in pools])
 

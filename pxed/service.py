@@ -8,6 +8,7 @@ program calls to get the same thing inside its own application.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from twisted.application import service
@@ -17,9 +18,10 @@ from twisted.logger import Logger
 from pxed.config import Config, ConfigError
 from pxed.descriptors import fit_descriptors
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.dhcpd import make_dhcp_server
 from pxed.grub.source import GrubSource
-from pxed.http.app import BootHTTP, FileCatalog
+from pxed.http.app import BootHTTP
 from pxed.http.guard import GuardedSite
 from pxed.http.meter import MeteredResource
 from pxed.http.status import StatusPages
@@ -29,9 +31,7 @@ from pxed.net import interface_address
 from pxed.observe import BootRecorder
 from pxed.policy import IBootPolicy, RulePolicy
 from pxed.ports import TCPService, UDPService
-from pxed.responder import BootResponder
-from pxed.runtime import PolicyRuntime, SwitchSource, make_store, policy_from_config, tftp_source
-from pxed.signing import Signer
+from pxed.runtime import PolicyRuntime, make_store, policy_from_config
 from pxed.state import IBootLog, MemoryBootLog
 from pxed.store import IStateStore
 from pxed.tftp.protocol import TFTPServerProtocol
@@ -125,9 +125,15 @@ def makeBootService(
     top.setName("pxed")
     if shared is not None:
         shared.service.setServiceParent(top)
-    # The runtime below hands the responder and the web app their policy.
-    responder = BootResponder(policy or RulePolicy(()), config.bootloaders, server.ports.http,
-                              boot_log, menu=server.menu)
+    # The runtime builds the parts the configuration decides (policy,
+    # programs, signer, ...) and swaps them on reload; every protocol
+    # reads them through runtime.parts.
+    # GRUB clients (Secure Boot, ARM64) read their configuration by TFTP,
+    # from a GrubSource made for each set of parts.
+    grub = functools.partial(GrubSource, recorder, server.ports.http, address)
+    runtime = PolicyRuntime(config, store=store, reactor=reactor, override=policy, grub=grub)
+    parts = runtime.parts
+    responder = BootResponder(parts=parts, http_port=server.ports.http, boot_log=boot_log)
 
     offers: DatagramProtocol
     if config.dhcp.full:
@@ -156,10 +162,7 @@ def makeBootService(
     pxe.setName("bootserver")
     pxe.setServiceParent(top)
 
-    # GRUB clients (Secure Boot, ARM64) read their configuration by TFTP.
-    grub = GrubSource(recorder, server.ports.http, address)
-    source = SwitchSource(tftp_source(config, grub=grub))
-    transfers = TFTPServerProtocol(source, reactor=reactor,
+    transfers = TFTPServerProtocol(runtime.tftp, reactor=reactor,
                                    on_transfer_start=recorder.tftp_started,
                                    on_transfer_end=recorder.tftp_ended,
                                    on_not_found=recorder.tftp_not_found,
@@ -171,9 +174,7 @@ def makeBootService(
     tftp.setServiceParent(top)
 
     # HTTP Boot clients fetch the same programs TFTP serves, by file name.
-    programs = config.programs()
-    web = BootHTTP(responder.policy, FileCatalog(Signer(store.signing_key())), boot_log, address,
-                   programs=programs, store=store)
+    web = BootHTTP(boot_log=boot_log, address=address, parts=parts, reload=runtime.reload)
     status = StatusPages(recorder, reactor, page=observing.page, api=observing.api,
                          file_urls=observing.api_file_urls,
                          metrics=metrics if observing.metrics else None, leases=lease_store)
@@ -184,7 +185,5 @@ def makeBootService(
     http.setName("http")
     http.setServiceParent(top)
 
-    runtime = PolicyRuntime(config, responder=responder, web=web, tftp=source, store=store,
-                            reactor=reactor, override=policy, grub=grub)
     runtime.setServiceParent(top)
     return top

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_reload,tests.test_logging -*-
 """
 C{twistd pxed}: command-line options and the service they make.
 

@@ -37,7 +37,14 @@ class RunningPxed:
         self.top: Any = makeBootService(self.config, reactor=reactor)
         self.top.startService()
         self.runtime: Any = self.top.getServiceNamed("policy")
-        self.web = self.runtime.web
+
+    @property
+    def web(self) -> Any:
+        """
+        The parts the web app serves from now (catalog, exports, ...): see
+        L{pxed.parts}.
+        """
+        return self.runtime.parts.current
 
     def port(self, name: str) -> int:
         return int(self.top.getServiceNamed(name).port.getHost().port)

@@ -23,13 +23,13 @@ from pxed import cli
 from pxed.config import ConfigError, parse_config
 from pxed.dhcp.packet import DHCPPacket, Option, encode
 from pxed.dhcp.reply import BootAnswer
+from pxed.dhcp.responder import BootResponder
 from pxed.doctor.checks import arm64_findings
 from pxed.grub.image import GrubImageCache
 from pxed.http.app import BootHTTP
 from pxed.http.files import FileCatalog
 from pxed.machine import Machine, architecture
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.runtime import image_cache, tftp_source
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog

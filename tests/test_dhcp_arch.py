@@ -16,9 +16,9 @@ from twisted.trial import unittest
 from pxed.config import ConfigError, parse_config
 from pxed.dhcp.packet import DHCPPacket, Option, decode, encode
 from pxed.dhcp.protocol import ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.machine import ARCHITECTURES, Firmware
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 
 SERVER = "10.0.0.1"

@@ -24,9 +24,9 @@ from pxed.dhcp.exchange import (
 )
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 from pxed.testing.packets import ViaTransport
 from tests.fixtures import write_bootloaders

@@ -16,8 +16,8 @@ from twisted.trial import unittest
 from pxed.dhcp.logbudget import LogBudget
 from pxed.dhcp.packet import DHCPPacket, Option, encode
 from pxed.dhcp.protocol import ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 
 

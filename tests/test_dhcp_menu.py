@@ -24,8 +24,8 @@ from pxed.dhcp.menu import (
 )
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 from tests.fixtures import write_bootloaders
 

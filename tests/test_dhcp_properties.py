@@ -26,9 +26,9 @@ from pxed.dhcp.packet import (
     encode,
 )
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 from pxed.testing.packets import ViaTransport
 from tests.fixtures import write_bootloaders

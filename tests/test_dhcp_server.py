@@ -20,11 +20,11 @@ from pxed.config import parse_config
 from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.leasereply import DNS, LEASE_TIME, NETMASK, REBINDING_TIME, RENEWAL_TIME, ROUTER
 from pxed.dhcp.packet import BOOTREPLY, DHCPPacket, MessageType, Option, decode, encode
+from pxed.dhcp.responder import BootResponder
 from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
 from pxed.leasestore import MemoryLeaseStore
 from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 from pxed.testing.dhcp import FakeProber
 from tests import pcap

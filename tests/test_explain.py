@@ -17,8 +17,8 @@ from pxed import cli
 from pxed.config import load_config
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
+from pxed.dhcp.responder import BootResponder
 from pxed.explain import explain, read_capture
-from pxed.responder import BootResponder
 from pxed.service import makePolicy
 from pxed.state import MemoryBootLog
 from tests import pcap

@@ -25,7 +25,6 @@ from pxed.observe import BootRecorder
 from pxed.peers import PeerMap
 from pxed.policy import BootSpec, IPXEScript, LocalBoot, Rule, RulePolicy
 from pxed.policy.match import ArchMatcher, MacMatcher, Match
-from pxed.runtime import SwitchSource
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
 from pxed.store import MemoryStateStore
@@ -238,7 +237,7 @@ class CurlTests(unittest.TestCase):
                           policy=RulePolicy([Rule("web", Match(), BootSpec(str(kernel), (),
                                                                            "ro quiet"))], store))
         ends: list[Any] = []
-        server = TFTPServerProtocol(SwitchSource(ChainSource([grub])), reactor,
+        server = TFTPServerProtocol(ChainSource([grub]), reactor,
                                     on_transfer_start=recorder.tftp_started,
                                     on_transfer_end=lambda *a: (recorder.tftp_ended(*a),
                                                                 ends.append(a)))

@@ -126,7 +126,7 @@ class EveryMetricMovesTests(unittest.TestCase):
         self.base = f"http://{LOCAL}:{http.port.getHost().port}"
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(self.pool.closeCachedConnections)
-        self.boot_log = self.top.getServiceNamed("policy").responder.boot_log  # type: ignore
+        self.boot_log = self.top.getServiceNamed("proxydhcp").protocol.responder.boot_log  # type: ignore
 
     def connect(self, name: str) -> Any:
         protocol = self.top.getServiceNamed(name).protocol  # type: ignore[attr-defined]

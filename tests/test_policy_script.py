@@ -12,11 +12,11 @@ from urllib.parse import quote, urlsplit
 
 from twisted.internet import defer
 
+from pxed.dhcp.responder import BootResponder
 from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, BootSpec, LocalBoot, Rule
 from pxed.policy.match import Match, UserClassMatcher
 from pxed.policy.request import CONTEXT_PURPOSE, sign_context
-from pxed.responder import BootResponder
 from pxed.state import MemoryBootLog
 from tests.test_http import MAC, OTHER_MAC, HTTPTestCase
 

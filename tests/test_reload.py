@@ -41,8 +41,13 @@ class ReloadTests(unittest.TestCase):
         self.write("local: true")
         self.top = makeBootService(load_config(self.path), reactor=MemoryReactorClock())
         self.runtime: Any = self.top.getServiceNamed("policy")
-        self.responder = self.runtime.responder
-        self.web = self.runtime.web
+        # What the DHCP protocols ask, and the parts the web app reads.
+        proxydhcp: Any = self.top.getServiceNamed("proxydhcp")
+        self.responder = proxydhcp.protocol.responder
+
+    @property
+    def web(self) -> Any:
+        return self.runtime.parts.current
 
     def write(self, action: str, extra: str = "") -> None:
         self.path.write_text(textwrap.dedent(f"""\
@@ -210,13 +215,13 @@ class StateFileReloadTests(unittest.TestCase):
     def test_bad_state_file_rejects_the_reload(self) -> None:
         runtime = self.start()
         self.successResultOf(runtime.store.mark_once(MAC, "install"))
-        policy = runtime.responder.policy
+        policy = runtime.parts.current.policy
         self.state.write_text("{not json")
         ok, message = runtime.reload()
         self.assertFalse(ok)
         self.assertIn(f"bad configuration: {self.path}: policy.state_file: {self.state}: ",
                       message)
-        self.assertIs(runtime.responder.policy, policy)
+        self.assertIs(runtime.parts.current.policy, policy)
         self.assertTrue(self.done(runtime, MAC))
 
     def test_state_file_broken_after_the_check(self) -> None:

@@ -1,5 +1,5 @@
 """
-Tests for L{pxed.responder}: what each kind of machine is told.
+Tests for L{pxed.dhcp.responder}: what each kind of machine is told.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from pxed.dhcp.reply import BootAnswer
+from pxed.dhcp.responder import BootResponder, http_base, script_url
 from pxed.machine import Machine, architecture
 from pxed.policy import BootSpec, IBootPolicy, StaticPolicy
-from pxed.responder import BootResponder, http_base, script_url
 from pxed.state import IBootLog, MemoryBootLog
 from pxed.testing.policy import SlowPolicy
 from tests.fixtures import write_bootloaders

@@ -1,5 +1,5 @@
 """
-Tests for how L{pxed.responder.BootResponder} carries out the policy's
+Tests for how L{pxed.dhcp.responder.BootResponder} carries out the policy's
 decision: the question it asks, silence for C{ignore}, TFTP for chained
 files, and the signed network context in iPXE's script URL.
 """
@@ -14,12 +14,12 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.trial import unittest
 from zope.interface import implementer
 
+from pxed.dhcp.responder import BootResponder
 from pxed.machine import Machine, architecture
 from pxed.policy import BootRequest, Chain, IBootPolicy, Ignore, LocalBoot, Rule, RulePolicy
 from pxed.policy.actions import firmware_name
 from pxed.policy.match import InterfaceMatcher, Match, RelayMatcher, SubnetMatcher
 from pxed.policy.request import ScriptContext, open_context
-from pxed.responder import BootResponder
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
 from pxed.testing.policy import nets

@@ -111,6 +111,7 @@ class ShimServingTests(unittest.TestCase):
             """))
         self.top = makeBootService(load_config(path), reactor=MemoryReactorClock())
         self.runtime: Any = self.top.getServiceNamed("policy")
+        self.responder = self.top.getServiceNamed("bootserver").protocol.responder
 
     def read(self, name: str) -> bytes:
         readable = self.successResultOf(self.runtime.tftp.open(name, PEER))
@@ -120,7 +121,7 @@ class ShimServingTests(unittest.TestCase):
             readable.close()
 
     def test_bootfile(self) -> None:
-        answer = self.successResultOf(ensureDeferred(self.runtime.responder.answer(
+        answer = self.successResultOf(ensureDeferred(self.responder.answer(
             Machine(MAC, architecture(7)), "192.168.77.1", "bootserver")))
         self.assertEqual(answer.bootfile, "shimx64.efi")
 
@@ -136,7 +137,8 @@ class ShimServingTests(unittest.TestCase):
         self.assertIn("'console=ttyS0'; then", config)
 
     def test_http_boot_programs(self) -> None:
-        self.assertEqual(set(self.runtime.web.programs) >= {"shimx64.efi", "grubx64.efi"}, True)
+        programs = set(self.runtime.parts.current.programs)
+        self.assertEqual(programs >= {"shimx64.efi", "grubx64.efi"}, True)
 
 
 class ChainedDirectoryTests(unittest.TestCase):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config_arm64 -*-
+# -*- test-case-name: tests.test_arm64 -*-
 """
 The C{arm64:} section: how pxed builds the GRUB image ARM64 UEFI clients
 boot when C{bootloaders.arm64-uefi} names none (see L{pxed.grub.image}).

@@ -32,9 +32,9 @@ from pxed.dhcp.exchange import (
 from pxed.dhcp.logbudget import LogBudget
 from pxed.dhcp.packet import DHCPPacket, encode
 from pxed.dhcp.reply import BootAnswer
+from pxed.dhcp.responder import BootResponder
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
-from pxed.responder import BootResponder
 
 if TYPE_CHECKING:
     from pxed.observe import BootRecorder

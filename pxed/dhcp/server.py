@@ -46,8 +46,8 @@ from pxed.net import InterfaceNames, PacketInfo, route_source
 
 if TYPE_CHECKING:
     from pxed.config.dhcp import DHCPConfig
+    from pxed.dhcp.responder import BootResponder
     from pxed.observe import BootRecorder
-    from pxed.responder import BootResponder
 
 __all__ = ["DHCPServerProtocol", "DHCPSettings", "interface_network", "STAGE"]
 

@@ -15,8 +15,9 @@ Names served (GRUB sends them with a leading slash):
     a client's path onto the disk;
   - C{_/booting/MAC[/ONCE]}: the beacon, read just before C{boot}.
 
-Everything a reload may change is a plain attribute, set by
-L{pxed.runtime.PolicyRuntime} as for the HTTP app.
+One is made for each set of parts (L{pxed.runtime.build_parts}, with
+their policy, catalog, store, hostnames and exports), so a reload
+replaces it whole.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pxed.config.boot import normal_mac
+from pxed.dhcp.responder import http_base
 from pxed.grub.config import (
     LOADER_NAME,
     PLATFORMS,
@@ -49,7 +51,6 @@ from pxed.http.files import FileCatalog, export_url
 from pxed.machine import Machine, architecture
 from pxed.net import route_source
 from pxed.policy import BootRequest, IBootAction, IBootPolicy, RulePolicy, is_url
-from pxed.responder import http_base
 from pxed.signing import Signer
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore

@@ -16,7 +16,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from klein import Klein
@@ -30,19 +30,18 @@ from pxed import ipxe
 from pxed.clienttext import client_uuid
 from pxed.config.boot import normal_mac
 from pxed.dhcp.logbudget import LogBudget
+from pxed.dhcp.responder import http_base
+from pxed.grub.image import GrubImageCache
 from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
 from pxed.http.proxy import RemoteFetcher
 from pxed.machine import Machine, architecture
+from pxed.parts import BootParts, LiveParts, part
 from pxed.policy import BootRequest, IBootPolicy, is_url
 from pxed.policy.request import IPXE_USER_CLASS, open_context
-from pxed.responder import http_base
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore, StateUnavailable
 from pxed.templates import RenderError, ScriptEnv
 from pxed.timeline import SCRIPT_ERROR, script_files
-
-if TYPE_CHECKING:
-    from pxed.grub.image import GrubImageCache
 
 __all__ = ["BootHTTP", "FileCatalog"]
 
@@ -89,21 +88,35 @@ class BootHTTP:
     The Klein application.  C{resource()} gives the root resource to serve
     or to mount inside an embedding program's own site.
 
-    Everything a reload may change is a plain attribute (C{policy},
-    C{exports}, C{hostnames}, C{catalog}, C{fetcher}): the reload assigns
-    new values between two requests, and requests in flight keep the
-    objects they started with.
+    Everything a reload may change (the policy, exports, hostnames, the
+    catalog, the fetcher, ...) is read from C{parts.current} (see
+    L{pxed.parts}) when a request comes in: a reload swaps them all at
+    once, between two requests, and requests in flight keep the objects
+    they started with.  Built without C{parts}, it makes a fixed set from
+    the arguments (tests, and programs that mount it in a site of their
+    own).
 
     @ivar reload: called by the admin endpoint; returns (success, message).
     """
 
     app = Klein()
 
+    policy = part[IBootPolicy]()
+    catalog = part[FileCatalog]()
+    programs = part[Mapping[str, Path]]()
+    store = part[IStateStore]()
+    exports = part[Mapping[str, Path]]()
+    hostnames = part[Mapping[str, str]]()
+    fetcher = part[RemoteFetcher | None]()
+    admin_token = part[str | None]()
+    #: The GRUB images pxed builds (ARM64), served by their names too.
+    images = part[GrubImageCache | None]()
+
     def __init__(
         self,
-        policy: IBootPolicy,
-        catalog: FileCatalog,
-        boot_log: IBootLog,
+        policy: IBootPolicy | None = None,
+        catalog: FileCatalog | None = None,
+        boot_log: IBootLog | None = None,
         address: str | None = None,
         programs: Mapping[str, Path] | None = None,
         *,
@@ -114,22 +127,29 @@ class BootHTTP:
         admin_token: str | None = None,
         reload: Callable[[], tuple[bool, str]] | None = None,
         images: GrubImageCache | None = None,
+        parts: LiveParts | None = None,
     ) -> None:
-        self.policy = policy
-        self.catalog = catalog
+        given = (policy, catalog, programs, store, exports, hostnames, fetcher, admin_token,
+                 images)
+        if parts is None:
+            if policy is None or catalog is None:
+                raise TypeError("BootHTTP needs a policy and a catalog, or parts")
+            parts = LiveParts(BootParts(
+                policy=policy, catalog=catalog, programs=dict(programs or {}),
+                store=store if store is not None else MemoryStateStore(),
+                exports=dict(exports or {}), hostnames=dict(hostnames or {}),
+                fetcher=fetcher, admin_token=admin_token, images=images,
+            ))
+        elif any(value is not None for value in given):
+            raise TypeError("give BootHTTP either parts or the parts themselves, not both")
+        if boot_log is None:
+            raise TypeError("BootHTTP needs a boot log")
+        self.parts = parts
         self.boot_log = boot_log
         self.address = address
-        self.programs = dict(programs or {})
-        self.store = store if store is not None else MemoryStateStore()
-        self.exports = dict(exports or {})
-        self.hostnames = dict(hostnames or {})
-        self.fetcher = fetcher
-        self.admin_token = admin_token
         self.reload = reload
         #: Beacons that came without a valid boot token (see L{beacon}).
         self.unverified_beacons = 0
-        #: The GRUB images pxed builds (ARM64), served by their names too.
-        self.images = images
         from twisted.internet import reactor
 
         self.budget = LogBudget(reactor)  # type: ignore[arg-type]
@@ -222,12 +242,13 @@ class BootHTTP:
 
     async def _script(self, request: IRequest, boot: BootRequest, signed: bool = True) -> bytes:
         mac = boot.mac
-        action = await self.policy.boot_spec(boot)
+        parts = self.parts.current  # one set for the whole script
+        action = await parts.policy.boot_spec(boot)
         if action is None:
             log.info("{mac}: asked for a script but has no boot entry", mac=mac)
             return ipxe.no_boot_script("no boot entry for this machine").encode()
         base = self._base(request)
-        catalog = self.catalog
+        catalog = parts.catalog
         beacon = self._beacon_url(base, mac, action.once, signed)
         if action.once and not signed:
             self.budget.info(log, "{mac}: script fetched without a signed context: this boot "
@@ -239,7 +260,7 @@ class BootHTTP:
             beacon_url=beacon,
             file_url=lambda location: catalog.url(base, location),
             export_url=lambda name, path: self._export_url(base, name, path),
-            hostname=self.hostnames.get(mac, ""),
+            hostname=parts.hostnames.get(mac, ""),
             allow_local=not action.remote_only,
             local_files=action.local_files,
         )
@@ -283,10 +304,11 @@ class BootHTTP:
             log.debug("{peer}: refused file ID {token}", peer=self._peer(request), token=token)
             return self._not_found(request)
         if is_url(location):
-            if self.fetcher is None:
+            fetcher = self.fetcher
+            if fetcher is None:
                 return self._not_found(request)
             log.info("{peer}: proxying {url}", peer=self._peer(request), url=location)
-            return self.fetcher.resource(location)
+            return fetcher.resource(location)
         # Its info line comes when it is served (pxed.observe), with the size.
         log.debug("{peer}: serving {path}", peer=self._peer(request), path=location)
         return LocalFile(location)

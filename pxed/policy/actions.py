@@ -19,11 +19,10 @@ from zope.interface import implementer
 
 from pxed import ipxe
 from pxed.grub import config as grub
-from pxed.policy.interfaces import IBootAction
+from pxed.policy.interfaces import IBootAction, ScriptEnvironment
 
 if TYPE_CHECKING:
     from pxed.grub.config import GrubEnv
-    from pxed.templates import ScriptEnv
 
 __all__ = ["BootSpec", "IPXEScript", "Chain", "LocalBoot", "Ignore", "is_url", "firmware_name",
            "firmware_directory"]
@@ -108,7 +107,7 @@ class BootSpec(_Action):
     def files(self) -> tuple[str, ...]:
         return (self.kernel, *self.initrds)
 
-    def ipxe_script(self, env: ScriptEnv) -> str:
+    def ipxe_script(self, env: ScriptEnvironment) -> str:
         return ipxe.linux_script(
             self, env.url, env.beacon_url, cmdline=env.render(self.cmdline),
             message=env.render(self.message),
@@ -128,7 +127,7 @@ class IPXEScript(_Action):
 
     script: str
 
-    def ipxe_script(self, env: ScriptEnv) -> str:
+    def ipxe_script(self, env: ScriptEnvironment) -> str:
         text = env.render(self.script)
         if not text.startswith("#!ipxe"):
             text = "#!ipxe\n" + text
@@ -156,7 +155,7 @@ class Chain(_Action):
     def firmware_file(self) -> str | None:
         return None if is_url(self.target) else self.target
 
-    def ipxe_script(self, env: ScriptEnv) -> str:
+    def ipxe_script(self, env: ScriptEnvironment) -> str:
         return ipxe.chain_script(env.url(self.target), env.render(self.args), env.beacon_url)
 
     def grub_config(self, env: GrubEnv) -> str:
@@ -173,7 +172,7 @@ class LocalBoot(_Action):
     on to its next boot device.
     """
 
-    def ipxe_script(self, env: ScriptEnv) -> str:
+    def ipxe_script(self, env: ScriptEnvironment) -> str:
         return ipxe.local_script()
 
     def grub_config(self, env: GrubEnv) -> str:
@@ -189,5 +188,5 @@ class Ignore(_Action):
 
     silent: ClassVar[bool] = True
 
-    def ipxe_script(self, env: ScriptEnv) -> str:
+    def ipxe_script(self, env: ScriptEnvironment) -> str:
         return ipxe.no_boot_script("this machine is ignored")

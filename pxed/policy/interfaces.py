@@ -12,7 +12,7 @@ action, so adding one touches no protocol code.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
@@ -20,9 +20,30 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from pxed.grub.config import GrubEnv
     from pxed.policy.request import BootRequest
-    from pxed.templates import ScriptEnv
 
-__all__ = ["IBootAction", "IBootPolicy", "IRule"]
+__all__ = ["IBootAction", "IBootPolicy", "IRule", "ScriptEnvironment"]
+
+
+class ScriptEnvironment(Protocol):
+    """
+    What an action may use of the machine's script environment
+    (L{pxed.templates.ScriptEnv} is the one pxed passes).  Declared here
+    so that the policy does not import the templates, which import the
+    policy.
+    """
+
+    @property
+    def beacon_url(self) -> str: ...
+
+    def url(self, location: str) -> str:
+        """
+        The URL the client fetches C{location} (a path or URL) from.
+        """
+
+    def render(self, text: str) -> str:
+        """
+        C{text} rendered as a template for this machine.
+        """
 
 
 class IBootAction(Interface):
@@ -47,7 +68,7 @@ class IBootAction(Interface):
         "paths): the API's file:// URLs below policy.api.files."
     )
 
-    def ipxe_script(env: ScriptEnv) -> str:
+    def ipxe_script(env: ScriptEnvironment) -> str:
         """
         The iPXE script that carries out this action for the machine that
         C{env} describes.

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_tftp_protocol -*-
 """
-A small TFTP read client.
+A small TFTP read client: a tool for tests, benchmarks and diagnostics,
+not used by the server (nothing in pxed's services imports it).
 
 It exists so that the server can be tested end to end with the same option
 set PXE firmware uses (blksize, tsize, windowsize), and so that pxed can

@@ -251,7 +251,12 @@ class MappingSource:
 
 @implementer(IFileSource)
 class BytesSource:
-    """Serve in-memory content by exact name."""
+    """
+    Serve in-memory content by exact name.
+
+    A tool for tests and embedders that generate files (the server itself
+    serves only from disk: L{FilesystemSource}, L{MappingSource}).
+    """
 
     def __init__(self, files: Mapping[str, bytes]) -> None:
         self._files = files

@@ -4,14 +4,13 @@ The decision at the heart of pxed: given a classified machine, what does
 it get told?
 
 Kept apart from the sockets so the same logic answers on port 67 and port
-4011, and so tests (and a future "explain" command) can ask it directly.
+4011, and so tests and C{pxed explain} can ask it directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from twisted.logger import Logger
@@ -19,15 +18,14 @@ from twisted.logger import Logger
 from pxed.config.server import served_name
 from pxed.dhcp.menu import PXEMenu
 from pxed.dhcp.reply import BootAnswer
+from pxed.grub.image import GrubImageCache
 from pxed.machine import Firmware, Machine
+from pxed.parts import BootParts, LiveParts, part
 from pxed.policy import BootRequest, IBootPolicy
 from pxed.policy.actions import firmware_name
 from pxed.policy.request import sign_context
 from pxed.signing import Signer
 from pxed.state import IBootLog
-
-if TYPE_CHECKING:
-    from pxed.grub.image import GrubImageCache
 
 __all__ = ["BootResponder", "BUILT_FOR", "http_base", "program_url"]
 
@@ -64,36 +62,62 @@ def program_url(base: str, program: Path | str) -> str:
     return f"{base}/_/boot/{quote(name)}"
 
 
+def _program(bootloaders: Mapping[str, Path], machine: Machine) -> Path | None:
+    program = bootloaders.get(machine.arch.slug)
+    if program is None and machine.arch.pxe_slug is not None:
+        program = bootloaders.get(machine.arch.pxe_slug)
+    return program
+
+
 class BootResponder:
     """
     Turns a machine into a L{BootAnswer}, or C{None} for silence.
 
+    It reads the policy, the boot programs, the menu and the signer from
+    C{parts.current} on every request (see L{pxed.parts}), so a reload
+    reaches it without touching it.  Built without C{parts}, it makes a
+    fixed set from the arguments (tests, small embedders).
+
     @ivar bootloaders: architecture slug to the network bootstrap program
         served by TFTP under its file name.
+    @ivar signer: signs the network context carried in script URLs (see
+        L{pxed.policy.request.sign_context}); without it, rules that match
+        on the network cannot apply to the script.
+    @ivar images: builds the GRUB image of the architectures in
+        L{BUILT_FOR} that C{bootloaders} leaves without a program.
     """
+
+    policy = part[IBootPolicy]()
+    bootloaders = part[Mapping[str, Path]]()
+    menu = part[PXEMenu | None]()
+    signer = part[Signer | None]()
+    images = part[GrubImageCache | None]()
 
     def __init__(
         self,
-        policy: IBootPolicy,
-        bootloaders: Mapping[str, Path],
-        http_port: int,
-        boot_log: IBootLog,
+        policy: IBootPolicy | None = None,
+        bootloaders: Mapping[str, Path] | None = None,
+        http_port: int = 80,
+        boot_log: IBootLog | None = None,
         menu: PXEMenu | None = None,
         signer: Signer | None = None,
         images: GrubImageCache | None = None,
+        *,
+        parts: LiveParts | None = None,
     ) -> None:
-        self.policy = policy
-        self.bootloaders = dict(bootloaders)
+        if parts is None:
+            if policy is None:
+                raise TypeError("BootResponder needs a policy, or parts")
+            parts = LiveParts(BootParts(policy=policy, bootloaders=dict(bootloaders or {}),
+                                        menu=menu, signer=signer, images=images))
+        elif (policy is not None or bootloaders or menu is not None or signer is not None
+              or images is not None):
+            raise TypeError("give BootResponder either parts or a policy, not both")
+        if boot_log is None:
+            raise TypeError("BootResponder needs a boot log")
+        self.parts = parts
         self.http_port = http_port
         self.boot_log = boot_log
-        self.menu = menu
-        #: Signs the network context carried in script URLs (see
-        #: L{pxed.policy.request.sign_context}); without it, rules that
-        #: match on the network cannot apply to the script.
-        self.signer = signer
-        #: Builds the GRUB image of the architectures in L{BUILT_FOR} that
-        #: C{bootloaders} leaves without a program.
-        self.images = images
         # Architecture codes already reported as unserved: the operator
         # needs to hear once that a kind of machine is being turned away,
         # not once per retransmitted DISCOVER.
@@ -105,22 +129,21 @@ class BootResponder:
         one configured for its code, else (HTTP Boot codes) the one its
         PXE twin runs.
         """
-        program = self.bootloaders.get(machine.arch.slug)
-        if program is None and machine.arch.pxe_slug is not None:
-            program = self.bootloaders.get(machine.arch.pxe_slug)
-        return program
+        return _program(self.bootloaders, machine)
 
-    def program_name(self, machine: Machine, server: str) -> str | None:
+    def program_name(self, machine: Machine, server: str,
+                     parts: BootParts | None = None) -> str | None:
         """
         The file name (TFTP, and C{/_/boot/} over HTTP) of C{machine}'s
         program when pxed answers it from C{server}: the configured one,
         else the GRUB image pxed builds for that address (ARM64), whose
         build starts now if it is not on disk yet.
         """
-        program = self.program(machine)
+        parts = parts if parts is not None else self.parts.current
+        program = _program(parts.bootloaders, machine)
         if program is not None:
             return served_name(program)
-        images = self.images
+        images = parts.images
         if images is None or machine.arch.slug not in BUILT_FOR or images.problem() is not None:
             return None
         images.prepare(server)
@@ -164,14 +187,18 @@ class BootResponder:
         fields = dict(mac=machine.mac, arch=machine.arch.slug, code=machine.arch.code)
         request = BootRequest(machine, stage, interface=interface, relay=relay,
                               local_address=server)
-        spec = await self.policy.boot_spec(request)
+        # One set of parts for the whole answer, even if a reload swaps
+        # them while the policy is deciding.
+        parts = self.parts.current
+        spec = await parts.policy.boot_spec(request)
         if spec is None:
             log.debug("{mac}: no boot entry for this machine; staying silent", **fields)
             return None
         vendor_class = b"PXEClient"
         menu = None
         if machine.ipxe:
-            context = sign_context(self.signer, request) if self.signer is not None else None
+            signer = parts.signer
+            context = sign_context(signer, request) if signer is not None else None
             bootfile = script_url(http_base(server, self.http_port), machine, context)
             kind = "ipxe-script"
         elif (chained := spec.firmware_file()) is not None and not machine.http_boot:
@@ -180,7 +207,7 @@ class BootResponder:
             bootfile = firmware_name(chained)
             kind = "chain"
         else:
-            program = self.program_name(machine, server)
+            program = self.program_name(machine, server, parts)
             if program is None:
                 self._unserved_architecture(machine)
                 return None
@@ -195,7 +222,7 @@ class BootResponder:
                 bootfile = program
                 kind = "bootloader"
                 if stage == "proxydhcp":
-                    menu = self.menu
+                    menu = parts.menu
         if record:
             self.boot_log.record(machine.mac, stage, arch=machine.arch.slug, bootfile=bootfile,
                                  kind=kind)
