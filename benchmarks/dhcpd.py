@@ -24,10 +24,11 @@ shows medians): I{serial}, one client at a time (what one exchange
 costs, with no client in the way of another); I{paced}, new clients at
 C{--rate} per second; I{flood}, as fast as the server answers,
 C{--window} clients in the middle of their exchange at a time.  Both
-servers keep leases in a file (pxed's is
-fsync'd before each ACK leaves; dnsmasq writes its file without fsync),
-log to a file as in production, and neither probes addresses (pxed
-C{ping: false}, dnsmasq C{--no-ping}), so the figures are the DHCP work.
+servers keep leases in a file and fsync it for every ACK (pxed appends to
+its journal, one fsync per batch; dnsmasq rewrites its whole lease file
+and fsyncs it per change), log to a file as in production, and neither
+probes addresses (pxed C{ping: false}, dnsmasq C{--no-ping}), so the
+figures are the DHCP work.
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ class BootResponder:
         """
         Decide what C{machine} is told by the server at C{server}.
 
-        @param stage: C{"proxydhcp"} (port 67) or C{"bootserver"} (4011),
+        @param stage: C{"proxydhcp"} (port 67), C{"bootserver"} (4011), or
+            C{"dhcp"} (pxed as the DHCP server, L{pxed.dhcp.server}),
             recorded in the boot log.
         @param interface: the name of the interface the request came in on.
         @param relay: the relay's address (giaddr), if it was relayed.

@@ -5,7 +5,7 @@ Command line for the lab.
   python -m pxed.lab selftest --firmware bios|uefi|both --workdir DIR
       boot a QEMU client from a reference dnsmasq ProxyDHCP server (no pxed)
   python -m pxed.lab demo [--firmware bios|uefi|uefi-http] [--lan relay|direct]
-                          [--workdir DIR]
+                          [--dhcp-server] [--workdir DIR]
       pxed's main job: boot a QEMU machine from a real pxed, console shown
   python -m pxed.lab cleanup --workdir DIR
       after a crash (e.g. SIGKILL), delete the namespaces recorded in
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     dm.add_argument("--workdir", type=Path, default=None,
                     help="where logs, the capture and the payload go (default: a new temp dir)")
     dm.add_argument("--timeout", type=float, default=300.0, help="seconds for the boot")
+    dm.add_argument("--dhcp-server", action="store_true",
+                    help="pxed is the LAN's only DHCP server (dhcp.mode: full)")
     cl = sub.add_parser("cleanup", help="remove leftovers of a crashed run")
     cl.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return cleanup(args.workdir)
     if args.command == "demo":
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pxed-demo-"))
-        return demo(args.firmware, workdir.resolve(), args.timeout, args.lan)
+        return demo(args.firmware, workdir.resolve(), args.timeout, args.lan,
+                    dhcp_server=args.dhcp_server)
     firmwares = FIRMWARES if args.firmware == "both" else (args.firmware,)
     results = []
     for firmware in firmwares:

@@ -225,19 +225,24 @@ def fetch_from_server(lab: Lab, path: str) -> str:
                                 f"http://{lab.SERVER_IP}{path}"]).stdout
 
 
-def demo(firmware: str, workdir: Path, timeout: float, second_lan: str | None = None) -> int:
+def demo(firmware: str, workdir: Path, timeout: float, second_lan: str | None = None,
+         dhcp_server: bool = False) -> int:
     """
     C{python -m pxed.lab demo}: boot one machine and narrate.
     """
     mac = "52:54:00:77:00:10" if firmware == "bios" else "52:54:00:77:00:20"
     print(f"pxed demo: a {firmware.upper()} machine ({mac}) network-boots Linux from pxed.")
-    print(f"  LAN 192.168.77.0/24: dnsmasq (plain DHCP) at {Lab.ROUTER_IP}, pxed at "
-          f"{Lab.SERVER_IP}; files in {workdir}")
+    if dhcp_server:
+        print(f"  LAN 192.168.77.0/24: pxed at {Lab.SERVER_IP} is the only DHCP server; files "
+              f"in {workdir}")
+    else:
+        print(f"  LAN 192.168.77.0/24: dnsmasq (plain DHCP) at {Lab.ROUTER_IP}, pxed at "
+              f"{Lab.SERVER_IP}; files in {workdir}")
     if second_lan is not None:
         print(f"  the machine is on a second LAN ({second_lan}): see pxed/lab/lan2.py")
     print("---- serial console ----", flush=True)
     run = boot_from_pxed(workdir, firmware, mac, timeout, console=sys.stdout,
-                         second_lan=second_lan)
+                         second_lan=second_lan, dhcp_server=dhcp_server)
     print("\n---- pxed's log of this boot ----")
     for line in run.pxed_log.read_text(errors="replace").splitlines():
         if "[pxed." in line or "starting on" in line:
