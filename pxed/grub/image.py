@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,10 @@ MODULES = (
     "normal", "configfile", "linux", "boot", "echo", "test", "sleep", "gzio", "net", "efinet",
     "tftp", "http", "chain", "minicmd", "cat", "reboot", "halt",
 )  # fmt: skip
+
+#: Seconds a reading of the module directory is trusted while the
+#: directory itself is unchanged.
+LISTING_TTL = 5.0
 
 #: The image's name prefix per platform (the names firmware conventions use).
 _STEMS = {"arm64-efi": "grubaa64"}
@@ -140,6 +145,7 @@ class GrubImageCache:
         # cannot run them: then the global reactor does).
         self.reactor = reactor if IReactorProcess.providedBy(reactor) else None
         self._tool: _Tool | None = None
+        self._listing_memo: tuple[tuple[str, int, int], float, str] | None = None
         self._building: dict[Path, list[Deferred[Path]]] = {}
         #: Addresses this cache was asked to serve (by DHCP answers or the
         #: configuration): only these may be built on a client's request.
@@ -230,14 +236,33 @@ class GrubImageCache:
         tool = self._grub_mkimage()
         digest = hashlib.sha256()
         for part in (self.platform, early_config(address), " ".join(self.modules),
-                     tool.version, str(modules_dir)):
+                     tool.version, str(modules_dir), self._listing(modules_dir)):
             digest.update(part.encode() + b"\0")
+        return digest.hexdigest()[:20]
+
+    def _listing(self, modules_dir: Path) -> str:
+        """
+        The digest of the module files (names, sizes, times), read again
+        when the directory changes (a package unpacked again renames files
+        into it) and at least every L{LISTING_TTL} seconds (a file
+        overwritten in place): every ARM64 answer asks, and a boot storm
+        should not stat hundreds of files per DHCP packet.
+        """
+        st = os.stat(modules_dir)
+        key = (str(modules_dir), st.st_ino, st.st_mtime_ns)
+        now = time.monotonic()
+        memo = self._listing_memo
+        if memo is not None and memo[0] == key and now - memo[1] < LISTING_TTL:
+            return memo[2]
+        digest = hashlib.sha256()
         with os.scandir(modules_dir) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 if entry.is_file():
-                    st = entry.stat()
-                    digest.update(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}\0".encode())
-        return digest.hexdigest()[:20]
+                    info = entry.stat()
+                    digest.update(f"{entry.name}:{info.st_size}:{info.st_mtime_ns}\0".encode())
+        listing = digest.hexdigest()
+        self._listing_memo = (key, now, listing)
+        return listing
 
     def path(self, address: str) -> Path:
         """
