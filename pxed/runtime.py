@@ -27,7 +27,7 @@ from typing import Any
 from treq.client import HTTPClient
 from twisted.application import service
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pxed.config import ARM64Config, Config, ConfigError, load_config
@@ -286,8 +286,11 @@ class PolicyRuntime(service.Service):
                       "configuration loaded before", error=str(e))
             return False, f"bad configuration: {e}; kept the running configuration"
         except Exception as e:
-            log.failure("reload rejected: {error}", error=str(e))
-            return False, f"reload failed: {e}; kept the running configuration"
+            # One line; the traceback only for --log-level debug.
+            log.failure("reload rejected", level=LogLevel.debug)
+            log.error("reload rejected: {error}; still serving the configuration loaded before",
+                      error=f"{type(e).__name__}: {e}")
+            return False, f"reload failed: {type(e).__name__}: {e}; kept the running configuration"
         later = self._restart_only(new)
         self.apply(new, parts)
         note = f" ({', '.join(later)} changes need a restart)" if later else ""

@@ -139,6 +139,38 @@ class TemplateTests(unittest.TestCase):
         self.assertIsNone(runtime.config.default)
 
 
+class ReloadErrorTests(unittest.TestCase):
+    def test_unexpected_error_is_one_line(self) -> None:
+        """
+        Whatever goes wrong in a reload is one error line; its traceback
+        is logged at debug level only.
+        """
+        from twisted.logger import globalLogPublisher
+
+        from pxed.service import makeBootService
+
+        path = _config(self, "")
+        runtime = makeBootService(load_config(path)).getServiceNamed("policy")  # type: ignore
+
+        def broken(source: str) -> object:
+            raise RuntimeError("disk on fire")
+
+        runtime.load = broken
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            ok, message = runtime.reload()
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        self.assertFalse(ok)
+        self.assertEqual(message, "reload failed: RuntimeError: disk on fire; kept the running "
+                                  "configuration")
+        levels = [e["log_level"].name for e in events  # type: ignore[union-attr]
+                  if e.get("log_namespace") == "pxed.runtime"]
+        self.assertEqual(sorted(levels), ["debug", "error"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class InterfaceTests(unittest.TestCase):
     def test_check_names_the_missing_interface(self) -> None:
         path = _config(self, "server: {interface: nosuch0}\n")
