@@ -76,7 +76,12 @@ class PacketInfoPort(udp.Port):
     A C{udp.Port} that delivers L{PacketInfo} with each datagram to a
     protocol providing C{datagramReceivedWithInfo}, broadcasts are allowed,
     and that can optionally be bound to one interface (C{SO_BINDTODEVICE}).
+
+    @cvar maxDatagrams: the most datagrams one read event takes in before
+        the reactor turns to the other ports.
     """
+
+    maxDatagrams = 64
 
     def __init__(
         self,
@@ -116,8 +121,12 @@ class PacketInfoPort(udp.Port):
         Exceptions from the protocol are logged, never raised, so one bad
         datagram cannot stop the port.
         """
-        read = 0
-        while read < self.maxThroughput:
+        # Bounded in datagrams as well as bytes: a flood of tiny datagrams
+        # on one port (the TFTP request port) must not keep the reactor
+        # from the others (transfer ports) for the 256 KB that would take.
+        read = count = 0
+        while read < self.maxThroughput and count < self.maxDatagrams:
+            count += 1
             try:
                 data, ancdata, _flags, addr = self.socket.recvmsg(
                     self.maxPacketSize, _ANCILLARY_SIZE

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pxed import timeline
-from pxed.dhcp.logbudget import LogBudget
+from pxed.dhcp.logbudget import LogBudget, shown
 from pxed.grub.config import file_key, is_beacon, optional_probe
 from pxed.metrics import Metrics
 from pxed.peers import PeerMap
@@ -191,7 +191,7 @@ class BootRecorder:
             return  # recorded as the boot's beacon when asked for
         if mac is None:
             log.debug("TFTP {filename} to {peer}: no MAC known for this address, so it is not "
-                      "on any timeline", filename=filename, peer=peer)
+                      "on any timeline", filename=shown(filename), peer=peer)
             return
         self.record(mac, "tftp-start", file=filename, peer=peer[0], options=dict(options))
 
@@ -229,9 +229,10 @@ class BootRecorder:
             return
         mac = self.peers.mac(peer[0])
         if mac is not None:
-            self.record(mac, timeline.TFTP_NOT_FOUND, file=filename, peer=peer[0])
+            self.record(mac, timeline.TFTP_NOT_FOUND, file=shown(filename), peer=peer[0])
         self.budget.info(log, "{who}: TFTP file not found: {filename}", who=mac or peer[0],
-                         mac=mac, filename=filename, peer=peer[0], stage=timeline.TFTP_NOT_FOUND)
+                         mac=mac, filename=shown(filename), peer=peer[0],
+                         stage=timeline.TFTP_NOT_FOUND)
 
     # -- HTTP hook ------------------------------------------------------------
 

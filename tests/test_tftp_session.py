@@ -286,9 +286,10 @@ class ReadSessionTests(SynchronousTestCase):
         """After the retry limit the session gives up and says so."""
         h = Harness(b"x" * 2000, limits=SessionLimits(retries=3, patience=0))
         h.take()
+        h.ack(1)
         for _ in range(3):
             h.clock.advance(1)
-            self.assertEqual(h.take(), [data(1, b"x" * 512)])
+            self.assertEqual(h.take(), [data(2, b"x" * 512)])
         self.assertEqual(h.results, [])
         h.clock.advance(1)
         self.assertEqual(h.take(), [P.Error(P.ERR_UNDEFINED, "Timeout")])
@@ -296,6 +297,22 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(h.result.retransmits, 3)
         self.assertEqual(h.readable.closed, 1)
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_neverAckedGetsOneRetransmission(self) -> None:
+        """
+        A client that acknowledges nothing (perhaps a spoofed request) gets
+        its first packet twice, then nothing at all: no more DATA, no ERROR.
+        """
+        for options, first in (({}, data(1, b"x" * 512)),
+                               ({"blksize": "1024"}, P.OptionAck({"blksize": "1024"}))):
+            h = Harness(b"x" * 5000, options, limits=SessionLimits(retries=5, patience=30))
+            self.assertEqual(h.take(), [first])
+            h.clock.pump([0.5] * 100)
+            self.assertEqual(h.take(), [first])
+            self.assertEqual(h.result.outcome, "timeout")
+            self.assertEqual(h.result.error, "client never answered")
+            self.assertEqual(h.result.retransmits, 1)
+            self.assertEqual(h.clock.getDelayedCalls(), [])
 
     def test_progressResetsRetries(self) -> None:
         h = Harness(b"x" * 2000, limits=SessionLimits(retries=1))
@@ -562,10 +579,15 @@ class AdaptiveTimeoutTests(SynchronousTestCase):
         """A client that repeats its ACK only on its own slow timer is not dropped."""
         h = Harness(b"x" * 5000, limits=SessionLimits(retries=2))
         h.take()
-        h.clock.pump([1] * 10)
-        self.assertEqual(len(h.take()), 2)  # two retransmissions, then silence
-        self.assertEqual(h.results, [])
         self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
+        h.clock.pump([1] * 10)
+        # Quick retransmissions at the measured round trip, two at the full
+        # timeout, then silence until the client's own timer.
+        self.assertGreaterEqual(len(h.take()), 2)
+        h.clock.pump([1] * 10)
+        self.assertEqual(h.take(), [])
+        self.assertEqual(h.results, [])
+        self.assertEqual(h.ack(2), [data(3, b"x" * 512)])
 
     def test_negotiatedTimeoutIsFixed(self) -> None:
         h = Harness(b"x" * 5000, {"timeout": "2"})

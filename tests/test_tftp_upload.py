@@ -90,6 +90,67 @@ class UploadRootTests(SynchronousTestCase):
             self.assertEqual(caught.exception.code, code)
 
 
+class QuotaTests(SynchronousTestCase):
+    """
+    All uploads together stay within a quota (files already in the upload
+    root count), and what a crash left half-written is removed at start.
+    """
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp()).absolute()
+        self.root.mkdir()
+
+    def test_quota(self) -> None:
+        (self.root / "old").write_bytes(b"x" * 40)
+        uploads = UploadRoot(self.root, quota=100)
+        first = uploads.create("a")
+        first.write(b"y" * 50)
+        second = uploads.create("b")
+        self.assertRaises(TooLarge, second.write, b"z" * 11)  # 40 + 50 + 11 > 100
+        second.write(b"z" * 10)
+        second.discard()  # its bytes come back
+        first.commit()
+        third = uploads.create("c")
+        third.write(b"w" * 10)
+        third.commit()
+        with self.assertRaises(UploadRefused) as caught:
+            uploads.open(P.WriteRequest("d"))  # nothing left
+        self.assertEqual(caught.exception.code, P.ERR_DISK_FULL)
+        self.assertIn("quota", caught.exception.reason)
+        # A restart counts what is there.
+        self.assertEqual(UploadRoot(self.root, quota=100).quota.used, 100)  # type: ignore
+
+    def test_announced_size_over_quota(self) -> None:
+        uploads = UploadRoot(self.root, quota=100)
+        with self.assertRaises(UploadRefused) as caught:
+            uploads.open(P.WriteRequest("d", options={"tsize": "101"}))
+        self.assertEqual(caught.exception.code, P.ERR_DISK_FULL)
+
+    def test_overwrite_gives_back_the_old_size(self) -> None:
+        (self.root / "f").write_bytes(b"x" * 60)
+        uploads = UploadRoot(self.root, quota=100, overwrite=True)
+        upload = uploads.create("f")
+        upload.write(b"y" * 30)
+        upload.commit()
+        self.assertEqual(uploads.quota.used, 30)  # type: ignore[union-attr]
+
+    def test_crash_leftovers_removed_at_start(self) -> None:
+        (self.root / "sub").mkdir()
+        dead = 4_000_000  # above pid_max: no such process
+        leftovers = [self.root / ".a.bin.deadbeef.part",  # an older pxed's name
+                     self.root / "sub" / f".b.bin.{dead}.0123abcd.part",
+                     self.root / f".c.bin.{os.getpid()}.0123abcd.part"]  # ours, from before
+        alive = self.root / ".d.bin.1.0123abcd.part"  # PID 1 lives: another pxed's
+        for path in [*leftovers, alive]:
+            path.write_bytes(b"half")
+        (self.root / "kept.part").write_bytes(b"an upload named so")
+        UploadRoot(self.root)
+        for path in leftovers:
+            self.assertFalse(path.exists(), path)
+        self.assertTrue(alive.exists())
+        self.assertTrue((self.root / "kept.part").exists())
+
+
 class SessionTests(SynchronousTestCase):
     """The receiving state machine, with a fake clock and a list for a network."""
 

@@ -19,13 +19,13 @@ from typing import Any
 from pxed.config.policy import parse_duration
 from pxed.config.reader import Reader
 from pxed.tftp.options import MAX_BLKSIZE, MAX_WINDOWSIZE, MIN_BLKSIZE
-from pxed.tftp.upload import MAX_UPLOAD, UploadRoot
+from pxed.tftp.upload import MAX_UPLOAD, UPLOAD_QUOTA, UploadRoot
 
 __all__ = ["TFTPConfig", "parse_tftp"]
 
 _KEYS = {"root", "max_blksize", "max_windowsize", "timeout", "retries", "patience",
          "max_transfers", "max_per_client", "upload_root", "max_upload_size",
-         "upload_overwrite"}
+         "upload_overwrite", "upload_quota"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class TFTPConfig:
     @ivar upload_root: a directory write requests may create files in, or
         C{None} (every write is refused with ERROR 2).
     @ivar max_upload_size: the largest upload, in bytes.
+    @ivar upload_quota: the bytes all uploads together may take in the
+        upload root (the files there count).
     @ivar upload_overwrite: whether an upload may replace an existing file.
     """
 
@@ -63,6 +65,7 @@ class TFTPConfig:
     max_per_client: int = 8
     upload_root: Path | None = None
     max_upload_size: int = MAX_UPLOAD
+    upload_quota: int = UPLOAD_QUOTA
     upload_overwrite: bool = False
 
     def protocol_options(self) -> dict[str, Any]:
@@ -70,7 +73,7 @@ class TFTPConfig:
         upload = None
         if self.upload_root is not None:
             upload = UploadRoot(self.upload_root, max_size=self.max_upload_size,
-                                overwrite=self.upload_overwrite)
+                                overwrite=self.upload_overwrite, quota=self.upload_quota)
         return {
             "upload": upload,
             "max_blksize": self.max_blksize,
@@ -130,6 +133,9 @@ def parse_tftp(reader: Reader, value: Any) -> TFTPConfig:
     if section.get("upload_root") is not None:
         limits["upload_root"] = _directory(reader, section["upload_root"], "tftp.upload_root",
                                            os.W_OK | os.X_OK, "writable")
+    if section.get("upload_quota") is not None:
+        limits["upload_quota"] = _whole(reader, section["upload_quota"], "tftp.upload_quota",
+                                        0, 1 << 50)
     if section.get("max_upload_size") is not None:
         limits["max_upload_size"] = _whole(reader, section["max_upload_size"],
                                            "tftp.max_upload_size", 0, 1 << 40)

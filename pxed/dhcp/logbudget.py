@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["LogBudget"]
+__all__ = ["LogBudget", "shown"]
 
 
 class LogBudget:
@@ -59,6 +59,15 @@ class LogBudget:
         Log C{message} at info level within the budget, else at debug:
         for lines a client can cause at will (refusals, drops).
         """
+        self._emit(log.info, log, message, fields)
+
+    def warn(self, log: Logger, message: str, **fields: Any) -> None:
+        """
+        As L{info}, at warning level.
+        """
+        self._emit(log.warn, log, message, fields)
+
+    def _emit(self, write: Any, log: Logger, message: str, fields: dict[str, Any]) -> None:
         left_out = self.spend()
         if left_out is None:
             log.debug(message, **fields)
@@ -66,4 +75,18 @@ class LogBudget:
         if left_out:
             message += " ({left_out} similar lines left out)"
             fields["left_out"] = left_out
-        log.info(message, **fields)
+        write(message, **fields)
+
+
+#: The most characters of a client's string (a file name) a log line shows.
+SHOWN = 200
+
+
+def shown(text: str) -> str:
+    """
+    C{text} cut to L{SHOWN} characters for a log line: a client chooses
+    it, and 8 KB names would otherwise make every line 8 KB.
+    """
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[:SHOWN]}... ({len(text)} characters)"

@@ -28,6 +28,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pxed.dhcp.logbudget import LogBudget, shown
 from pxed.net import requested_address
 
 from . import packet as P
@@ -130,6 +131,9 @@ class TFTPServerProtocol(DatagramProtocol):
         self._ports: dict[tuple[Address, str], tuple[IListeningPort, TransferProtocol]] = {}
         self._running = False
         self.mtus = MTUCache(reactor)
+        #: Spends the lines a client can cause (refusals, ends): a flood of
+        #: requests is counted, not written.
+        self.budget = LogBudget(reactor)
 
     @property
     def active_transfers(self) -> int:
@@ -180,17 +184,17 @@ class TFTPServerProtocol(DatagramProtocol):
         try:
             pkt = P.decode(datagram)
         except P.UnknownOpcode as e:
+            # Junk gets silence: an ERROR answers only a well-formed request
+            # that cannot be served (anything else would let a spoofed
+            # datagram aim pxed's answers at a third party).
             log.debug("unknown opcode {opcode} from {peer}", opcode=e.opcode, peer=addr)
-            # Only a datagram shaped like TFTP (high opcode byte zero) is
-            # answered: random traffic (or a spoofed probe) gets silence.
-            if e.opcode < 0x100:
-                self._reply(addr, P.ERR_ILLEGAL_OPERATION, "Illegal TFTP operation")
             return
         except P.MalformedPacket as e:
             log.debug("malformed packet from {peer}: {reason}", peer=addr, reason=e)
             return
         if isinstance(pkt, P.WriteRequest) and self.upload is None:
-            log.debug("refusing write of {filename} from {peer}", filename=pkt.filename, peer=addr)
+            log.debug("refusing write of {filename} from {peer}", filename=shown(pkt.filename),
+                      peer=addr)
             self._reply(addr, P.ERR_ACCESS_VIOLATION, "Access violation: read-only server")
             return
         if not isinstance(pkt, (P.ReadRequest, P.WriteRequest)):
@@ -221,20 +225,13 @@ class TFTPServerProtocol(DatagramProtocol):
             self._reply(addr, P.ERR_OPTION_NEGOTIATION, f"Option refused: {refused}")
             return False
         if len(self._transfers) >= self.max_transfers:
-            log.warn(
-                "too many transfers, refusing {filename} to {peer}",
-                filename=request.filename,
-                peer=addr,
-            )
+            self.budget.warn(log, "too many transfers, refusing {filename} to {peer}",
+                             filename=shown(request.filename), peer=addr)
             self._reply(addr, P.ERR_UNDEFINED, "Server busy")
             return False
         if sum(1 for peer, _ in self._transfers if peer[0] == addr[0]) >= self.max_per_client:
-            log.warn(
-                "too many transfers to {host}, refusing {filename}",
-                host=addr[0],
-                filename=request.filename,
-                peer=addr,
-            )
+            self.budget.warn(log, "too many transfers to {host}, refusing {filename}",
+                             host=addr[0], filename=shown(request.filename), peer=addr)
             self._reply(addr, P.ERR_UNDEFINED, "Too many transfers")
             return False
         return True
@@ -259,21 +256,18 @@ class TFTPServerProtocol(DatagramProtocol):
         if failure.check(FileNotFound):
             # Its info line (within a budget), metric and timeline event
             # come from the observer, which knows the machine.
-            log.debug("{filename} not found for {peer}", filename=request.filename, peer=addr)
+            log.debug("{filename} not found for {peer}", filename=shown(request.filename),
+                      peer=addr)
             self._notify(self.on_not_found, addr, request.filename)
             code, message = P.ERR_FILE_NOT_FOUND, "File not found"
         elif failure.check(AccessViolation):
-            log.info(
-                "refused {filename} to {peer}: {reason}",
-                filename=request.filename,
-                peer=addr,
-                reason=failure.getErrorMessage(),
-            )
+            self.budget.info(log, "refused {filename} to {peer}: {reason}",
+                             filename=shown(request.filename), peer=addr,
+                             reason=shown(failure.getErrorMessage()))
             code, message = P.ERR_ACCESS_VIOLATION, "Access violation"
         elif failure.check(OpenTimeout):
-            log.warn(
-                "opening {filename} for {peer} timed out", filename=request.filename, peer=addr
-            )
+            self.budget.warn(log, "opening {filename} for {peer} timed out",
+                             filename=shown(request.filename), peer=addr)
             code, message = P.ERR_UNDEFINED, "Timed out opening the file"
         else:
             log.failure(
@@ -321,8 +315,9 @@ class TFTPServerProtocol(DatagramProtocol):
         try:
             upload = self.upload.open(request)
         except UploadRefused as e:
-            log.info("refused upload of {filename} from {peer}: {reason}",
-                     filename=request.filename, peer=addr, reason=e.reason)
+            self.budget.info(log, "refused upload of {filename} from {peer}: {reason}",
+                             filename=shown(request.filename), peer=addr,
+                             reason=shown(e.reason))
             self._reply(addr, e.code, e.message)
             return
         self._transfers[(addr, request.filename)] = None
@@ -353,7 +348,7 @@ class TFTPServerProtocol(DatagramProtocol):
             # Debug only: the line at the end says everything, once.
             log.debug(
                 "TFTP start: {filename} with {host}:{port} (options {options})",
-                filename=request.filename,
+                filename=shown(request.filename),
                 host=addr[0],
                 port=addr[1],
                 peer=addr,
@@ -388,12 +383,14 @@ class TFTPServerProtocol(DatagramProtocol):
         port, transfer = self._ports.pop(key, (None, None))
         if transfer is not None and transfer.transport is None:
             port = None  # already closed
-        log.info(
+        # Within the budget: a spoofed request's transfer ends too.
+        self.budget.info(
+            log,
             "TFTP {outcome}: {filename} {direction} {host}:{port}, {bytes_sent} bytes in "
             "{duration:.2f}s (blksize {blksize}, window {windowsize}, "
             "{retransmits} retransmits){reason}",
             outcome=result.outcome,
-            filename=request.filename,
+            filename=shown(request.filename),
             direction="from" if result.upload else "to",
             host=addr[0],
             port=addr[1],

@@ -433,6 +433,12 @@ class ReadSession:
         if self._finished:
             return
         now = self._clock.seconds()
+        if self.retransmits and self._never_acked():
+            # A client that has not acknowledged anything may not exist (a
+            # spoofed request): it got its first answer twice, and nothing
+            # more, not even an ERROR.  A real one asks again.
+            self._finish("timeout", "client never answered")
+            return
         if now >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)
             self._send_error(P.ERR_UNDEFINED, "Timeout")
@@ -454,6 +460,10 @@ class ReadSession:
         else:
             self.pacing.loss()
             self._send_window(self._acked + 1, now)
+
+    def _never_acked(self) -> bool:
+        """Whether the client has acknowledged nothing yet (not even the OACK)."""
+        return self._acked == 0 and (self._oack_pending or not self.negotiated.oack)
 
     # Ending
 

@@ -38,6 +38,7 @@ _LIMITS = {
     "max-transfers": int,
     "max-per-client": int,
     "max-upload-size": int,
+    "upload-quota": int,
 }
 
 
@@ -68,6 +69,8 @@ class Options(usage.Options):
         ["upload-root", None, None,
          "A directory write requests may create files in (default: writes are refused)."],
         ["max-upload-size", None, _DEFAULTS.max_upload_size, "Largest upload, in bytes."],
+        ["upload-quota", None, _DEFAULTS.upload_quota,
+         "Bytes all uploads together may take in the upload root."],
         ["workers", None, 1, "Processes serving TFTP on the port (SO_REUSEPORT): this one and "
          "workers - 1 children; use up to one per core.", int],
         ["log-level", None, "info", "The least severe events written: debug (each transfer's "

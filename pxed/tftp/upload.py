@@ -45,12 +45,17 @@ from .netascii import NetasciiDecoder
 from .options import SessionLimits, TransferResult, int_option, negotiate
 from .source import AccessViolation, FileNotFound, name_parts
 
-__all__ = ["UploadRoot", "Upload", "UploadRefused", "FileExists", "TooLarge", "WriteSession"]
+__all__ = ["UploadRoot", "Upload", "UploadRefused", "FileExists", "TooLarge", "WriteSession",
+           "Quota", "sweep"]
 
 log = Logger()
 
 #: Default largest upload: a crash dump or a log, not a disk image.
 MAX_UPLOAD = 64 * 1024 * 1024
+#: The end of an upload's temporary file's name (see L{Upload}).
+PART_SUFFIX = ".part"
+#: Default total for all uploads together (see L{UploadRoot}).
+UPLOAD_QUOTA = 1024 * 1024 * 1024
 #: How long a finished upload waits for its final block again: a client
 #: that missed the final ACK resends on its own timer (tftp-hpa: 5 s).
 DALLY = 6.0
@@ -78,12 +83,19 @@ class Upload:
     place by L{commit} or removed by L{discard}.
     """
 
-    def __init__(self, path: Path, overwrite: bool, max_size: int) -> None:
+    def __init__(self, path: Path, overwrite: bool, max_size: int,
+                 quota: Quota | None = None, replaces: int = 0) -> None:
         self.path = path
         self.overwrite = overwrite
         self.max_size = max_size
         self.size = 0
-        self._temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        self.quota = quota
+        #: The size of the file this one replaces (given back once it has).
+        self.replaces = replaces
+        # The process ID in the name: at start-up, another pxed's (a worker
+        # sharing the port) is left alone while it lives.
+        self._temp = path.with_name(
+            f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
             self._fd: int | None = os.open(self._temp, flags, 0o644)
@@ -96,6 +108,8 @@ class Upload:
             raise ValueError("write to a finished upload")
         if self.size + len(data) > self.max_size:
             raise TooLarge(f"more than {self.max_size} bytes")
+        if self.quota is not None:
+            self.quota.charge(len(data))
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
@@ -113,15 +127,21 @@ class Upload:
         try:
             if self.overwrite:
                 os.replace(self._temp, self.path)
+                if self.quota is not None:
+                    self.quota.refund(self.replaces)
             else:
                 # link() fails if the name exists: no window for a race.
                 os.link(self._temp, self.path)
                 os.unlink(self._temp)
         except FileExistsError:
             self._remove()
+            if self.quota is not None:
+                self.quota.refund(self.size)
             raise FileExists(self.path.name) from None
         except BaseException:
             self._remove()
+            if self.quota is not None:
+                self.quota.refund(self.size)
             raise
 
     def discard(self) -> None:
@@ -130,6 +150,8 @@ class Upload:
         if fd is not None:
             os.close(fd)
             self._remove()
+            if self.quota is not None:
+                self.quota.refund(self.size)
 
     def _remove(self) -> None:
         try:
@@ -138,14 +160,84 @@ class Upload:
             pass
 
 
+class Quota:
+    """
+    The bytes all uploads together may take in the upload root: the files
+    there and the uploads under way.
+    """
+
+    def __init__(self, limit: int, used: int = 0) -> None:
+        self.limit = limit
+        self.used = used
+
+    def charge(self, size: int) -> None:
+        """Take C{size} bytes; L{TooLarge} if that would pass the limit."""
+        if self.used + size > self.limit:
+            raise TooLarge(f"the upload quota of {self.limit} bytes is used up")
+        self.used += size
+
+    def refund(self, size: int) -> None:
+        self.used = max(0, self.used - size)
+
+
+def _stale_part(name: str) -> bool:
+    """
+    Whether C{name} is an upload's temporary file that nobody is writing:
+    its pxed is gone (a crash), or it is ours from before (PIDs are reused).
+    """
+    if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
+        return False
+    pid = name[:-len(PART_SUFFIX)].rsplit(".", 2)[-2] if name.count(".") >= 3 else ""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False
+
+
+def sweep(root: Path) -> tuple[int, int]:
+    """
+    Remove the temporary files uploads left behind (a crash), and add up
+    the rest: (files removed, bytes in the upload root).
+    """
+    removed = used = 0
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                if _stale_part(name):
+                    os.unlink(path)
+                    removed += 1
+                else:
+                    used += os.lstat(path).st_size
+            except OSError:
+                continue
+    return removed, used
+
+
 class UploadRoot:
-    """The directory write requests may create files in (see the module docstring)."""
+    """
+    The directory write requests may create files in (see the module
+    docstring).
+
+    @param quota: the bytes all uploads together may take there (files
+        already in it count), or C{None} for no limit but the disk's.
+    """
 
     def __init__(self, root: Path | str, *, max_size: int = MAX_UPLOAD,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, quota: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.max_size = max_size
         self.overwrite = overwrite
+        removed, used = sweep(self.root)
+        if removed:
+            log.info("{root}: removed {count} unfinished upload(s) left by an earlier run",
+                     root=str(self.root), count=removed)
+        self.quota = Quota(quota, used) if quota is not None else None
 
     def open(self, request: P.WriteRequest) -> Upload:
         """
@@ -157,6 +249,10 @@ class UploadRoot:
         if announced is not None and announced > self.max_size:
             raise UploadRefused(P.ERR_DISK_FULL, "Disk full or allocation exceeded",
                                 f"tsize {announced} is over the limit of {self.max_size}")
+        quota = self.quota
+        if quota is not None and quota.used + (announced or 0) >= quota.limit:
+            raise UploadRefused(P.ERR_DISK_FULL, "Disk full or allocation exceeded",
+                                f"the upload quota of {quota.limit} bytes is used up")
         try:
             return self.create(request.filename)
         except FileNotFound:
@@ -190,7 +286,8 @@ class UploadRoot:
             raise AccessViolation(f"{filename!r}: not a regular file")
         if path.exists() and not self.overwrite:
             raise FileExists(filename)
-        return Upload(path, self.overwrite, self.max_size)
+        replaces = path.stat().st_size if path.exists() else 0
+        return Upload(path, self.overwrite, self.max_size, self.quota, replaces)
 
 
 def announced_size(options: dict[str, str]) -> int | None:
