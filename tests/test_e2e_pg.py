@@ -63,7 +63,8 @@ class Pxed:
     One C{twistd pxed} on loopback ports of its own.
     """
 
-    def __init__(self, case: unittest.TestCase, base: Path, name: str, url: str) -> None:
+    def __init__(self, case: unittest.TestCase, base: Path, name: str, url: str,
+                 batch: str = "200ms") -> None:
         self.name = name
         self.http = _tcp_port()
         self.log = base / f"{name}.log"
@@ -74,7 +75,7 @@ class Pxed:
                                  "http": self.http}},
             "bootloaders": {"x86-bios": str(base / "undionly.kpxe"),
                             "x64-uefi": str(base / "snponly.efi")},
-            "state": {"url": url, "instance": name, "batch": "200ms", "poll": "300ms"},
+            "state": {"url": url, "instance": name, "batch": batch, "poll": "300ms"},
             "policy": {"rules": [
                 {"name": "install", "match": {"mac": INSTALL}, "once": True,
                  "linux": {"kernel": str(kernel)}},
@@ -199,6 +200,20 @@ class TwoPxedTests(unittest.TestCase):
         again = Pxed(self, self.base, "pxed-a", self.url)
         again.start()
         self.assertIn(("script", "pxed-a"), again.timeline(OTHER))
+
+    def test_stop_writes_what_is_queued(self) -> None:
+        """
+        A pxed stopped as systemd stops it (SIGTERM) writes the events its
+        batch timer has not written yet.
+        """
+        c = Pxed(self, self.base, "pxed-c", self.url, batch="1h")
+        c.start()
+        self.assertEqual(c.script(OTHER)[0], 200)
+        c.stop()  # (twistd ends by re-raising the SIGTERM it handled: status -15)
+        with psycopg.connect(self.url) as conn:
+            self.assertEqual(conn.execute("SELECT stage, instance FROM pxed_events WHERE "
+                                          "mac = %s", (OTHER,)).fetchall(),
+                             [("script", "pxed-c")])
 
     def test_database_outage(self) -> None:
         a = self.a

@@ -26,7 +26,7 @@ from pxed.policy import BootRequest, Rule, RulePolicy
 from pxed.policy.match import MacMatcher, Match
 from pxed.signing import Signer
 from pxed.store import StateUnavailable
-from pxed.testing.postgres import PostgresServer, free_port, shared_server
+from pxed.testing.postgres import PASSWORD_ROLE, PostgresServer, free_port, shared_server
 
 MAC = "52:54:00:12:00:01"
 OTHER = "52:54:00:12:00:02"
@@ -95,6 +95,32 @@ class SchemaTests(PgTestCase):
                                   self.config("a", url=url), reactor, Metrics())
         self.assertIn(f"cannot use the state database 127.0.0.1:{port}/pxed", str(error))
         self.assertNotIn("secret", str(error))
+        self.assertNotIn("\n", str(error))
+
+
+class ConnectionTests(PgTestCase):
+    def test_password_from_a_file(self) -> None:
+        """
+        The URL is libpq's: here a password file (passfile=), with a role
+        the server asks a password of.
+        """
+        dbname = self.url.rsplit("/", 1)[1]
+        self.sql(f"DO $$ BEGIN CREATE ROLE {PASSWORD_ROLE} LOGIN; EXCEPTION WHEN "
+                 "duplicate_object THEN NULL; END $$")
+        self.sql(f"ALTER ROLE {PASSWORD_ROLE} PASSWORD 'pw-7f3a'")
+        self.sql(f'ALTER DATABASE "{dbname}" OWNER TO {PASSWORD_ROLE}')
+        passfile = Path(self.mktemp()).absolute()
+        passfile.write_text(f"127.0.0.1:{self.server.port}:{dbname}:{PASSWORD_ROLE}:pw-7f3a\n")
+        passfile.chmod(0o600)
+        url = (f"postgresql://{PASSWORD_ROLE}@127.0.0.1:{self.server.port}/{dbname}"
+               f"?passfile={passfile}")
+        shared = open_shared_state(self.config("a", url=url), reactor, Metrics())
+        self.assertGreaterEqual(len(shared.store.signing_key()), 32)
+        passfile.write_text("")
+        error = self.assertRaises(ConfigError, open_shared_state, self.config("b", url=url),
+                                  reactor, Metrics())
+        self.assertIn("cannot use the state database 127.0.0.1", str(error))
+        self.assertIn("password", str(error))
         self.assertNotIn("\n", str(error))
 
 

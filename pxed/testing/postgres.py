@@ -23,9 +23,13 @@ from pathlib import Path
 
 import psycopg
 
-__all__ = ["PostgresServer", "free_port", "shared_server"]
+__all__ = ["PASSWORD_ROLE", "PostgresServer", "free_port", "shared_server"]
 
 LOCAL = "127.0.0.1"
+
+#: The one role that must authenticate with a password (tests of libpq's
+#: password file); its password is for the test to set.
+PASSWORD_ROLE = "pxed_password"
 
 
 def free_port() -> int:
@@ -65,6 +69,10 @@ class PostgresServer:
         os.chown(self.base, self._uid, self._gid)
         self._as_postgres([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
                            "-A", "trust", "-E", "UTF8", "--no-sync"])
+        # Every role connects without a password, except PASSWORD_ROLE, which
+        # must give one (the first matching line of pg_hba.conf wins).
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"host all {PASSWORD_ROLE} {LOCAL}/32 scram-sha-256\n" + hba.read_text())
 
     def _as_postgres(self, argv: list[str]) -> None:
         result = subprocess.run(argv, cwd=self.base, capture_output=True, timeout=120,
