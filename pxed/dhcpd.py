@@ -19,7 +19,7 @@ from pxed.config import Config, ConfigError
 from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.ping import ICMPProber, open_prober
 from pxed.dhcp.responder import BootResponder
-from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
+from pxed.dhcp.server import DHCPServerProtocol
 from pxed.leasefile import FileLeaseStore, LeaseFileError
 from pxed.leasestore import ILeaseStore, MemoryLeaseStore
 from pxed.metrics import Metrics
@@ -103,7 +103,7 @@ def make_dhcp_server(
         keeper.events = metrics.track_leases(
             store if isinstance(store, MemoryLeaseStore) else None, reactor.seconds)
     server = config.server
-    protocol = DHCPServerProtocol(DHCPSettings(settings, keeper), responder, address,
-                                  server.relays, server.interfaces, clock=reactor,
-                                  log_packets=server.log_packets)
+    # The dhcp: section itself is read from the responder's live parts.
+    protocol = DHCPServerProtocol(keeper, responder, address, server.relays, server.interfaces,
+                                  clock=reactor, log_packets=server.log_packets)
     return protocol, store

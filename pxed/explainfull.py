@@ -24,7 +24,7 @@ from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.classify import NotNetworkBooting, classify
 from pxed.dhcp.packet import MessageType, decode
 from pxed.dhcp.responder import BootResponder
-from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
+from pxed.dhcp.server import DHCPServerProtocol
 from pxed.leasestore import MemoryLeaseStore
 from pxed.net import PacketInfo
 
@@ -54,10 +54,9 @@ class FullModeExplainer:
         self.store = MemoryLeaseStore()
         keeper = LeaseKeeper(self.store, self.clock, config.dhcp.lease_time)
         self.protocol = DHCPServerProtocol(
-            DHCPSettings(config.dhcp, keeper), responder, config.server.address,
-            config.server.relays, config.server.interfaces,
-            ifname=lambda index: interface or "?", networks=self._network, route=None,
-            clock=self.clock)
+            keeper, responder, config.server.address, config.server.relays,
+            config.server.interfaces, ifname=lambda index: interface or "?",
+            networks=self._network, route=None, clock=self.clock, dhcp=config.dhcp)
         self.transport = FakeDatagramTransport()
         self.protocol.makeConnection(self.transport)
 

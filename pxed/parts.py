@@ -40,6 +40,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.client import HTTPConnectionPool
 from zope.interface import implementer
 
+from pxed.config.dhcp import DHCPConfig
 from pxed.dhcp.menu import PXEMenu
 from pxed.grub.image import GrubImageCache
 from pxed.http.files import FileCatalog
@@ -93,6 +94,9 @@ class BootParts:
         of C{tftp}; built for these parts' policy, catalog, store,
         hostnames and exports).
     @ivar tftp: what TFTP serves.
+    @ivar dhcp: the C{dhcp:} section, for pxed as the DHCP server: its
+        ranges, router, DNS, lease time and C{clients} switch on reload
+        (the mode, the probe and the lease file need a restart).
     @ivar pools: HTTP connection pools these parts opened (the policy
         API's, the fetcher's): their idle connections are closed when a
         reload retires the parts.
@@ -112,6 +116,7 @@ class BootParts:
     images: GrubImageCache | None = None
     grub: GrubSource | None = None
     tftp: IFileSource = field(default_factory=lambda: ChainSource([]))
+    dhcp: DHCPConfig = field(default_factory=DHCPConfig)
     pools: tuple[HTTPConnectionPool, ...] = ()
 
 

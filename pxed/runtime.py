@@ -188,6 +188,7 @@ def build_parts(
         images=images,
         grub=grub_source,
         tftp=tftp_source(config, images, grub_source),
+        dhcp=config.dhcp,
         pools=tuple(pools),
     )
 
@@ -263,8 +264,11 @@ class PolicyRuntime(service.Service):
             changed.append("policy.state_file")
         if new.status != old.status:
             changed.append("status")
-        if new.dhcp != old.dhcp:
-            changed.append("dhcp")
+        for key in ("mode", "ping", "lease_file"):
+            # The rest of dhcp: (ranges, options, lease time, clients) is a
+            # part, switched on reload.
+            if getattr(new.dhcp, key) != getattr(old.dhcp, key):
+                changed.append(f"dhcp.{key}")
         if new.state != old.state:
             changed.append("state")  # the database and its timers
         if replace(new.tftp, root=None) != replace(old.tftp, root=None):
@@ -292,6 +296,10 @@ class PolicyRuntime(service.Service):
                       error=f"{type(e).__name__}: {e}")
             return False, f"reload failed: {type(e).__name__}: {e}; kept the running configuration"
         later = self._restart_only(new)
+        if new.dhcp.mode != self.parts.current.dhcp.mode:
+            # Port 67 runs the protocol of the mode pxed started in: it keeps
+            # the settings of that mode until the restart.
+            parts = replace(parts, dhcp=self.parts.current.dhcp)
         self.apply(new, parts)
         note = f" ({', '.join(later)} changes need a restart)" if later else ""
         log.info("reloaded the configuration from {source}{note}", source=source, note=note)

@@ -21,7 +21,7 @@ from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.leasereply import DNS, LEASE_TIME, NETMASK, REBINDING_TIME, RENEWAL_TIME, ROUTER
 from pxed.dhcp.packet import BOOTREPLY, DHCPPacket, MessageType, Option, decode, encode
 from pxed.dhcp.responder import BootResponder
-from pxed.dhcp.server import DHCPServerProtocol, DHCPSettings
+from pxed.dhcp.server import DHCPServerProtocol
 from pxed.leasestore import MemoryLeaseStore
 from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
@@ -77,9 +77,8 @@ class ServerTestCase(unittest.TestCase):
         self.responder = BootResponder(StaticPolicy({}, default=BootSpec(kernel=str(kernel))),
                                        self.bootloaders, 8080, self.boot_log)
         self.protocol = DHCPServerProtocol(
-            DHCPSettings(self.config.dhcp, self.keeper), self.responder, SERVER,
-            ifname=lambda index: "eth0", networks=lambda name: LAN, route=None,
-            clock=self.clock)
+            self.keeper, self.responder, SERVER, ifname=lambda index: "eth0",
+            networks=lambda name: LAN, route=None, clock=self.clock, dhcp=self.config.dhcp)
         self.transport = FakeDatagramTransport()
         self.protocol.makeConnection(self.transport)
 
@@ -295,7 +294,7 @@ class BootClientTests(ServerTestCase):
         self.assertIn(b"/_/ipxe?", offer.options[Option.BOOTFILE_NAME])
 
     def test_clients_boot_ignores_plain(self) -> None:
-        self.protocol.settings.config = parse_config({
+        self.protocol.dhcp = parse_config({
             "bootloaders": {slug: str(path) for slug, path in self.bootloaders.items()},
             "dhcp": dict(self.dhcp, clients="boot", lease_file=str(
                 Path(self.mktemp()).absolute()))}).dhcp
@@ -313,3 +312,51 @@ class ProbeTests(ServerTestCase):
         self.clock.advance(0.5)
         [(data, _)] = self.transport.written
         self.assertEqual(prober.asked, [decode(data).yiaddr])
+
+
+class ReloadTests(unittest.TestCase):
+    """
+    The dhcp: section is one of the parts a reload switches: ranges,
+    options, lease time and clients at once; the mode, the probe and the
+    lease file need a restart, and the running mode keeps its settings.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pxed.config import load_config
+        from pxed.service import makeBootService
+
+        self.dir = Path(self.mktemp()).absolute()
+        self.dir.mkdir()
+        self.path = self.dir / "pxed.yaml"
+        self.write("192.168.77.100-192.168.77.103", "192.168.77.254")
+        self.top = makeBootService(load_config(self.path), reactor=MemoryReactorClock())
+        self.runtime: Any = self.top.getServiceNamed("policy")
+        self.protocol: Any = self.top.getServiceNamed("dhcp").protocol  # type: ignore[attr-defined]
+
+    def write(self, dhcp_range: str, router: str, mode: str = "full", ping: str = "false") -> None:
+        self.path.write_text(
+            "server: {ports: {dhcp: 0, pxe: 0, tftp: 0, http: 0}}\n"
+            "bootloaders: {x86-bios: null, x64-uefi: null}\n"
+            f"dhcp: {{mode: {mode}, range: {dhcp_range}, router: {router}, ping: {ping}, "
+            f"lease_file: {self.dir / 'leases.json'}}}\n" if mode == "full" else
+            "server: {ports: {dhcp: 0, pxe: 0, tftp: 0, http: 0}}\n"
+            "bootloaders: {x86-bios: null, x64-uefi: null}\n")
+
+    def test_reload_switches_ranges_and_options(self) -> None:
+        self.assertEqual(self.protocol.dhcp.router, "192.168.77.254")
+        self.write("192.168.77.150-192.168.77.160", "192.168.77.1")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok, message)
+        self.assertNotIn("need a restart", message)
+        self.assertEqual(self.protocol.dhcp.router, "192.168.77.1")
+        self.assertEqual(str(self.protocol.dhcp.local.ranges[0][0]), "192.168.77.150")
+
+    def test_mode_needs_restart(self) -> None:
+        self.write("", "", mode="proxy")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok, message)
+        self.assertIn("dhcp.mode", message)
+        self.assertTrue(self.protocol.dhcp.full)
+        self.assertEqual(self.protocol.dhcp.router, "192.168.77.254")

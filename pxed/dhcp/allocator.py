@@ -177,16 +177,19 @@ class LeaseKeeper:
         await self.store.claim(
             Lease(declined_client(address), "", address, now + self.decline_hold, DECLINED), now)
 
-    async def bind(self, client: str, mac: str, pool: Pool, address: str) -> Lease | None:
+    async def bind(self, client: str, mac: str, pool: Pool, address: str,
+                   lease_time: float | None = None) -> Lease | None:
         """
         Bind C{address} to C{client} for C{lease_time} (a REQUEST in any
         state: selecting, init-reboot, renewing, rebinding), or C{None}
         (the server NAKs) if it is outside C{pool} or someone else holds
-        it.
+        it.  C{lease_time} overrides the keeper's (the configuration's
+        as it is now).
         """
         if address in pool:
             now = self.clock.seconds()
-            lease = Lease(client, mac, address, now + self.lease_time, BOUND)
+            seconds = self.lease_time if lease_time is None else lease_time
+            lease = Lease(client, mac, address, now + seconds, BOUND)
             if await self.store.claim(lease, now):
                 self.events("acked")
                 return lease

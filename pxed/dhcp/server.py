@@ -17,7 +17,6 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import ensureDeferred
@@ -25,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from pxed.config.dhcp import DHCPConfig
 from pxed.dhcp.allocator import LeaseKeeper
 from pxed.dhcp.classify import NotNetworkBooting, classify
 from pxed.dhcp.exchange import Relays, advertised_address
@@ -43,13 +43,13 @@ from pxed.dhcp.packet import (
 from pxed.dhcp.reply import BootAnswer
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
+from pxed.parts import LiveParts, part
 
 if TYPE_CHECKING:
-    from pxed.config.dhcp import DHCPConfig
     from pxed.dhcp.responder import BootResponder
     from pxed.observe import BootRecorder
 
-__all__ = ["DHCPServerProtocol", "DHCPSettings", "interface_network", "STAGE"]
+__all__ = ["DHCPServerProtocol", "interface_network", "STAGE"]
 
 log = Logger()
 
@@ -76,31 +76,25 @@ def interface_network(name: str) -> ipaddress.IPv4Network | None:
     return ipaddress.IPv4Network(f"{address}/{mask}", strict=False)
 
 
-@dataclass
-class DHCPSettings:
-    """
-    The parts of C{dhcp:} the protocol reads, replaced as a whole on
-    reload.
-    """
-
-    config: DHCPConfig
-    keeper: LeaseKeeper
-
-
 class DHCPServerProtocol(DatagramProtocol):
     """
     Hands out addresses, and boot information to network-booting clients.
 
-    @ivar settings: the configuration and lease keeper in use.
+    @ivar keeper: the lease rules over the lease store (which a reload
+        keeps: its file needs a restart).
+    @ivar dhcp: the C{dhcp:} section in use, read from the live parts at
+        each request, so a reload changes ranges, router, DNS, lease time
+        and C{clients} at once (see L{pxed.parts}).
     @ivar networks: the subnet of an interface, by name (for C{range:}).
     """
 
     stage = STAGE
     observer: BootRecorder | None = None
+    dhcp = part[DHCPConfig]()
 
     def __init__(
         self,
-        settings: DHCPSettings,
+        keeper: LeaseKeeper,
         responder: BootResponder,
         address: str | None = None,
         relays: Relays = (),
@@ -110,9 +104,15 @@ class DHCPServerProtocol(DatagramProtocol):
         route: Callable[[str], str | None] | None = route_source,
         clock: IReactorTime | None = None,
         log_packets: bool = False,
+        parts: LiveParts | None = None,
+        dhcp: DHCPConfig | None = None,
     ) -> None:
-        self.settings = settings
+        self.keeper = keeper
         self.responder = responder
+        # The responder's parts unless told otherwise: one reference.
+        self.parts = parts if parts is not None else responder.parts
+        if dhcp is not None:
+            self.dhcp = dhcp
         self.address = address
         self.relays = tuple(relays)
         self.interfaces = frozenset(interfaces)
@@ -155,7 +155,7 @@ class DHCPServerProtocol(DatagramProtocol):
         arrived on, else C{range:} if it lies in the subnet of the
         interface it arrived on.
         """
-        config = self.settings.config
+        config = self.dhcp
         if packet.relayed:
             try:
                 giaddr = ipaddress.IPv4Address(packet.giaddr)
@@ -173,7 +173,7 @@ class DHCPServerProtocol(DatagramProtocol):
         return config.local.pool(network) if network is not None else None
 
     def _network_options(self, pool: Pool | None, packet: DHCPPacket) -> NetworkOptions:
-        config = self.settings.config
+        config = self.dhcp
         if pool is None:
             return NetworkOptions(router=config.router, dns=config.dns)
         router = config.router
@@ -209,7 +209,7 @@ class DHCPServerProtocol(DatagramProtocol):
             machine: Machine | None = classify(packet)
         except NotNetworkBooting as e:
             machine = None
-            if self.settings.config.clients == "boot":
+            if self.dhcp.clients == "boot":
                 return self._drop(f"{e} (dhcp.clients: boot)", addr)
         server = advertised_address(packet, info, self.address, self.relays, self._route)
         if server is None:
@@ -231,7 +231,8 @@ class DHCPServerProtocol(DatagramProtocol):
     async def _handle(self, packet: DHCPPacket, kind: int, machine: Machine | None, server: str,
                       pool: Pool | None, interface: str | None,
                       info: PacketInfo | None) -> BootAnswer | None:
-        keeper = self.settings.keeper
+        keeper = self.keeper
+        config = self.dhcp
         client = client_key(packet)
         requested = _requested(packet)
         server_id = _server_id(packet)
@@ -286,7 +287,7 @@ class DHCPServerProtocol(DatagramProtocol):
         if address is None:
             self.silence = "a REQUEST naming no address (no option 50, no ciaddr)"
             return None
-        lease = await keeper.bind(client, packet.mac, pool, address)
+        lease = await keeper.bind(client, packet.mac, pool, address, config.lease_time)
         if lease is None:
             why = "address not on this network" if address not in pool else "address in use"
             self._send(packet, nak(packet, server, why), info, f"NAK {address} ({why})",
@@ -310,7 +311,7 @@ class DHCPServerProtocol(DatagramProtocol):
         seconds = max(1, int(lease.expires - self.clock.seconds()))
         if kind == MessageType.OFFER:
             # An offer's hold is not the lease: tell the lease the ACK gives.
-            seconds = int(self.settings.keeper.lease_time)
+            seconds = int(self.dhcp.lease_time)
         return lease_reply(packet, kind, server, lease.address, seconds,
                            self._network_options(pool, packet), boot)
 
