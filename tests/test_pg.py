@@ -346,7 +346,7 @@ class WiringTests(PgTestCase):
                      "lease_file": str(Path(self.mktemp()).absolute())},
             "state": {"url": self.url, "instance": "a"}}, "a.yaml")
         top: Any = makeBootService(config, reactor=reactor)
-        keeper = top.getServiceNamed("dhcp").protocol.settings.keeper
+        keeper = top.getServiceNamed("dhcp").protocol.keeper
         self.assertIsInstance(keeper.store, PgLeaseStore)
         self.assertIsInstance(top.getServiceNamed("policy").store,
                               type(open_shared_state(config, reactor, Metrics()).store))
