@@ -20,9 +20,15 @@ import struct
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
 
 __all__ = ["CAPTURES", "BIOS_CAPTURE", "UEFI_CAPTURE", "CaptureError", "Datagram",
-           "read_frames", "udp_datagrams", "capture", "datagram", "payload"]
+           "read_frames", "udp_datagrams", "capture", "datagram", "payload", "CLIENT_FRAMES",
+           "SERVER_FRAMES", "real_client_packets", "mutated_captures", "raw", "changed",
+           "OVMF_DISCOVER", "OVMF_REQUEST_67", "OVMF_REQUEST_4011", "IPXE_UEFI_DISCOVER",
+           "IPXE_UEFI_REQUEST_67", "IPXE_BIOS_DISCOVER", "IPXE_BIOS_REQUEST_67"]
 
 #: C{shared/captures}, beside the repository.
 CAPTURES = Path(__file__).parents[1].parent / "shared" / "captures"
@@ -215,3 +221,78 @@ def datagram(name: str, frame: int) -> Datagram:
         if found.frame == frame:
             return found
     raise CaptureError(f"{name} has no UDP datagram in frame {frame}")
+
+
+#: (capture, frame) of every DHCP/BOOTP datagram in the captures.
+CLIENT_FRAMES = [
+    (BIOS_CAPTURE, 1), (BIOS_CAPTURE, 4),
+    (UEFI_CAPTURE, 1), (UEFI_CAPTURE, 4), (UEFI_CAPTURE, 6),
+    (UEFI_CAPTURE, 18), (UEFI_CAPTURE, 21),
+]
+SERVER_FRAMES = [
+    (BIOS_CAPTURE, 2), (BIOS_CAPTURE, 3), (BIOS_CAPTURE, 5),
+    (UEFI_CAPTURE, 2), (UEFI_CAPTURE, 3), (UEFI_CAPTURE, 5),
+    (UEFI_CAPTURE, 7), (UEFI_CAPTURE, 19), (UEFI_CAPTURE, 20),
+    (UEFI_CAPTURE, 22),
+]
+
+
+def real_client_packets() -> list[bytes]:
+    return [payload(name, frame) for name, frame in CLIENT_FRAMES]
+
+
+@st.composite
+def mutated_captures(draw: st.DrawFn) -> bytes:
+    """
+    A real client packet with bytes flipped, cut off or appended.
+    """
+    raw = bytearray(draw(st.sampled_from(real_client_packets())))
+    for _ in range(draw(st.integers(1, 8))):
+        action = draw(st.sampled_from(["flip", "set", "truncate", "extend", "delete", "insert"]))
+        if not raw:
+            raw += draw(st.binary(max_size=8))
+            continue
+        index = draw(st.integers(0, len(raw) - 1))
+        if action == "flip":
+            raw[index] ^= 1 << draw(st.integers(0, 7))
+        elif action == "set":
+            # Mostly aim at the options, where lengths live.
+            if len(raw) > 240 and draw(st.booleans()):
+                index = draw(st.integers(240, len(raw) - 1))
+            raw[index] = draw(st.integers(0, 255))
+        elif action == "truncate":
+            del raw[index:]
+        elif action == "extend":
+            raw += draw(st.binary(min_size=1, max_size=300))
+        elif action == "delete":
+            del raw[index:index + draw(st.integers(1, 16))]
+        else:
+            raw[index:index] = draw(st.binary(min_size=1, max_size=16))
+    return bytes(raw)
+
+
+#: Frames of the captures by what they are: EDK2's PXE requests, and iPXE's.
+OVMF_DISCOVER = (UEFI_CAPTURE, 1)
+OVMF_REQUEST_67 = (UEFI_CAPTURE, 4)
+OVMF_REQUEST_4011 = (UEFI_CAPTURE, 6)
+IPXE_UEFI_DISCOVER = (UEFI_CAPTURE, 18)
+IPXE_UEFI_REQUEST_67 = (UEFI_CAPTURE, 21)
+IPXE_BIOS_DISCOVER = (BIOS_CAPTURE, 1)
+IPXE_BIOS_REQUEST_67 = (BIOS_CAPTURE, 4)
+
+
+def raw(frame: tuple[str, int]) -> bytes:
+    """
+    The DHCP payload of one (capture, frame).
+    """
+    return payload(*frame)
+
+
+def changed(frame: tuple[str, int], **fields: Any) -> bytes:
+    """
+    A captured packet with some fields changed; C{options} entries with a
+    value of C{None} are removed (L{pxed.testing.packets.changed}).
+    """
+    from pxed.testing.packets import changed as change
+
+    return change(raw(frame), **fields)

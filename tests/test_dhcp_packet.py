@@ -30,20 +30,6 @@ MAC = "52:54:00:77:00:10"
 CHADDR = bytes.fromhex("525400770010") + b"\x00" * 10
 NULL_GUID = b"\x00" * 17
 
-#: (capture, frame) of every DHCP/BOOTP datagram in the captures.
-CLIENT_FRAMES = [
-    (pcap.BIOS_CAPTURE, 1), (pcap.BIOS_CAPTURE, 4),
-    (pcap.UEFI_CAPTURE, 1), (pcap.UEFI_CAPTURE, 4), (pcap.UEFI_CAPTURE, 6),
-    (pcap.UEFI_CAPTURE, 18), (pcap.UEFI_CAPTURE, 21),
-]
-SERVER_FRAMES = [
-    (pcap.BIOS_CAPTURE, 2), (pcap.BIOS_CAPTURE, 3), (pcap.BIOS_CAPTURE, 5),
-    (pcap.UEFI_CAPTURE, 2), (pcap.UEFI_CAPTURE, 3), (pcap.UEFI_CAPTURE, 5),
-    (pcap.UEFI_CAPTURE, 7), (pcap.UEFI_CAPTURE, 19), (pcap.UEFI_CAPTURE, 20),
-    (pcap.UEFI_CAPTURE, 22),
-]
-
-
 def header(op: int = BOOTREQUEST, hlen: int = 6, sname: bytes = b"", file: bytes = b"") -> bytes:
     """
     A 236-byte BOOTP header for hand-made datagrams.
@@ -56,10 +42,6 @@ def header(op: int = BOOTREQUEST, hlen: int = 6, sname: bytes = b"", file: bytes
 
 def datagram(options: bytes, **kwargs: object) -> bytes:
     return header(**kwargs) + MAGIC_COOKIE + options  # type: ignore[arg-type]
-
-
-def real_client_packets() -> list[bytes]:
-    return [pcap.payload(name, frame) for name, frame in CLIENT_FRAMES]
 
 
 class CaptureReaderTests(unittest.TestCase):
@@ -149,7 +131,7 @@ class RealPacketTests(unittest.TestCase):
         The plain DHCP server's and the reference proxy's packets are
         BOOTREPLYs (which the protocols must ignore).
         """
-        for name, frame in SERVER_FRAMES:
+        for name, frame in pcap.SERVER_FRAMES:
             packet = decode(pcap.payload(name, frame))
             self.assertEqual(packet.op, BOOTREPLY, (name, frame))
             self.assertIn(packet.message_type, (MessageType.OFFER, MessageType.ACK))
@@ -161,7 +143,7 @@ class RealPacketTests(unittest.TestCase):
         self.assertEqual(proxy.file, b"http://192.168.77.1:8080/boot.ipxe")
 
     def test_real_packets_round_trip_byte_for_byte(self) -> None:
-        for name, frame in CLIENT_FRAMES + SERVER_FRAMES:
+        for name, frame in pcap.CLIENT_FRAMES + pcap.SERVER_FRAMES:
             raw = pcap.payload(name, frame)
             self.assertEqual(encode(decode(raw)), raw, (name, frame))
 
@@ -368,36 +350,6 @@ packets = st.builds(
 
 
 @st.composite
-def mutated_captures(draw: st.DrawFn) -> bytes:
-    """
-    A real client packet with bytes flipped, cut off or appended.
-    """
-    raw = bytearray(draw(st.sampled_from(real_client_packets())))
-    for _ in range(draw(st.integers(1, 8))):
-        action = draw(st.sampled_from(["flip", "set", "truncate", "extend", "delete", "insert"]))
-        if not raw:
-            raw += draw(st.binary(max_size=8))
-            continue
-        index = draw(st.integers(0, len(raw) - 1))
-        if action == "flip":
-            raw[index] ^= 1 << draw(st.integers(0, 7))
-        elif action == "set":
-            # Mostly aim at the options, where lengths live.
-            if len(raw) > 240 and draw(st.booleans()):
-                index = draw(st.integers(240, len(raw) - 1))
-            raw[index] = draw(st.integers(0, 255))
-        elif action == "truncate":
-            del raw[index:]
-        elif action == "extend":
-            raw += draw(st.binary(min_size=1, max_size=300))
-        elif action == "delete":
-            del raw[index:index + draw(st.integers(1, 16))]
-        else:
-            raw[index:index] = draw(st.binary(min_size=1, max_size=16))
-    return bytes(raw)
-
-
-@st.composite
 def plausible_datagrams(draw: st.DrawFn) -> bytes:
     """
     Random bytes that get past the cookie check, with a valid op and hlen
@@ -447,6 +399,6 @@ class HypothesisTests(unittest.TestCase):
         check_decode(self, raw)
 
     @FUZZ
-    @given(mutated_captures())
+    @given(pcap.mutated_captures())
     def test_mutated_captures(self, raw: bytes) -> None:
         check_decode(self, raw)

@@ -22,7 +22,6 @@ from pxed.dhcp.packet import (
     MessageType,
     Option,
     decode,
-    encode,
 )
 from pxed.dhcp.protocol import BootServerProtocol, ProxyDHCPProtocol
 from pxed.dhcp.responder import BootResponder
@@ -34,7 +33,6 @@ from pxed.testing.packets import ViaTransport
 from pxed.testing.policy import SlowPolicy
 from tests import pcap
 from tests.fixtures import write_bootloaders
-from tests.test_dhcp_packet import SERVER_FRAMES, mutated_captures
 
 MAC = "52:54:00:77:00:10"
 SERVER = "192.168.77.1"
@@ -43,35 +41,15 @@ BROADCAST = ("255.255.255.255", 68)
 FROM_NOWHERE = ("0.0.0.0", 68)
 INFO = PacketInfo(ifindex=3, local="10.1.2.3", destination="255.255.255.255")
 
-OVMF_DISCOVER = (pcap.UEFI_CAPTURE, 1)
-OVMF_REQUEST_67 = (pcap.UEFI_CAPTURE, 4)
-OVMF_REQUEST_4011 = (pcap.UEFI_CAPTURE, 6)
-IPXE_UEFI_DISCOVER = (pcap.UEFI_CAPTURE, 18)
-IPXE_UEFI_REQUEST_67 = (pcap.UEFI_CAPTURE, 21)
-IPXE_BIOS_DISCOVER = (pcap.BIOS_CAPTURE, 1)
-IPXE_BIOS_REQUEST_67 = (pcap.BIOS_CAPTURE, 4)
-
-
-def raw(frame: tuple[str, int]) -> bytes:
-    return pcap.payload(*frame)
-
-
-def changed(frame: tuple[str, int], **fields: Any) -> bytes:
-    """
-    A captured packet with some fields changed; C{options} entries with a
-    value of C{None} are removed.
-    """
-    packet = decode(raw(frame))
-    for name, value in fields.items():
-        if name == "options":
-            for code, data in value.items():
-                if data is None:
-                    packet.options.pop(code, None)
-                else:
-                    packet.options[code] = data
-        else:
-            setattr(packet, name, value)
-    return encode(packet)
+OVMF_DISCOVER = pcap.OVMF_DISCOVER
+OVMF_REQUEST_67 = pcap.OVMF_REQUEST_67
+OVMF_REQUEST_4011 = pcap.OVMF_REQUEST_4011
+IPXE_UEFI_DISCOVER = pcap.IPXE_UEFI_DISCOVER
+IPXE_UEFI_REQUEST_67 = pcap.IPXE_UEFI_REQUEST_67
+IPXE_BIOS_DISCOVER = pcap.IPXE_BIOS_DISCOVER
+IPXE_BIOS_REQUEST_67 = pcap.IPXE_BIOS_REQUEST_67
+raw = pcap.raw
+changed = pcap.changed
 
 
 class ProtocolTestCase(unittest.TestCase):
@@ -247,7 +225,7 @@ class ProxyDHCPTests(ProtocolTestCase):
         captures get no answer from either protocol, even if turned into
         a DISCOVER-typed message.
         """
-        for name, frame in SERVER_FRAMES:
+        for name, frame in pcap.SERVER_FRAMES:
             data = raw((name, frame))
             self.proxy.datagramReceived(data, (pcap.datagram(name, frame).src, 67))
             self.boot.datagramReceived(data, (pcap.datagram(name, frame).src, 4011))
@@ -442,7 +420,7 @@ class FuzzTests(ProtocolTestCase):
     @settings(max_examples=200, deadline=None,
               suppress_health_check=[HealthCheck.too_slow,
                                      HealthCheck.function_scoped_fixture])
-    @given(mutated_captures())
+    @given(pcap.mutated_captures())
     def test_mutated_datagrams(self, data: bytes) -> None:
         """
         Whatever arrives, the protocols neither raise nor log a failure,

@@ -6,19 +6,12 @@ signed file IDs, the beacon and 'once', the admin endpoint.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import treq
-from twisted.internet import defer, reactor
-from twisted.trial import unittest
-from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
+from twisted.internet import defer
 
-from pxed.config.boot import normal_mac
 from pxed.http.app import BOOT_PURPOSE, BootHTTP
 from pxed.http.files import FileCatalog
 from pxed.machine import Machine, architecture
@@ -30,95 +23,11 @@ from pxed.policy import (
     IPXEScript,
     LocalBoot,
     Rule,
-    RulePolicy,
-    StaticPolicy,
 )
 from pxed.policy.match import InterfaceMatcher, MacMatcher, Match
 from pxed.policy.request import sign_context
 from pxed.signing import Signer
-from pxed.state import MemoryBootLog
-from pxed.store import MemoryStateStore
-
-MAC = "52:54:00:ab:cd:12"
-OTHER_MAC = "52:54:00:99:88:77"
-REQUEST_TIMEOUT = 10
-KEY = b"k" * 32
-
-
-class HTTPTestCase(unittest.TestCase):
-    timeout = 60
-
-    def setUp(self) -> None:
-        self.dir = Path(self.mktemp()).absolute()
-        self.dir.mkdir()
-        self.kernel_bytes = os.urandom(150_000)
-        self.kernel = self.dir / "vmlinuz"
-        self.kernel.write_bytes(self.kernel_bytes)
-        self.initrd = self.dir / "initrd.img"
-        self.initrd.write_bytes(b"initrd contents")
-        self.spec = BootSpec(str(self.kernel), (str(self.initrd), "http://mirror.invalid/fw.img"),
-                             "console=ttyS0")
-        self.policy: Any = StaticPolicy({MAC: self.spec})
-        self.signer = Signer(KEY)
-        self.catalog = FileCatalog(self.signer)
-        self.boot_log = MemoryBootLog()
-        self.store = MemoryStateStore()
-        self.start(BootHTTP(self.policy, self.catalog, self.boot_log, store=self.store))
-
-    def start(self, app: BootHTTP) -> None:
-        self.app = app
-        port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
-
-    def rules(self, *rules: Rule) -> RulePolicy:
-        policy = RulePolicy(rules, self.store)
-        self.app.policy = policy
-        return policy
-
-    @defer.inlineCallbacks
-    def fetch(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
-        """
-        Fetch C{path} (or a full URL) and return (response, body bytes).
-        """
-        url = path if path.startswith("http://") else self.base + path
-        response = yield treq.request(method, url, pool=self.pool, timeout=REQUEST_TIMEOUT,
-                                      **kwargs)
-        body = yield treq.content(response)
-        return response, body
-
-    def context(self, mac: str = MAC, **network: Any) -> str:
-        """
-        A script URL's context as the DHCP side signs it.
-        """
-        machine = Machine(normal_mac(mac), architecture(7), ipxe=True, user_class="iPXE")
-        return sign_context(self.signer, BootRequest(machine, "proxydhcp", **network))
-
-    @defer.inlineCallbacks
-    def script(self, mac: str = MAC, arch: int = 7, extra: str = "", signed: bool = True) -> Any:
-        """
-        The script for C{mac}, fetched with a context signed as a DHCP
-        answer would (unless C{signed} is false or C{extra} has one).
-        """
-        if signed and "ctx=" not in extra:
-            extra += f"&ctx={self.context(mac)}"
-        response, body = yield self.fetch(f"/_/ipxe?mac={quote(mac)}&arch={arch}{extra}")
-        self.assertEqual(response.code, 200)
-        self.assertEqual(response.headers.getRawHeaders(b"content-type"),
-                         [b"text/plain; charset=utf-8"])
-        return body.decode("utf-8")
-
-    def kernel_url(self, script: str) -> str:
-        match = re.search(r"^kernel (\S+)", script, re.MULTILINE)
-        assert match is not None, script
-        return match.group(1)
-
-    def beacon_url(self, script: str) -> str:
-        match = re.search(r"imgfetch --name pxed-beacon (\S+)", script)
-        assert match is not None, script
-        return match.group(1)
+from pxed.testing.http import KEY, MAC, OTHER_MAC, HTTPTestCase
 
 
 class ScriptTests(HTTPTestCase):

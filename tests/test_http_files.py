@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from pxed.http.app import BootHTTP
 from pxed.http.files import ExportRefused, FileCatalog, export_path, export_url
 from pxed.signing import Signer
-from tests.test_http import KEY, HTTPTestCase
+from pxed.testing.http import KEY, HTTPTestCase
 
 
 class SignedFileTests(HTTPTestCase):

@@ -33,13 +33,7 @@ from pxed.net import PacketInfo
 from pxed.service import makeBootService
 from pxed.tftp import packet as P
 from pxed.tftp.client import TFTPError, fetch_result
-from tests.test_dhcp_protocol import (
-    IPXE_UEFI_DISCOVER,
-    OVMF_DISCOVER,
-    OVMF_REQUEST_4011,
-    changed,
-    raw,
-)
+from tests.pcap import IPXE_UEFI_DISCOVER, OVMF_DISCOVER, OVMF_REQUEST_4011, changed, raw
 
 MAC = "52:54:00:77:00:10"  # the machine in the UEFI capture
 BROKEN = "52:54:00:77:00:99"  # its script cannot be rendered

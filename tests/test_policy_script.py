@@ -18,7 +18,7 @@ from pxed.policy import BootRequest, BootSpec, LocalBoot, Rule
 from pxed.policy.match import Match, UserClassMatcher
 from pxed.policy.request import CONTEXT_PURPOSE, sign_context
 from pxed.state import MemoryBootLog
-from tests.test_http import MAC, OTHER_MAC, HTTPTestCase
+from pxed.testing.http import MAC, OTHER_MAC, HTTPTestCase
 
 
 class ScriptContextTests(HTTPTestCase):

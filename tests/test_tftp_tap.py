@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import defer, reactor
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import LogLevel, textFileLogObserver
@@ -28,16 +26,7 @@ from pxed import logs
 from pxed.ports import UDPService
 from pxed.tftp.client import TFTPError, fetch_result
 from pxed.tftp.tap import Options, makeService
-
-REPO = Path(__file__).resolve().parents[1]
-LOCAL = "127.0.0.1"
-TWISTD = "from twisted.scripts.twistd import run; run()"
-
-
-def _env() -> dict[str, str]:
-    """This checkout first on the path: the processes run the pxed under test."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+from tests.twistd import LOCAL, TWISTD, _Ended, _env, _free_port
 
 
 class OptionsTests(SynchronousTestCase):
@@ -134,12 +123,6 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(makers["pxed-tftp"].options, Options)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOCAL, 0))
-        port: int = s.getsockname()[1]
-    return port
-
 
 class ProcessTests(TestCase):
     """The command itself, as a separate process on a high port of 127.0.0.1."""
@@ -191,21 +174,3 @@ class ProcessTests(TestCase):
                 process.signalProcess("TERM")
         yield ended.done
         self.assertIn("TFTP complete: sub/file.bin", log.read_text())
-
-
-class _Ended(ProcessProtocol):
-    """Collects a child's output and fires C{done} when it has exited."""
-
-    def __init__(self) -> None:
-        self.done: defer.Deferred[None] = defer.Deferred()
-        self.output = b""
-        self.reason: Any = None
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        self.reason = reason
-        self.done.callback(None)

@@ -28,7 +28,7 @@ from pxed.config.tftp import TFTPConfig
 from pxed.ports import UDPService
 from pxed.tftp.tap import Options, makeService
 from pxed.tftp.workers import WorkerPool, _Child, share, worker_argv
-from tests.test_tftp_tap import LOCAL, TWISTD, _Ended, _env, _free_port
+from tests.twistd import LOCAL, TWISTD, _Ended, _env, _free_port
 
 
 class ShareTests(SynchronousTestCase):

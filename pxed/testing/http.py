@@ -13,14 +13,40 @@ listening port on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
+import re
 from html.parser import HTMLParser
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
 
+import treq
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
 
-__all__ = ["MemoryHTTP", "StatusRows", "Inner"]
+from pxed.config.boot import normal_mac
+from pxed.http.app import BootHTTP
+from pxed.http.files import FileCatalog
+from pxed.machine import Machine, architecture
+from pxed.policy import BootRequest, BootSpec, Rule, RulePolicy, StaticPolicy
+from pxed.policy.request import sign_context
+from pxed.signing import Signer
+from pxed.state import MemoryBootLog
+from pxed.store import MemoryStateStore
+
+__all__ = ["MemoryHTTP", "StatusRows", "Inner", "HTTPTestCase", "MAC", "OTHER_MAC", "KEY"]
+
+
+#: The machine L{HTTPTestCase}'s policy boots, and one it does not know.
+MAC = "52:54:00:ab:cd:12"
+OTHER_MAC = "52:54:00:99:88:77"
+REQUEST_TIMEOUT = 10
+#: The test case's signing key.
+KEY = b"k" * 32
 
 
 class MemoryHTTP:
@@ -109,3 +135,87 @@ class Inner(Resource):
         self.paths.append(request.path)
         request.setResponseCode(404)
         return b"inner\n"
+
+
+class HTTPTestCase(unittest.TestCase):
+    """
+    pxed's web application (L{BootHTTP}) on a real port of 127.0.0.1,
+    booting C{MAC} with a kernel, an initrd and a remote file from a
+    temporary directory; C{fetch} and C{script} ask it as iPXE would.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).absolute()
+        self.dir.mkdir()
+        self.kernel_bytes = os.urandom(150_000)
+        self.kernel = self.dir / "vmlinuz"
+        self.kernel.write_bytes(self.kernel_bytes)
+        self.initrd = self.dir / "initrd.img"
+        self.initrd.write_bytes(b"initrd contents")
+        self.spec = BootSpec(str(self.kernel), (str(self.initrd), "http://mirror.invalid/fw.img"),
+                             "console=ttyS0")
+        self.policy: Any = StaticPolicy({MAC: self.spec})
+        self.signer = Signer(KEY)
+        self.catalog = FileCatalog(self.signer)
+        self.boot_log = MemoryBootLog()
+        self.store = MemoryStateStore()
+        self.start(BootHTTP(self.policy, self.catalog, self.boot_log, store=self.store))
+
+    def start(self, app: BootHTTP) -> None:
+        self.app = app
+        from twisted.internet import reactor
+
+        port: Any = cast(Any, reactor).listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.base = f"http://127.0.0.1:{port.getHost().port}"
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    def rules(self, *rules: Rule) -> RulePolicy:
+        policy = RulePolicy(rules, self.store)
+        self.app.policy = policy
+        return policy
+
+    @inlineCallbacks
+    def fetch(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
+        """
+        Fetch C{path} (or a full URL) and return (response, body bytes).
+        """
+        url = path if path.startswith("http://") else self.base + path
+        response = yield treq.request(method, url, pool=self.pool, timeout=REQUEST_TIMEOUT,
+                                      **kwargs)
+        body = yield treq.content(response)
+        return response, body
+
+    def context(self, mac: str = MAC, **network: Any) -> str:
+        """
+        A script URL's context as the DHCP side signs it.
+        """
+        machine = Machine(normal_mac(mac), architecture(7), ipxe=True, user_class="iPXE")
+        return sign_context(self.signer, BootRequest(machine, "proxydhcp", **network))
+
+    @inlineCallbacks
+    def script(self, mac: str = MAC, arch: int = 7, extra: str = "", signed: bool = True) -> Any:
+        """
+        The script for C{mac}, fetched with a context signed as a DHCP
+        answer would (unless C{signed} is false or C{extra} has one).
+        """
+        if signed and "ctx=" not in extra:
+            extra += f"&ctx={self.context(mac)}"
+        response, body = yield self.fetch(f"/_/ipxe?mac={quote(mac)}&arch={arch}{extra}")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"),
+                         [b"text/plain; charset=utf-8"])
+        return body.decode("utf-8")
+
+    def kernel_url(self, script: str) -> str:
+        match = re.search(r"^kernel (\S+)", script, re.MULTILINE)
+        assert match is not None, script
+        return match.group(1)
+
+    def beacon_url(self, script: str) -> str:
+        match = re.search(r"imgfetch --name pxed-beacon (\S+)", script)
+        assert match is not None, script
+        return match.group(1)
