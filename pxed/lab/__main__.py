@@ -4,7 +4,7 @@ Command line for the lab.
 
   python -m pxed.lab selftest --firmware bios|uefi|both --workdir DIR
       boot a QEMU client from a reference dnsmasq ProxyDHCP server (no pxed)
-  python -m pxed.lab demo [--firmware bios|uefi|uefi-http] [--lan relay|direct]
+  python -m pxed.lab demo [--firmware bios|uefi|uefi-http|uefi-sb|...] [--lan relay|direct]
                           [--dhcp-server] [--workdir DIR]
       pxed's main job: boot a QEMU machine from a real pxed, console shown
   python -m pxed.lab cleanup --workdir DIR

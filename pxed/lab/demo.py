@@ -240,9 +240,17 @@ def demo(firmware: str, workdir: Path, timeout: float, second_lan: str | None = 
               f"{Lab.SERVER_IP}; files in {workdir}")
     if second_lan is not None:
         print(f"  the machine is on a second LAN ({second_lan}): see pxed/lab/lan2.py")
+    secure: dict[str, Any] = {}
+    if firmware == "uefi-sb":
+        # Secure Boot: Debian's signed shim, GRUB and kernel; the LAN's DHCP
+        # server names pxed as next-server, which Debian's GRUB needs.
+        print("  Secure Boot on (Microsoft's keys): shim -> signed GRUB -> signed kernel"
+              + ("" if dhcp_server else "; the router names pxed as next-server"))
+        secure = {"extra": "bootloaders: {x64-uefi: shim}\n",
+                  "router": () if dhcp_server else (f"--dhcp-boot=,,{Lab.SERVER_IP}",)}
     print("---- serial console ----", flush=True)
     run = boot_from_pxed(workdir, firmware, mac, timeout, console=sys.stdout,
-                         second_lan=second_lan, dhcp_server=dhcp_server)
+                         second_lan=second_lan, dhcp_server=dhcp_server, **secure)
     print("\n---- pxed's log of this boot ----")
     for line in run.pxed_log.read_text(errors="replace").splitlines():
         if "[pxed." in line or "starting on" in line:
