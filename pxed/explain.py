@@ -6,8 +6,10 @@ C{pxed explain}: what pxed would answer to each DHCP packet of a capture
 Users debug "my machine never got an answer" with it: for each packet it
 prints how the client was classified, which policy entry matched, and the
 exact reply, field by field and as bytes, or why there is none.  It runs
-the very functions the protocols run (L{pxed.dhcp.exchange}) and the real
-responder, so its answer is the server's answer.
+the very pipeline the protocols run (L{pxed.dhcp.pipeline}) and a
+responder built as the server builds it (L{pxed.runtime.build_parts}: the
+same programs, menu and signing key), so its answer is the server's
+answer, signed script URLs included.
 """
 
 from __future__ import annotations
@@ -20,19 +22,17 @@ from typing import Any
 
 import dpkt  # type: ignore[import-untyped]
 from twisted.internet.defer import ensureDeferred
-from zope.interface import implementer
+from twisted.python.failure import Failure
 
 from pxed.config import Config
-from pxed.dhcp.exchange import STAGES, Ignored, Stage, advertised_address, screen
-from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
+from pxed.dhcp.exchange import STAGES, Stage
+from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode
+from pxed.dhcp.pipeline import Arrival, Dropped, receive, respond
 from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
+from pxed.explainparts import Recording, server_responder
 from pxed.machine import Machine
 from pxed.net import PacketInfo
-from pxed.policy import IBootPolicy
-from pxed.runtime import image_cache
-from pxed.service import makePolicy
-from pxed.state import MemoryBootLog
 
 __all__ = ["Datagram", "Explanation", "read_capture", "explain", "render", "CaptureError"]
 
@@ -59,6 +59,7 @@ _OPTION_NAMES = {
     Option.CLIENT_ARCH: "client architecture",
     Option.CLIENT_NDI: "client NDI",
     Option.CLIENT_UUID: "client machine GUID",
+    Option.RELAY_AGENT_INFORMATION: "relay agent information",
     Option.IPXE_ENCAPSULATED: "iPXE options",
 }
 
@@ -147,27 +148,6 @@ def _udp(linktype: int, frame: bytes) -> tuple[tuple[str, int], tuple[str, int],
             bytes(udp.data))
 
 
-@implementer(IBootPolicy)
-class _Recording:
-    """
-    Wraps the configured policy to see what it decided, so the report
-    can name the entry that matched.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.decided: list[Any] = []
-
-    def boot_spec(self, *args: Any, **kwargs: Any) -> Any:
-        d = self.inner.boot_spec(*args, **kwargs)
-        d.addCallback(self._record)
-        return d
-
-    def _record(self, result: Any) -> Any:
-        self.decided.append(result)
-        return result
-
-
 def _entry(config: Config, machine: Machine, decided: Any) -> str:
     """
     A name for the policy entry that produced C{decided}: the rule name
@@ -203,10 +183,7 @@ def explain(
     """
     ports = {config.server.ports.dhcp: STAGES["proxydhcp"],
              config.server.ports.pxe: STAGES["bootserver"]}
-    policy = _Recording(makePolicy(config))
-    responder = BootResponder(policy, config.bootloaders, config.server.ports.http,
-                              MemoryBootLog(), menu=config.server.menu,
-                              images=image_cache(config.arm64, eager=False))
+    responder, policy, notes = server_responder(config)
     full = None
     if config.dhcp.full:
         # pxed as the DHCP server: port 67 runs that protocol, statefully.
@@ -222,7 +199,11 @@ def explain(
             if datagram.dst[1] in (67, 68, 4011) or datagram.src[1] in (67, 4011):
                 yield _not_for_us(datagram)
             continue
-        yield _explain_one(datagram, stage, config, address, interface, responder, policy)
+        result = _explain_one(datagram, stage, config, address, interface, responder, policy)
+        if result.reply is not None and result.answer is not None and \
+                result.answer.kind == "ipxe-script":
+            result.notes.extend(notes)
+        yield result
 
 
 def _not_for_us(datagram: Datagram) -> Explanation:
@@ -238,49 +219,44 @@ def _not_for_us(datagram: Datagram) -> Explanation:
 
 def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str | None,
                  interface: str | None, responder: BootResponder,
-                 policy: _Recording) -> Explanation:
+                 policy: Recording) -> Explanation:
     result = Explanation(datagram, stage.name)
-    allowed = config.server.interfaces
-    if allowed and interface not in allowed:
-        result.ignored = (f"arrived on {interface or 'an unnamed interface (pass --interface)'}, "
-                          f"and server.interfaces is {', '.join(allowed)}")
-        return result
-    try:
-        result.packet, result.machine = screen(datagram.payload, stage)
-    except Ignored as e:
-        result.ignored = str(e)
-        try:
-            result.packet = decode(datagram.payload)
-        except ValueError:
-            pass
-        return result
-    packet, machine = result.packet, result.machine
     local = address
     if local is None and datagram.dst[0] not in ("255.255.255.255", "0.0.0.0"):
         local = datagram.dst[0]  # a unicast request names the address it reached
     # What the socket's packet info would say: the address the request was
     # sent to, and the receiving interface's (only where it is known).
     info = PacketInfo(0, local or "0.0.0.0", datagram.dst[0])
-    server = advertised_address(packet, info, config.server.address, config.server.relays)
-    if server is None:
-        result.ignored = f"no address to advertise: pxed would use {UNKNOWN_ADDRESS}"
+    server = config.server
+    try:
+        request = receive(Arrival(datagram.payload, datagram.src, info, interface), stage,
+                          address=server.address, relays=server.relays,
+                          interfaces=frozenset(server.interfaces))
+    except Dropped as e:
+        result.packet, result.machine = e.packet, e.machine
+        if e.reason == "interface":
+            where = interface or "an unnamed interface (pass --interface)"
+            result.ignored = (f"arrived on {where}, and server.interfaces is "
+                              f"{', '.join(server.interfaces)}")
+        elif e.reason == "no-address":
+            result.ignored = f"no address to advertise: pxed would use {UNKNOWN_ADDRESS}"
+        else:
+            result.ignored = e.why
         return result
-    result.server = server
+    result.packet, result.machine, result.server = request.packet, request.machine, request.server
+    machine = request.machine
     policy.decided.clear()
     outcome: list[Any] = []
-    relay = packet.giaddr if packet.relayed else None
-    d = ensureDeferred(responder.answer(machine, server, stage.name, interface=interface,
-                                        relay=relay))
-    d.addBoth(outcome.append)
+    ensureDeferred(respond(request, stage, responder)).addBoth(outcome.append)
     if not outcome:
         result.ignored = "the policy did not answer at once (a slow policy: try the server)"
         return result
-    answer = outcome[0]
-    if not (answer is None or isinstance(answer, BootAnswer)):
-        result.ignored = f"the policy failed: {answer.getErrorMessage()}"
+    reply = outcome[0]
+    if isinstance(reply, Failure):
+        result.ignored = f"the policy failed: {reply.getErrorMessage()}"
         return result
     result.entry = _entry(config, machine, policy.decided[0] if policy.decided else None)
-    if answer is None:
+    if reply is None:
         if policy.decided and policy.decided[0] is not None:
             result.ignored = (f"no network bootstrap program for architecture "
                               f"{machine.arch.code} ({machine.arch.slug}): add "
@@ -288,10 +264,10 @@ def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str 
         else:
             result.ignored = "the policy has no boot for this machine"
         return result
-    result.answer = answer
-    result.reply = stage.build(packet, answer)
-    result.reply_bytes = encode(result.reply)
-    result.destination = stage.destination(packet, datagram.src)
+    result.answer = reply.answer
+    result.reply = reply.packet
+    result.reply_bytes = reply.data
+    result.destination = reply.destination
     return result
 
 

@@ -136,6 +136,7 @@ def build_parts(
     override: IBootPolicy | None = None,
     images: GrubImageCache | None = None,
     grub: Callable[..., GrubSource] | None = None,
+    signing_key: bytes | None = None,
 ) -> BootParts:
     """
     Every part C{config} decides, built anew (see L{pxed.parts}).
@@ -147,6 +148,9 @@ def build_parts(
     @param grub: makes the L{GrubSource} TFTP serves GRUB clients from,
         given these parts' C{policy}, C{catalog}, C{store}, C{hostnames}
         and C{exports} (the service binds the rest).
+    @param signing_key: the key to sign with, when the caller has read it
+        already (C{pxed explain}, which must not make one); default:
+        C{policy.signing_key}, else the store's.
     @raise ConfigError: a part cannot be built from C{config}.
     """
     pools = []
@@ -164,7 +168,7 @@ def build_parts(
         fetcher = RemoteFetcher(reactor, remote.connect_timeout, remote.idle_timeout)
         pools.append(fetcher.pool)
     policy = override or policy_from_config(config, store, api)
-    signer = Signer(config.policy.signing_key or store.signing_key())
+    signer = Signer(signing_key or config.policy.signing_key or store.signing_key())
     catalog = FileCatalog(signer, proxy_remote=remote.proxy,
                           max_age=config.policy.signing_max_age)
     exports = dict(config.policy.exports)

@@ -2,10 +2,12 @@
 """
 The ProxyDHCP (UDP 67) and PXE boot server (UDP 4011) protocols.
 
-Thin: screen the datagram (L{pxed.dhcp.exchange}), ask the
-L{BootResponder}, encode, send.  Each request is handled in its own
-Deferred so a slow policy lookup delays only the client that caused it;
-anything malformed or not network-booting is dropped without a reply (and
+Thin: each datagram goes through L{pxed.dhcp.pipeline} (screen, ask the
+L{BootResponder}, build and encode the reply), which C{pxed explain} runs
+too; what is left here needs the running server: coalescing
+retransmissions, metrics, log lines and the socket.  Each request is
+handled in its own Deferred so a slow policy lookup delays only the
+client that caused it; anything malformed or not network-booting is dropped without a reply (and
 logged only with C{log_packets}).  Each answer gets one info line, within
 a L{LogBudget} so a boot storm is answered rather than logged.
 """
@@ -20,17 +22,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from pxed.dhcp.exchange import (
-    BOOTSERVER,
-    PROXYDHCP,
-    Ignored,
-    Relays,
-    Stage,
-    advertised_address,
-    screen,
-)
+from pxed.dhcp.exchange import BOOTSERVER, PROXYDHCP, Relays, Stage
 from pxed.dhcp.logbudget import LogBudget
-from pxed.dhcp.packet import DHCPPacket, encode
+from pxed.dhcp.pipeline import Arrival, Dropped, Reply, Request, receive, respond
 from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
 from pxed.machine import Machine
@@ -110,32 +104,23 @@ class _BootProtocol(DatagramProtocol):
     ) -> None:
         observer = self.observer
         name = self._ifname(info.ifindex) if info is not None and info.ifindex else None
-        if self.interfaces and name not in self.interfaces:
-            if observer is not None:
-                observer.dhcp_dropped(self.stage)
-            if self.log_packets:
-                log.debug("{stage}: ignoring a datagram that arrived on {name}, not on {allowed}",
-                          stage=self.stage, name=name or "an unknown interface",
-                          allowed=sorted(self.interfaces))
-            return
         try:
-            packet, machine = screen(data, self.spec)
-        except Ignored as e:
+            request = receive(Arrival(data, addr, info, name), self.spec, address=self.address,
+                              relays=self.relays, interfaces=self.interfaces,
+                              route=self._route)
+        except Dropped as e:
             if observer is not None:
                 observer.dhcp_dropped(self.stage)
-            if self.log_packets:
+            if e.reason == "no-address":
+                if not self._warned or self.log_packets:
+                    self._warned = True
+                    log.warn("{stage}: no address to advertise to {mac} (set server.address)",
+                             stage=self.stage, mac=e.machine.mac if e.machine else "?")
+            elif self.log_packets:
                 log.debug("{stage}: ignoring a datagram from {peer}: {why}", stage=self.stage,
-                          peer=addr, why=str(e))
+                          peer=addr, why=e.why)
             return
-        server = advertised_address(packet, info, self.address, self.relays, self._route)
-        if server is None:
-            if observer is not None:
-                observer.dhcp_dropped(self.stage)
-            if not self._warned or self.log_packets:
-                self._warned = True
-                log.warn("{stage}: no address to advertise to {mac} (set server.address)",
-                         stage=self.stage, mac=machine.mac)
-            return
+        packet, machine = request.packet, request.machine
         key = (packet.chaddr, packet.xid)
         if key in self._pending:
             # The client retransmitted while its answer is being decided:
@@ -145,26 +130,20 @@ class _BootProtocol(DatagramProtocol):
             return
         self._pending.add(key)
         started = observer.dhcp_received(self.stage) if observer is not None else 0.0
-        relay = packet.giaddr if packet.relayed else None
-        d: Deferred[BootAnswer | None] = ensureDeferred(
-            self.responder.answer(machine, server, self.stage, interface=name, relay=relay)
-        )
-        d.addCallback(self._send, packet, machine, addr, info)
+        d: Deferred[Reply | None] = ensureDeferred(respond(request, self.spec, self.responder))
+        d.addCallback(self._send, request)
         if observer is not None:
             d.addBoth(observer.dhcp_answered, self.stage, packet, machine, addr, started)
         d.addErrback(lambda f: log.failure("{stage}: failed to answer {mac}", f,
                                            stage=self.stage, mac=machine.mac))
         d.addBoth(lambda _: self._pending.discard(key))
 
-    def _send(self, answer: BootAnswer | None, request: DHCPPacket, machine: Machine,
-              addr: tuple[str, int], info: PacketInfo | None) -> BootAnswer | None:
-        if answer is None:
+    def _send(self, reply: Reply | None, request: Request) -> BootAnswer | None:
+        if reply is None:
             return None
-        reply = self.spec.build(request, answer)
-        dest = self.spec.destination(request, addr)
-        self._write(encode(reply), dest, info)
-        self._announce(machine, answer, dest)
-        return answer
+        self._write(reply.data, reply.destination, request.arrival.info)
+        self._announce(request.machine, reply.answer, reply.destination)
+        return reply.answer
 
     def _announce(self, machine: Machine, answer: BootAnswer, dest: tuple[str, int]) -> None:
         fields = dict(mac=machine.mac, stage=self.stage, arch=machine.arch.slug,

@@ -40,6 +40,7 @@ from pxed.dhcp.packet import (
     decode,
     encode,
 )
+from pxed.dhcp.pipeline import echo_relay_information
 from pxed.dhcp.reply import BootAnswer
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
@@ -319,6 +320,8 @@ class DHCPServerProtocol(DatagramProtocol):
 
     def _send(self, request: DHCPPacket, reply: DHCPPacket, info: PacketInfo | None, what: str,
               machine: Machine | None, boot: BootAnswer | None) -> None:
+        # A relay that inserted option 82 expects it back (RFC 3046).
+        reply = echo_relay_information(request, reply)
         dest = reply_destination(request, reply)
         data = encode(reply)
         transport = self.transport
