@@ -6,6 +6,7 @@ Tests for L{pxed.http.leases}: C{GET /_/leases}, served for real on
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import treq
@@ -25,7 +26,12 @@ from pxed.testing.http import Inner
 NOW = 10_000.0
 
 
-class LeasesAPITests(unittest.TestCase):
+class ServedTestCase(unittest.TestCase):
+    """
+    A lease store with held, expired and declined records, served with
+    the status pages on 127.0.0.1.
+    """
+
     timeout = 30
 
     def setUp(self) -> None:
@@ -50,6 +56,8 @@ class LeasesAPITests(unittest.TestCase):
         body = yield treq.content(response)
         return response, body
 
+
+class LeasesAPITests(ServedTestCase):
     @defer.inlineCallbacks
     def test_held_leases_by_address(self) -> Any:
         response, body = yield self.fetch("/_/leases")
@@ -73,3 +81,30 @@ class LeasesAPITests(unittest.TestCase):
 
     def test_json_empty(self) -> None:
         self.assertEqual(leases_json([], 1.0), {"now": 1.0, "leases": []})
+
+
+class LeaseTableBrowserTests(ServedTestCase):
+    """
+    The status page in headless Chromium draws the lease table from
+    C{/_/leases} (and shows no table where there is no lease store).
+    """
+
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def test_table(self) -> Any:
+        from twisted.internet import threads
+
+        from pxed.lab.browser import render
+
+        workdir = Path(self.mktemp()).resolve()
+        workdir.mkdir()
+        dom = yield threads.deferToThread(render, f"{self.base}/_/status/", workdir, "dom",
+                                          budget_ms=3000)
+        self.assertIn('<section id="leases" class="leases">', dom)  # shown: not hidden
+        for text in ("192.168.77.110", "52:54:00:00:00:0a", "bound", "192.168.77.9",
+                     "offered"):
+            self.assertIn(text, dom)
+        # Expired and declined records are not listed.
+        self.assertNotIn("192.168.77.100<", dom)
+        self.assertNotIn("192.168.77.101", dom)
