@@ -25,6 +25,8 @@ times, the stores taking turns (the table shows medians):
     the database storm that batching avoids;
   - marks: once flags committed (the beacon's work), state file against
     PostgreSQL;
+  - leases: bound leases given to that many clients at once (full DHCP
+    mode's durable step), the lease file against PostgreSQL;
   - round trips: one query through L{pxed.pg.db.Database} (a thread pool
     in front of psycopg's pool, what pxed uses) against psycopg's asyncio
     pool on a plain asyncio loop (the alternative), concurrency 8.
@@ -227,6 +229,45 @@ async def marks(reactor: Any, workdir: Path, url: str, machines: int) -> dict[st
     return {"file_marks_per_s": machines / file_s, "pg_marks_per_s": machines / pg_s}
 
 
+async def leases(reactor: Any, workdir: Path, url: str, machines: int) -> dict[str, float]:
+    """
+    C{machines} clients each given a bound lease at once: the lease file
+    (journal, one fsync per batch) against PostgreSQL (one transaction
+    per claim, the address's row locked), full DHCP mode's durable step.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from pxed.dhcp.leases import BOUND, Lease
+    from pxed.leasefile import FileLeaseStore
+    from pxed.pg.db import Database, StateMetrics
+    from pxed.pg.leases import PgLeaseStore
+
+    now = time.time()
+    wanted = [Lease(f"mac:{i}", f"02:00:00:02:{i // 256:02x}:{i % 256:02x}",
+                    f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256 + 1}", now + 3600, BOUND)
+              for i in range(machines)]
+    store = FileLeaseStore(workdir / "leases.json", reactor)
+    store.save()
+    started = time.perf_counter()
+    await gatherResults([store.claim(lease, now) for lease in wanted])
+    file_s = time.perf_counter() - started
+    await store.close()
+    db = Database(url, reactor, StateMetrics(CollectorRegistry()))
+    db.startService()
+    try:
+        from pxed.pg.schema import migrate
+
+        await db.run(migrate)
+        shared = PgLeaseStore(db, "bench")
+        started = time.perf_counter()
+        won = await gatherResults([shared.claim(lease, now) for lease in wanted])
+        pg_s = time.perf_counter() - started
+        assert all(won)
+    finally:
+        await db.stopService()
+    return {"file_leases_per_s": machines / file_s, "pg_leases_per_s": machines / pg_s}
+
+
 async def round_trips(reactor: Any, url: str, count: int) -> dict[str, float]:
     """
     One small query C{count} times, 8 at a time: through pxed's thread
@@ -296,6 +337,10 @@ async def run_all(reactor: Any, url_for: Callable[[], str], machines: int, repea
         workdir.mkdir()
         results.setdefault("marks", []).append(await marks(reactor, workdir, url_for(),
                                                            machines))
+        workdir = workroot / f"leases-{n}"
+        workdir.mkdir()
+        results.setdefault("leases", []).append(await leases(reactor, workdir, url_for(),
+                                                             machines))
         results.setdefault("round_trips", []).append(
             await round_trips(reactor, url_for(), 4000))
     return {name: _median(runs) for name, runs in results.items()}
@@ -322,6 +367,10 @@ def report(machines: int, repeat: int, r: dict[str, Any]) -> list[str]:
     lines.append(f"once marks/s: state file {m['file_marks_per_s']:.0f}   PostgreSQL "
                  f"{m['pg_marks_per_s']:.0f}   PostgreSQL/file "
                  f"{ratio(m['pg_marks_per_s'], m['file_marks_per_s'])}")
+    le = r["leases"]
+    lines.append(f"bound leases/s: lease file {le['file_leases_per_s']:.0f}   PostgreSQL "
+                 f"{le['pg_leases_per_s']:.0f}   PostgreSQL/file "
+                 f"{ratio(le['pg_leases_per_s'], le['file_leases_per_s'])}")
     t = r["round_trips"]
     lines.append(f"query round trip (8 at a time): thread pool {t['threads_us']:.0f} us "
                  f"({t['threads_per_s']:.0f}/s), asyncio pool {t['asyncio_us']:.0f} us "

@@ -32,6 +32,7 @@ class SmallRunTests(unittest.TestCase):
                              env={**os.environ, "PYTHONPATH": str(REPO)})
         self.assertEqual(out.returncode, 0, out.stderr)
         for needle in ("offers/s (plain)", "offers/s (once )", "boot storm, 300 timeline",
-                       "one INSERT+commit per event", "once marks/s", "query round trip"):
+                       "one INSERT+commit per event", "once marks/s", "bound leases/s",
+                       "query round trip"):
             self.assertIn(needle, out.stdout)
         self.assertIn(", 1 batches", out.stdout)  # 300 events, one write
