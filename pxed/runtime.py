@@ -31,7 +31,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pxed.config import ARM64Config, Config, ConfigError, load_config
-from pxed.grub.image import GrubImageCache, GrubImageSource
+from pxed.grub.image import GrubImageCache
+from pxed.grub.imagesource import GrubImageSource
 from pxed.grub.source import GrubSource
 from pxed.http.files import FileCatalog
 from pxed.http.proxy import RemoteFetcher

@@ -1,8 +1,8 @@
 """
-Tests for L{pxed.grub.image}: the ARM64 GRUB image pxed builds, with the
-real C{grub-mkimage} and Debian's arm64 modules (C{scripts/setup} unpacks
-them), and a stand-in C{grub-mkimage} where a test needs one that fails or
-takes its time.
+Tests for L{pxed.grub.image} and L{pxed.grub.imagesource}: the ARM64
+GRUB image pxed builds, with the real C{grub-mkimage} and Debian's arm64
+modules (C{scripts/setup} unpacks them), and a stand-in C{grub-mkimage}
+where a test needs one that fails or takes its time.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pxed.grub.image import (
     MODULES,
     GrubImageCache,
     GrubImageError,
-    GrubImageSource,
     early_config,
 )
+from pxed.grub.imagesource import GrubImageSource
 from pxed.tftp.source import AccessViolation, FileNotFound, IFileSource
 from tests.grub import Workspace
 
