@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet import defer, endpoints, protocol, reactor, task
 
 from pxed.config import load_config
+from pxed.metrics import Metrics
 from pxed.service import makeBootService
 from tests.fixtures import write_bootloaders
 
@@ -34,7 +35,8 @@ class RunningPxed:
               x64-uefi: {loaders["x64-uefi"]}
             """) + textwrap.dedent(extra))
         self.config = load_config(self.path)
-        self.top: Any = makeBootService(self.config, reactor=reactor)
+        self.metrics = Metrics()
+        self.top: Any = makeBootService(self.config, reactor=reactor, metrics=self.metrics)
         self.top.startService()
         self.runtime: Any = self.top.getServiceNamed("policy")
 
