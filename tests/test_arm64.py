@@ -14,13 +14,14 @@ from typing import Any
 import treq
 from twisted.internet import defer, reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from pxed import cli
-from pxed.config import ConfigError, parse_config
+from pxed.config import ConfigError, load_config, parse_config
 from pxed.dhcp.packet import DHCPPacket, Option, encode
 from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
@@ -31,8 +32,10 @@ from pxed.http.files import FileCatalog
 from pxed.machine import Machine, architecture
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.runtime import image_cache, tftp_source
+from pxed.service import makeBootService
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from pxed.tftp.source import FileNotFound
 from tests.fixtures import write_bootloaders
 from tests.grub import Workspace, real_modules
 
@@ -200,6 +203,52 @@ class DoctorTests(unittest.TestCase):
         self.assertEqual(finding.level, "warn")
         self.assertIn("grub-common", finding.message)
         self.assertEqual(list(arm64_findings(parse_config({"arm64": False}))), [])
+        self.assertEqual(ws.count(), 0)
+
+
+class ReloadTests(unittest.TestCase):
+    def test_cache_is_a_reloadable_part(self) -> None:
+        """
+        A reload that leaves C{arm64:} alone keeps the cache (and what it
+        knows: the addresses advertised); one that changes it gives the
+        responder, the web app and TFTP a new cache at once; C{arm64:
+        false} takes it away.
+        """
+        ws = Workspace(self)
+        path = ws.root / "pxed.yaml"
+
+        def write(arm64: str) -> None:
+            path.write_text("server: {ports: {dhcp: 0, pxe: 0, tftp: 0, http: 0}}\n"
+                            f"arm64: {arm64}\n")
+
+        write(f"{{modules: {ws.modules}, cache_dir: {ws.cache}, mkimage: {ws.mkimage}}}")
+        top = makeBootService(load_config(path), reactor=MemoryReactorClock())
+        runtime: Any = top.getServiceNamed("policy")
+        service: Any = top.getServiceNamed("proxydhcp")
+        responder = service.protocol.responder
+        first = responder.images
+        self.assertIsInstance(first, GrubImageCache)
+        self.assertIs(runtime.parts.current.images, first)
+        first.advertised.add(SERVER)
+
+        path.write_text(path.read_text() + "boot: {}\n")
+        self.assertTrue(runtime.reload()[0])
+        self.assertIs(responder.images, first)
+
+        other = ws.root / "other-cache"
+        write(f"{{modules: {ws.modules}, cache_dir: {other}, mkimage: {ws.mkimage}}}")
+        self.assertTrue(runtime.reload()[0])
+        second = responder.images
+        self.assertIsNot(second, first)
+        self.assertEqual(second.cache_dir, other)
+        self.assertIs(runtime.parts.current.images, second)
+        # TFTP asks the new cache: nothing advertised there yet, nothing built.
+        self.failureResultOf(runtime.tftp.open(f"grubaa64-{SERVER}.efi", ("192.0.2.9", 9)),
+                             FileNotFound)
+
+        write("false")
+        self.assertTrue(runtime.reload()[0])
+        self.assertIsNone(responder.images)
         self.assertEqual(ws.count(), 0)
 
 
