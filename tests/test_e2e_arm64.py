@@ -84,3 +84,19 @@ class EndToEndARM64Tests(unittest.TestCase):
         self.assertEqual(self._first_program(run), "grubaa64-192.168.99.1.efi")
         images = list((DEFAULT_CACHE_DIR / "grub-arm64-efi").glob("192.168.99.1-*.efi"))
         self.assertEqual(len(images), 1, images)
+
+    def test_arm64_through_relay(self) -> None:
+        """
+        An ARM64 machine on 192.168.88.0/24 behind a DHCP relay: the
+        relayed offer names pxed's image for 192.168.77.1, and the GRUB
+        inside reaches pxed across the router (through the gateway the
+        firmware's DHCP gave it).
+        """
+        mac = "52:54:00:77:00:70"
+        run, log = self._boot("arm64", mac, second_lan="relay")
+        self.assertIn(f"{mac}: proxydhcp arm64-uefi -> grubaa64-192.168.77.1.efi", log)
+        self.assertEqual(self._first_program(run), "grubaa64-192.168.77.1.efi")
+        files = [e for e in run.timeline if e["stage"] in ("kernel", "initrd")]
+        peers = {e["fields"].get("peer") for e in files}
+        self.assertEqual(len(peers), 1, run.timeline)
+        self.assertTrue(str(peers.pop()).startswith("192.168.88."), run.timeline)
