@@ -201,7 +201,7 @@ class PgBootLog(service.Service):
         def done(result: object) -> None:
             self._writing = None
 
-        d = self.db.run(write).addCallbacks(written, failed)
+        d = self.db.run(write, probe=True).addCallbacks(written, failed)
         d.addBoth(done)
         self._writing = d
         return d
@@ -236,7 +236,8 @@ class PgBootLog(service.Service):
         def done(result: object) -> None:
             self._reading = None
 
-        d = self.db.run(read).addCallbacks(merged, lambda f: f.trap(StateUnavailable) and None)
+        d = self.db.run(read, probe=True).addCallbacks(
+            merged, lambda f: f.trap(StateUnavailable) and None)
         d.addBoth(done)
         self._reading = d
         return d

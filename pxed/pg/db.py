@@ -29,7 +29,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from psycopg_pool import ConnectionPool, PoolTimeout
 from twisted.application import service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -133,14 +133,23 @@ class Database(service.Service):
     def _close(self) -> None:
         self.pool.close(timeout=self.wait)
 
-    def run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> Deferred[_T]:
+    def run(self, work: Callable[[psycopg.Connection[Any]], _T],
+            probe: bool = False) -> Deferred[_T]:
         """
         Call C{work(connection)} on a pool thread with a pooled connection
         (in autocommit mode: C{work} opens its own transactions).
 
+        During an outage requests fail at once rather than each waiting
+        for the connection timeout (a burst of them would queue behind one
+        another for minutes); only C{probe} calls (the periodic timeline
+        poll and write) try the server, and the first that reaches it ends
+        the outage.
+
         @return: C{work}'s result; L{StateUnavailable} if the server cannot
             be reached or answered too slowly.
         """
+        if self.down and not probe:
+            return fail(StateUnavailable(f"{self.where} is unreachable; retried every poll"))
         d: Deferred[_T] = deferToThreadPool(self.reactor, self.threads, self._call, work)
         d.addCallbacks(self._reached, self._failed)
         return d
