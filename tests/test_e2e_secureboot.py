@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from pathlib import Path
 
 from twisted.trial import unittest
 
 from pxed.lab.demo import BootRun, boot_from_pxed
 from pxed.lab.netns import Lab, tail
+from pxed.lab.payload import find_kernel
 from tests.e2e import BOOT_TIMEOUT, in_order, require_lab, step
 
 #: The steps of a shim boot in proxy mode: pxed's offer and 4011 ACK name
@@ -37,6 +39,27 @@ SHIM_FULL_DHCP_STEPS = ["offer", "tftp-start", "program", "script", "kernel", "i
 
 #: What EDK2 prints when Secure Boot refuses an image.
 REFUSED = b"Access Denied"
+
+
+def unsigned_copy(kernel: Path, target: Path) -> Path:
+    """
+    C{kernel} without its Authenticode signature, as a locally built kernel
+    would be: the PE security directory emptied and its certificate table
+    (at the end of the file) cut off.
+    """
+    data = bytearray(kernel.read_bytes())
+    pe = struct.unpack_from("<I", data, 0x3C)[0]
+    if data[pe:pe + 4] != b"PE\0\0":
+        raise AssertionError(f"{kernel} is not a PE image")
+    optional = pe + 24
+    directories = optional + (112 if struct.unpack_from("<H", data, optional)[0] == 0x20B else 96)
+    security = directories + 4 * 8
+    offset, size = struct.unpack_from("<II", data, security)
+    if not offset or offset + size != len(data):
+        raise AssertionError(f"{kernel} has no signature table at its end")
+    struct.pack_into("<II", data, security, 0, 0)
+    target.write_bytes(bytes(data[:offset]))
+    return target
 
 
 class SecureBootTests(unittest.TestCase):
@@ -126,4 +149,34 @@ class SecureBootTests(unittest.TestCase):
             self.assertNotIn(later, steps, why)
         last = [e for e in run.timeline if step(e) == "program"][-1]
         self.assertEqual(last["fields"].get("file"), "snponly.efi", why)
+        run.pcap.unlink(missing_ok=True)
+
+    def test_unsigned_kernel_refused(self) -> None:
+        """
+        The chain up to GRUB is signed, the kernel is not: GRUB has shim
+        check it and refuses it, pxed's configuration says the boot failed,
+        and the timeline shows the GRUB configuration and the kernel's
+        download, but no beacon.
+        """
+        mac = "52:54:00:77:00:a3"
+        require_lab()
+        workdir = Path(self.mktemp()).resolve()
+        workdir.mkdir(parents=True)
+        kernel = unsigned_copy(find_kernel(), workdir / "vmlinuz-unsigned")
+        run = boot_from_pxed(workdir, "uefi-sb", mac, BOOT_TIMEOUT,
+                             extra="bootloaders: {x64-uefi: shim}\n",
+                             router=(f"--dhcp-boot=,,{Lab.SERVER_IP}",),
+                             expect=b"pxed: the boot failed", kernel=kernel)
+        why = self._explain(run, workdir)
+        self.assertTrue(run.ok, f"GRUB's configuration never said the boot failed; {why}")
+        self.assertTrue(run.pxed_survived, why)
+        serial = run.serial.read_text(errors="replace")
+        self.assertNotIn("Linux version", serial, why)
+        self.assertIn("error: bad shim signature", serial, why)  # GRUB's reason, then pxed's
+        steps = [step(e) for e in run.timeline]
+        self.assertEqual(in_order(run.timeline, ["offer", "bootserver", "program", "script",
+                                                 "kernel"]),
+                         ["offer", "bootserver", "program", "script", "kernel"], why)
+        self.assertNotIn("booted", steps, why)
+        self.assertNotIn("initrd", steps, why)
         run.pcap.unlink(missing_ok=True)

@@ -38,7 +38,8 @@ def twistd() -> str:
 
 
 def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
-                      firmware: str = "bios", extra: str = "", cmdline: str = "") -> Path:
+                      firmware: str = "bios", extra: str = "", cmdline: str = "",
+                      kernel: Path | None = None) -> Path:
     """
     A pxed configuration that boots C{mac} into the lab payload: Debian's
     kernel and a busybox initrd that prints L{MARKER} with C{token}.  For
@@ -49,6 +50,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
         indented by two spaces.
     @param extra: more top-level YAML sections (e.g. L{full_dhcp}).
     @param cmdline: more kernel arguments.
+    @param kernel: the x86 kernel to boot instead of Debian's.
     """
     console = "ttyS0,115200"
     if firmware.startswith("arm64"):
@@ -56,7 +58,7 @@ def write_pxed_config(workdir: Path, mac: str, token: str, server: str = "",
         initrd = build_initrd(workdir / "initrd.gz", busybox)
         console = "ttyAMA0,115200"
     else:
-        kernel = find_kernel()
+        kernel = kernel or find_kernel()
         initrd = build_initrd(workdir / "initrd.gz")
     config = workdir / "pxed.yaml"
     config.write_text(
@@ -151,6 +153,7 @@ def boot_from_pxed(
     cmdline: str = "",
     router: tuple[str, ...] = (),
     expect: bytes | None = None,
+    kernel: Path | None = None,
 ) -> BootRun:
     """
     Build the lab, start pxed and boot one machine from it.
@@ -170,11 +173,13 @@ def boot_from_pxed(
     @param router: more arguments for the LAN's DHCP server (dnsmasq).
     @param expect: what ends the boot in the serial log (default: the
         payload's marker with this run's token); C{ok} says it was seen.
+    @param kernel: the x86 kernel to boot instead of Debian's.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     config = write_pxed_config(workdir, mac, token, server, firmware,
-                               (full_dhcp(workdir) if dhcp_server else "") + extra, cmdline)
+                               (full_dhcp(workdir) if dhcp_server else "") + extra, cmdline,
+                               kernel)
     serial = workdir / "serial.log"
     pxed_log = workdir / "pxed.log"
     needle = expect if expect is not None else f"{MARKER}{token}".encode()
