@@ -94,9 +94,12 @@ def early_config(address: str) -> str:
     """
     The configuration built into the image: GRUB's root and prefix on
     pxed's TFTP server at C{address}, whatever the DHCP ACK named.
-    C{normal} then reads C{/grub/grub.cfg} from there.
+    C{normal} then reads C{/grub/grub.cfg} from there, without first
+    probing ten other names (C{grub.cfg-01-MAC}, C{grub.cfg-C0A84D...}):
+    pxed's C{grub.cfg} finds each machine's own configuration itself.
     """
-    return f"set root=(tftp,{address})\nset prefix=(tftp,{address})/grub\n"
+    return (f"set root=(tftp,{address})\nset prefix=(tftp,{address})/grub\n"
+            "set feature_net_search_cfg=n\n")
 
 
 @dataclass(frozen=True)
