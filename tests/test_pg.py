@@ -350,3 +350,47 @@ class WiringTests(PgTestCase):
         self.assertIsInstance(keeper.store, PgLeaseStore)
         self.assertIsInstance(top.getServiceNamed("policy").store,
                               type(open_shared_state(config, reactor, Metrics()).store))
+
+
+class BeaconTests(PgTestCase):
+    def beacon(self, web: Any, signer: Signer) -> Any:
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from pxed.http.app import BOOT_PURPOSE, ONCE_PURPOSE
+
+        request = DummyRequest([b"_", b"booting"])
+        request.args = {b"mac": [MAC.encode()],
+                        b"boot": [signer.sign(BOOT_PURPOSE, MAC).encode()],
+                        b"once": [signer.sign(ONCE_PURPOSE, f"{MAC} install").encode()]}
+        return request, web.beacon(request)
+
+    @defer.inlineCallbacks
+    def test_committed_before_ok_or_503(self) -> Any:
+        """
+        The beacon answers once the flag is committed; with the database
+        down it answers 503, and the flag is written when it is back.
+        """
+        from pxed.http.app import BootHTTP, FileCatalog
+        from pxed.state import MemoryBootLog
+
+        a = self.open("a")
+        signer = Signer(a.store.signing_key())
+        web = BootHTTP(RulePolicy([]), FileCatalog(signer), MemoryBootLog(), store=a.store)
+        request, answer = self.beacon(web, signer)
+        self.assertEqual((yield answer), b"ok\n")
+        self.assertEqual(self.sql("SELECT state FROM pxed_once"), [("done",)])
+        self.sql("DELETE FROM pxed_once")
+        self.server.stop()
+        try:
+            request, answer = self.beacon(web, signer)
+            self.assertEqual((yield answer), b"once flag not recorded\n")
+            self.assertEqual(request.responseCode, 503)
+            self.assertTrue(self.successResultOf(a.store.once_done(MAC, "install")))
+        finally:
+            self.server.start()
+        for _ in range(40):
+            yield a.boot_log.refresh()  # (retries the mark once the database answers)
+            if not a.store.unrecorded:
+                break
+            yield sleep(0.5)
+        self.assertEqual(self.sql("SELECT state, instance FROM pxed_once"), [("done", "a")])
