@@ -94,6 +94,10 @@ def makeBootService(
         # Full DHCP mode: two pxed never hand out one address twice.
         leases = leases if leases is not None else shared.leases
     store = store if store is not None else make_store(config)
+    if config.companions and config.dhcp.mode == "proxy":
+        # The one thing the Secure Boot chain needs from the site.
+        log.info("x64 UEFI clients boot shim and Debian's signed GRUB, which finds pxed only if "
+                 "the LAN's DHCP server names pxed as next-server (or set dhcp.mode: full)")
     observing = config.status
     if boot_log is None:
         boot_log = MemoryBootLog(observing.machines, observing.events, clock=reactor.seconds)

@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from pxed.config import ConfigError, load_config, parse_config
@@ -100,7 +101,7 @@ class ShimServingTests(unittest.TestCase):
         self.shim = shim_path()
         kernel = self.base / "vmlinuz"
         kernel.write_bytes(b"kernel")
-        path = self.base / "pxed.yaml"
+        path = self.path = self.base / "pxed.yaml"
         path.write_text(textwrap.dedent(f"""\
             server: {{address: 192.168.77.1, ports: {{dhcp: 0, pxe: 0, tftp: 0, http: 0}}}}
             bootloaders:
@@ -119,6 +120,18 @@ class ShimServingTests(unittest.TestCase):
             return bytes(readable.read(0, 64 << 20))
         finally:
             readable.close()
+
+    def test_next_server_note(self) -> None:
+        """
+        In proxy mode, starting says what the site's DHCP server must do.
+        """
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        makeBootService(load_config(self.path), reactor=MemoryReactorClock())
+        notes = [e for e in logged if "next-server" in e.get("log_format", "")]
+        self.assertEqual(len(notes), 1)
+        self.assertEqual(notes[0]["log_level"].name, "info")
 
     def test_bootfile(self) -> None:
         answer = self.successResultOf(ensureDeferred(self.responder.answer(
