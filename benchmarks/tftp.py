@@ -105,10 +105,15 @@ def _ready(port: int, timeout: float = 30.0) -> bool:
     return False
 
 
-def _spawn(argv: list[str], log: Path, cpu: int | None) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, cpu: int | None,
+           checkout: Path | None = None) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115 - handed to the child
+    environ = env()
+    if checkout is not None:
+        # Another checkout's pxed first on the path (see --baseline).
+        environ["PYTHONPATH"] = os.pathsep.join([str(checkout), environ["PYTHONPATH"]])
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env())
+                            stdin=subprocess.DEVNULL, env=environ)
     out.close()
     if cpu is not None:
         # tftpd-hpa's per-transfer children inherit it.
@@ -116,14 +121,18 @@ def _spawn(argv: list[str], log: Path, cpu: int | None) -> subprocess.Popen[byte
     return proc
 
 
-def start_pxed(work: Path, root: Path, port: int, cpu: int | None,
-               workers: int = 1) -> subprocess.Popen[bytes]:
+def start_pxed(work: Path, root: Path, port: int, cpu: int | None, workers: int = 1,
+               checkout: Path | None = None) -> subprocess.Popen[bytes]:
     name = "pxed" if workers == 1 else f"pxed-x{workers}"
+    if checkout is not None:
+        name = "pxed-baseline"
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "--nodaemon", "--pidfile=", f"--logfile={work / (name + '.log')}",
             "pxed-tftp", "--root", str(root), "--interface", ADDRESS, "--port", str(port),
-            "--max-windowsize", str(max(WINDOWS)), "--workers", str(workers)]
-    return _spawn(argv, work / f"{name}.out", cpu)
+            "--max-windowsize", str(max(WINDOWS))]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    return _spawn(argv, work / f"{name}.out", cpu, checkout)
 
 
 def start_hpa(work: Path, root: Path, port: int, cpu: int | None) -> subprocess.Popen[bytes]:
@@ -212,6 +221,9 @@ def atftp(port: int, name: str, size: int, blksize: int, windowsize: int, out: P
 def servers(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The servers measured, by name, with how to start each."""
     found: list[tuple[str, Any]] = [("tftpd-hpa", start_hpa), ("pxed", start_pxed)]
+    if args.baseline is not None:
+        found.append(("pxed-baseline",
+                      lambda *a: start_pxed(*a, checkout=args.baseline.resolve())))
     for n in args.workers:
         if n > 1:
             found.append((f"pxed x{n}", lambda *a, n=n: start_pxed(*a, workers=n)))
@@ -273,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
             for _ in range(args.repeat):
                 for server, (_proc, port) in procs.items():
-                    if server not in ("tftpd-hpa", "pxed"):
+                    if server.startswith("pxed x"):
                         continue  # one transfer is served by one process
                     hpa = server == "tftpd-hpa"
                     for i, (b, w) in enumerate((b, w) for b in BLKSIZES
@@ -284,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     runs.setdefault(("grub", server, 0), []).append(
                         single(port, "big.bin", big, big_size, GRUB_BLKSIZE, 1, 1, tsize=True))
                 for server, (_proc, port) in procs.items():
-                    windows = (1,) if server != "pxed" else (1, 4, 16)
+                    windows = (1, 4, 16) if server in ("pxed", "pxed-baseline") else (1,)
                     for i, w in enumerate(windows):
                         runs.setdefault(("concurrent", server, i), []).append(
                             concurrent(port, "small.bin", small, small_size, args.concurrent,
@@ -319,7 +331,7 @@ def table(results: dict[str, Any]) -> str:
     rows = [("server", "blksize", "window", "MB/s", "vs tftpd-hpa", "client CPU")]
     grub_rows = results.get("grub", {})
     hpa.update({(r["blksize"], True): r for r in grub_rows.get("tftpd-hpa", [])})
-    for server in ("tftpd-hpa", "pxed"):
+    for server in results["single"]:
         for r in [*results["single"][server], *grub_rows.get(server, [])]:
             grub = r.get("tsize", False)
             rows.append((server, f"{r['blksize']}" + (" GRUB" if grub else ""),
@@ -370,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the concurrent downloads from pxed-tftp --workers N "
                         "(repeatable; with --pin none both servers may use every CPU, as "
                         "tftpd-hpa's per-client processes do)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="also measure the pxed of another checkout (a git worktree of "
+                        "the commit before a change), as pxed-baseline: before and after "
+                        "in the same run")
     parser.add_argument("--check-client", action="store_true",
                         help="also time atftp (a C client) on the lock-step download")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
