@@ -22,6 +22,7 @@ replaces it whole.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import shlex
@@ -128,7 +129,8 @@ class GrubSource:
         self.http_port = http_port
         self.address = address
         self.policy: IBootPolicy = policy if policy is not None else RulePolicy(())
-        self.catalog = catalog if catalog is not None else FileCatalog(Signer(b"\0" * 32))
+        # Without a catalog, a key of its own: file IDs nobody else can make.
+        self.catalog = catalog if catalog is not None else FileCatalog(Signer(os.urandom(32)))
         self.store: IStateStore = store if store is not None else MemoryStateStore()
         self.hostnames = dict(hostnames or {})
         self.exports = dict(exports or {})
