@@ -63,10 +63,10 @@ def unsigned_copy(kernel: Path, target: Path) -> Path:
 
 
 class SecureBootTests(unittest.TestCase):
-    def _boot(self, mac: str, **kw: object) -> tuple[BootRun, Path]:
+    def _boot(self, mac: str, firmware: str = "uefi-sb", **kw: object) -> tuple[BootRun, Path]:
         require_lab()
         workdir = Path(self.mktemp()).resolve()
-        run = boot_from_pxed(workdir, "uefi-sb", mac, BOOT_TIMEOUT, **kw)  # type: ignore[arg-type]
+        run = boot_from_pxed(workdir, firmware, mac, BOOT_TIMEOUT, **kw)  # type: ignore[arg-type]
         return run, workdir
 
     def _explain(self, run: BootRun, workdir: Path) -> str:
@@ -109,6 +109,22 @@ class SecureBootTests(unittest.TestCase):
         self.assertIn("shimx64.efi", files, why)
         self.assertIn("grubx64.efi", files, why)
         self.assertTrue(any(re.fullmatch(r"/?grub/grub\.cfg", f or "") for f in files), why)
+        run.pcap.unlink(missing_ok=True)
+
+    def test_shim_chain_with_secure_boot_off(self) -> None:
+        """
+        The same chain on OVMF without Secure Boot: shim just runs GRUB,
+        and the kernel says Secure Boot was off.
+        """
+        mac = "52:54:00:77:00:a4"
+        run, workdir = self._boot(mac, firmware="uefi", extra="bootloaders: {x64-uefi: shim}\n",
+                                  router=(f"--dhcp-boot=,,{Lab.SERVER_IP}",))
+        why = self._explain(run, workdir)
+        self.assertTrue(run.ok, f"no boot marker; {why}")
+        serial = run.serial.read_text(errors="replace")
+        self.assertNotIn("Secure boot enabled", serial, why)
+        self.assertIn("secureboot: Secure boot disabled", serial, why)
+        self.assertEqual(in_order(run.timeline, SHIM_STEPS), SHIM_STEPS, why)
         run.pcap.unlink(missing_ok=True)
 
     def test_shim_chain_with_pxed_as_dhcp_server(self) -> None:
