@@ -84,15 +84,17 @@ class ILeaseStore(Interface):
 
     def holder(address: str) -> Deferred[Lease | None]:
         """
-        The record of C{address}, held or expired, or C{None}.
+        The record of C{address}, held or expired, or C{None}.  Asked
+        about a few addresses for each offer (L{pxed.dhcp.allocator}), so
+        it should be an index lookup.
         """
 
     def leases() -> Deferred[list[Lease]]:
         """
         Every record, held or expired, in no particular order: what the
-        allocator chooses free addresses from, and what the status page
-        and C{/_/leases} show.  A snapshot: a L{claim} may still lose to
-        another server after it.
+        allocator chooses from when the few addresses it asked L{holder}
+        about are taken, and what the status page and C{/_/leases} show.
+        A snapshot: a L{claim} may still lose to another server after it.
         """
 
 
