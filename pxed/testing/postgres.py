@@ -11,10 +11,12 @@ installs it.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -45,6 +47,16 @@ def _bindir() -> Path:
         raise RuntimeError("PostgreSQL is not installed: run scripts/setup (Debian package "
                            "'postgresql')")
     return Path(found[-1]).parent
+
+
+def _die_with_parent() -> None:
+    """
+    In the server's process before it runs (after the switch to the
+    postgres user): a test run killed before it could remove its server
+    takes the server down with it (SIGQUIT: an immediate shutdown).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGQUIT)  # PR_SET_PDEATHSIG
 
 
 class PostgresServer:
@@ -98,7 +110,7 @@ class PostgresServer:
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              *settings],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.base, user=self._uid, group=self._gid,
-            extra_groups=[], env=self._env)
+            extra_groups=[], env=self._env, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
