@@ -16,6 +16,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
+from pxed.grub import image
 from pxed.grub.image import (
     MODULES,
     GrubImageCache,
@@ -83,6 +84,29 @@ class ImageTests(TestCase):
         upgraded = yield cache.image("192.0.2.1")
         self.assertNotIn(upgraded, (first, rebuilt, listed))
         self.assertEqual(self.ws.count(), 5)
+
+    def test_module_listing_reread(self) -> None:
+        """
+        The module directory is read again when it changes, and a file
+        overwritten in place (the directory unchanged) counts after
+        L{image.LISTING_TTL} seconds.
+        """
+        now = [1000.0]
+        self.patch(image.time, "monotonic", lambda: now[0])
+        cache = self.ws.make()
+        first = cache.fingerprint("192.0.2.1")
+        module = self.ws.modules / "echo.mod"
+        content = module.read_bytes()
+        module.unlink()
+        module.write_bytes(content)
+        second = cache.fingerprint("192.0.2.1")
+        self.assertNotEqual(second, first, "a file replaced changes the directory")
+        directory = os.stat(self.ws.modules)
+        os.utime(module, ns=(0, 0))  # in place: the directory stays as it was
+        os.utime(self.ws.modules, ns=(directory.st_atime_ns, directory.st_mtime_ns))
+        self.assertEqual(cache.fingerprint("192.0.2.1"), second)
+        now[0] += image.LISTING_TTL + 1
+        self.assertNotEqual(cache.fingerprint("192.0.2.1"), second)
 
     @defer.inlineCallbacks
     def test_never_half_written(self) -> Any:
