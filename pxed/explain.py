@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,8 @@ from pxed.config import Config
 from pxed.dhcp.exchange import STAGES, Stage
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode
 from pxed.dhcp.pipeline import Arrival, Dropped, receive, respond
-from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
-from pxed.explainparts import Recording, server_responder
-from pxed.machine import Machine
+from pxed.explainparts import Datagram, Explanation, Recording, entry_name, server_responder
 from pxed.net import PacketInfo
 
 __all__ = ["Datagram", "Explanation", "read_capture", "explain", "render", "CaptureError"]
@@ -68,44 +65,6 @@ class CaptureError(Exception):
     """
     The capture cannot be read.
     """
-
-
-@dataclass(frozen=True)
-class Datagram:
-    """
-    One UDP datagram to explain; C{frame} counts from 1 like Wireshark.
-    """
-
-    frame: int
-    src: tuple[str, int]
-    dst: tuple[str, int]
-    payload: bytes
-
-
-@dataclass
-class Explanation:
-    """
-    What pxed makes of one datagram.
-
-    @ivar stage: the port's role (C{proxydhcp}, C{bootserver}), or C{None}
-        for a datagram to a port pxed does not answer on (a reply to a
-        client, for instance).
-    @ivar ignored: why there is no reply, when there is none.
-    @ivar entry: the policy entry that matched, if any.
-    """
-
-    datagram: Datagram
-    stage: str | None
-    packet: DHCPPacket | None = None
-    machine: Machine | None = None
-    server: str | None = None
-    entry: str | None = None
-    answer: BootAnswer | None = None
-    reply: DHCPPacket | None = None
-    reply_bytes: bytes = b""
-    destination: tuple[str, int] | None = None
-    ignored: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def read_capture(path: Path) -> list[Datagram]:
@@ -146,24 +105,6 @@ def _udp(linktype: int, frame: bytes) -> tuple[tuple[str, int], tuple[str, int],
     udp = ip.data
     return ((socket.inet_ntoa(ip.src), udp.sport), (socket.inet_ntoa(ip.dst), udp.dport),
             bytes(udp.data))
-
-
-def _entry(config: Config, machine: Machine, decided: Any) -> str:
-    """
-    A name for the policy entry that produced C{decided}: the rule name
-    when the policy gives one, else the configuration key it came from.
-    """
-    if decided is None:
-        return "none: no entry for this machine (pxed stays silent)"
-    rule = getattr(decided, "rule", None)
-    if rule:
-        return str(rule)
-    machines = getattr(config, "machines", {}) or {}
-    if machine.mac in machines and machines[machine.mac] == decided:
-        return f'boot.machines."{machine.mac}"'
-    if getattr(config, "default", None) == decided:
-        return "boot.default"
-    return "the policy's answer"
 
 
 def explain(
@@ -255,7 +196,7 @@ def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str 
     if isinstance(reply, Failure):
         result.ignored = f"the policy failed: {reply.getErrorMessage()}"
         return result
-    result.entry = _entry(config, machine, policy.decided[0] if policy.decided else None)
+    result.entry = entry_name(config, machine, policy.decided[0] if policy.decided else None)
     if reply is None:
         if policy.decided and policy.decided[0] is not None:
             result.ignored = (f"no network bootstrap program for architecture "

@@ -29,7 +29,7 @@ from pxed.leasestore import MemoryLeaseStore
 from pxed.net import PacketInfo
 
 if TYPE_CHECKING:
-    from pxed.explain import Datagram, Explanation
+    from pxed.explainparts import Datagram, Explanation
 
 __all__ = ["FullModeExplainer"]
 
@@ -76,7 +76,7 @@ class FullModeExplainer:
         Fill C{result} (made by the caller for C{datagram}) with what the
         server does.
         """
-        from pxed.explain import _entry
+        from pxed.explainparts import entry_name
 
         try:
             result.packet = decode(datagram.payload)
@@ -97,7 +97,7 @@ class FullModeExplainer:
         self.protocol.datagramReceivedWithInfo(datagram.payload, datagram.src, info)
         self.clock.advance(1)  # answers wait for the next reactor turn at most
         if result.machine is not None and self.policy.decided:
-            result.entry = _entry(self.config, result.machine, self.policy.decided[0])
+            result.entry = entry_name(self.config, result.machine, self.policy.decided[0])
         written = self.transport.written[before:]
         if not written:
             result.ignored = self.protocol.silence or "the server does not answer it"

@@ -1,28 +1,72 @@
 # -*- test-case-name: tests.test_explain -*-
 """
-The server's responder as C{pxed explain} builds it: from the same
-L{pxed.runtime.build_parts} as the server, with the same signing key (read,
-never created: explain must not write the state), so the script URLs it
-shows carry the signed context the server's carry.
+What C{pxed explain} is made of, apart from reading captures and printing:
+the datagrams and explanations, and the server's responder as explain
+builds it: from the same L{pxed.runtime.build_parts} as the server, with
+the same signing key (read, never created: explain must not write the
+state), so the script URLs it shows carry the signed context the server's
+carry.  L{pxed.explainfull} (full DHCP mode) uses these too.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zope.interface import implementer
 
 from pxed.config import Config
+from pxed.dhcp.packet import DHCPPacket
+from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
+from pxed.machine import Machine
 from pxed.parts import LiveParts
 from pxed.policy import IBootPolicy
 from pxed.runtime import build_parts, image_cache, make_store, policy_from_config
 from pxed.state import MemoryBootLog
 from pxed.store import IStateStore, MemoryStateStore, read_state_file
 
-__all__ = ["Recording", "server_responder"]
+__all__ = ["Datagram", "Explanation", "Recording", "entry_name", "server_responder"]
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """
+    One UDP datagram to explain; C{frame} counts from 1 like Wireshark.
+    """
+
+    frame: int
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    payload: bytes
+
+
+@dataclass
+class Explanation:
+    """
+    What pxed makes of one datagram.
+
+    @ivar stage: the port's role (C{proxydhcp}, C{bootserver}), or C{None}
+        for a datagram to a port pxed does not answer on (a reply to a
+        client, for instance).
+    @ivar ignored: why there is no reply, when there is none.
+    @ivar entry: the policy entry that matched, if any.
+    """
+
+    datagram: Datagram
+    stage: str | None
+    packet: DHCPPacket | None = None
+    machine: Machine | None = None
+    server: str | None = None
+    entry: str | None = None
+    answer: BootAnswer | None = None
+    reply: DHCPPacket | None = None
+    reply_bytes: bytes = b""
+    destination: tuple[str, int] | None = None
+    ignored: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @implementer(IBootPolicy)
@@ -44,6 +88,24 @@ class Recording:
     def _record(self, result: Any) -> Any:
         self.decided.append(result)
         return result
+
+
+def entry_name(config: Config, machine: Machine, decided: Any) -> str:
+    """
+    A name for the policy entry that produced C{decided}: the rule name
+    when the policy gives one, else the configuration key it came from.
+    """
+    if decided is None:
+        return "none: no entry for this machine (pxed stays silent)"
+    rule = getattr(decided, "rule", None)
+    if rule:
+        return str(rule)
+    machines = getattr(config, "machines", {}) or {}
+    if machine.mac in machines and machines[machine.mac] == decided:
+        return f'boot.machines."{machine.mac}"'
+    if getattr(config, "default", None) == decided:
+        return "boot.default"
+    return "the policy's answer"
 
 
 def _signing_key(config: Config, store: IStateStore) -> tuple[bytes | None, str | None]:

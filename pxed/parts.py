@@ -34,7 +34,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from twisted.internet.defer import Deferred
 from twisted.web.client import HTTPConnectionPool
@@ -49,11 +49,6 @@ from pxed.policy import IBootPolicy
 from pxed.signing import Signer
 from pxed.store import IStateStore, MemoryStateStore
 from pxed.tftp.source import ChainSource, IFileSource
-
-if TYPE_CHECKING:
-    # Not at run time: the GRUB source reads the parts through the web
-    # app's module, which imports this one.
-    from pxed.grub.source import GrubSource
 
 __all__ = ["BootParts", "LiveParts", "LiveSource", "part"]
 
@@ -90,9 +85,9 @@ class BootParts:
     @ivar images: the GRUB images pxed builds for ARM64 clients
         (L{pxed.grub.image}), or C{None} when C{arm64.build} is off; kept
         across reloads that leave the C{arm64:} section as it was.
-    @ivar grub: GRUB clients' configurations and files over TFTP (part
-        of C{tftp}; built for these parts' policy, catalog, store,
-        hostnames and exports).
+    @ivar grub: GRUB clients' configurations and files over TFTP (a
+        L{pxed.grub.source.GrubSource}, part of C{tftp}; built for these
+        parts' policy, catalog, store, hostnames and exports).
     @ivar tftp: what TFTP serves.
     @ivar dhcp: the C{dhcp:} section, for pxed as the DHCP server: its
         ranges, router, DNS, lease time and C{clients} switch on reload
@@ -114,7 +109,7 @@ class BootParts:
     admin_token: str | None = None
     store: IStateStore = field(default_factory=MemoryStateStore)
     images: GrubImageCache | None = None
-    grub: GrubSource | None = None
+    grub: IFileSource | None = None
     tftp: IFileSource = field(default_factory=lambda: ChainSource([]))
     dhcp: DHCPConfig = field(default_factory=DHCPConfig)
     pools: tuple[HTTPConnectionPool, ...] = ()

@@ -184,3 +184,48 @@ class HeaderTests(unittest.TestCase):
                 if not module.is_file():
                     problems.append(f"{path.relative_to(root)}: {name.strip()} does not exist")
         self.assertEqual(problems, [])
+
+
+def _imports(root: Path) -> dict[str, set[str]]:
+    """
+    Each pxed module's pxed imports, those only for type checking too.
+    """
+    import ast
+
+    modules = {}
+    for path in (root / "pxed").rglob("*.py"):
+        name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pxed"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    found.add(full if full in modules else str(node.module))
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("pxed"))
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+class LayerTests(unittest.TestCase):
+    def test_no_cycle_below_the_protocols(self) -> None:
+        """
+        Script text (C{pxed.ipxe}, C{pxed.grub.config}), the policy, the
+        templates and the parts import one another in one direction only,
+        type-checking imports included.
+        """
+        graph = _imports(Path(__file__).parents[1])
+        layer = {name for name in graph if name.startswith("pxed.policy")} | {
+            "pxed.ipxe", "pxed.grub.config", "pxed.templates", "pxed.parts"}
+        for start in sorted(layer):
+            seen, todo = set(), [start]
+            while todo:
+                for nxt in graph[todo.pop()]:
+                    if nxt == start:
+                        self.fail(f"{start} imports itself through {sorted(seen)}")
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)

@@ -30,13 +30,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pxed.tftp.source import AccessViolation, name_parts
-
-if TYPE_CHECKING:
-    from pxed.policy.actions import BootSpec
-    from pxed.templates import ScriptEnv
 
 __all__ = [
     "GrubConfigError",
@@ -92,6 +88,44 @@ class GrubConfigError(Exception):
     """
 
 
+class LinuxBoot(Protocol):
+    """
+    What a GRUB Linux entry needs (L{pxed.policy.BootSpec} is one).
+    Declared here, like L{pxed.ipxe.LinuxBoot}, so that this module, which
+    the policy's actions call, imports neither the policy nor the
+    templates.
+    """
+
+    @property
+    def kernel(self) -> str: ...
+
+    @property
+    def initrds(self) -> tuple[str, ...]: ...
+
+    @property
+    def cmdline(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class _Client(Protocol):
+    @property
+    def mac(self) -> str: ...
+
+
+class Templates(Protocol):
+    """
+    What a GRUB configuration uses of the script environment
+    (L{pxed.templates.ScriptEnv} is the one pxed passes).
+    """
+
+    @property
+    def request(self) -> _Client: ...
+
+    def render(self, text: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class GrubEnv:
     """
@@ -106,7 +140,7 @@ class GrubEnv:
     @ivar beacon: the path of this boot's beacon.
     """
 
-    script: ScriptEnv
+    script: Templates
     file_path: Callable[[str], str]
     beacon: str
 
@@ -177,7 +211,7 @@ def _beacon(path: str) -> str:
     return f"source {quote(path)}"
 
 
-def linux_config(spec: BootSpec, env: GrubEnv, mac: str, rule: str = "") -> str:
+def linux_config(spec: LinuxBoot, env: GrubEnv, mac: str, rule: str = "") -> str:
     """
     Boot Linux: load the kernel with its command line, the initrds (GRUB
     hands them to the kernel itself, so no C{initrd=} arguments), fetch
