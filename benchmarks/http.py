@@ -87,6 +87,7 @@ def serve_pxed(config_path: str, port: int, log_path: str) -> None:
 
     logs.write_to(log_path)
     globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
+    logs.sole_observer()  # as twistd with pxed's --logger
     top = makeBootService(load_config(config_path), reactor=reactor)
     for child in top:
         if child.name not in ("proxydhcp", "dhcp", "bootserver", "tftp", "http"):

@@ -48,6 +48,7 @@ def serve_pxed(config_path: str, log_path: str) -> None:
 
     logs.write_to(log_path)
     globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
+    logs.sole_observer()  # as twistd with pxed's --logger
     top = makeBootService(load_config(config_path), reactor=reactor)
     listeners = {"proxydhcp", "bootserver", "tftp", "http"}
     for child in top:

@@ -37,6 +37,8 @@ __all__ = [
     "json_observer",
     "configure_twistd",
     "set_level",
+    "sole_observer",
+    "wanted",
     "text_observer",
     "write_to",
 ]
@@ -137,6 +139,32 @@ def set_level(name: str) -> None:
     _level = LogLevel.levelWithName(name)
 
 
+#: Whether pxed's filtered observer is the only one (twistd with pxed's
+#: C{--logger}): then nothing below L{_level} is written anywhere.
+_sole = False
+
+
+def sole_observer() -> None:
+    """
+    Say that pxed's observer (L{text_observer}, L{json_observer}) is the
+    only one events reach, so that L{wanted} can tell a caller that an
+    event below the configured level would go nowhere.
+    """
+    global _sole
+    _sole = True
+
+
+def wanted(level: LogLevel) -> bool:
+    """
+    Whether an event at C{level} can be written anywhere.  A line built
+    for every request (a policy's "matched rule") asks first, so that
+    under C{twistd} at info level a boot storm does not build and drop
+    one debug event per packet.  Without L{sole_observer} (tests, pxed
+    inside another program) every event is wanted.
+    """
+    return not _sole or level >= _level
+
+
 def _output() -> IO[str]:
     if _logfile in (None, "", "-"):
         return sys.stdout
@@ -193,3 +221,4 @@ def configure_twistd(options: Any, fmt: str, level: str) -> None:
         return  # the user's own observer decides what it writes
     write_to(parent.get("logfile") or (None if parent.get("nodaemon") else "twistd.log"))
     parent["logger"] = f"pxed.logs.{fmt}_observer"
+    sole_observer()

@@ -15,7 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import Logger, LogLevel, LogPublisher, textFileLogObserver
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    LogPublisher,
+    globalLogPublisher,
+    textFileLogObserver,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
@@ -237,3 +243,51 @@ class TwistdTests(unittest.TestCase):
         self.assertGreaterEqual(len(lines), 4, raw)
         self.assertTrue(all({"time", "level", "message"} <= line.keys() for line in lines))
         self.assertTrue(any("twistd" in line["message"] for line in lines), raw)
+
+
+class WantedTests(unittest.SynchronousTestCase):
+    """
+    L{logs.wanted}: a per-request debug line is skipped before it is built
+    only when pxed's filtered observer is the only one (under twistd).
+    """
+
+    def setUp(self) -> None:
+        self.addCleanup(setattr, logs, "_sole", logs._sole)
+        self.addCleanup(logs.set_level, "info")
+        logs._sole = False
+
+    def test_everything_wanted_by_default(self) -> None:
+        logs.set_level("critical")
+        self.assertTrue(logs.wanted(LogLevel.debug))
+
+    def test_under_twistd(self) -> None:
+        config = Path(self.mktemp())
+        config.write_text("boot: {default: {kernel: /vmlinuz}}\n")
+        options = ServerOptions()
+        options.parseOptions(["pxed", "--config", str(config)])
+        self.assertEqual((logs.wanted(LogLevel.debug), logs.wanted(LogLevel.info)),
+                         (False, True))
+        logs.set_level("debug")
+        self.assertTrue(logs.wanted(LogLevel.debug))
+
+    def test_policy_line(self) -> None:
+        """The policy's "matched rule" line follows it; the answer does not."""
+        from pxed.machine import Machine, architecture
+        from pxed.policy.actions import LocalBoot
+        from pxed.policy.match import Match
+        from pxed.policy.request import BootRequest
+        from pxed.policy.rules import Rule, RulePolicy
+
+        policy = RulePolicy([Rule("all", Match(), LocalBoot())])
+        request = BootRequest(Machine("52:54:00:00:00:01", architecture(7)), "proxydhcp")
+        for sole, expected in ((False, 1), (True, 0)):
+            logs._sole = sole
+            seen: list[Any] = []
+            globalLogPublisher.addObserver(seen.append)
+            try:
+                answer = self.successResultOf(policy.boot_spec(request))
+            finally:
+                globalLogPublisher.removeObserver(seen.append)
+            self.assertEqual(answer.rule, "all")
+            self.assertEqual(sum("matched rule" in e.get("log_format", "") for e in seen),
+                             expected)

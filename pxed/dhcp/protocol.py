@@ -15,18 +15,19 @@ a L{LogBudget} so a boot storm is answered rather than logged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pxed.dhcp.exchange import BOOTSERVER, PROXYDHCP, Relays, Stage
 from pxed.dhcp.logbudget import LogBudget
 from pxed.dhcp.pipeline import Arrival, Dropped, Reply, Request, receive, respond
 from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
+from pxed.eager import Done, eager
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
 
@@ -128,9 +129,28 @@ class _BootProtocol(DatagramProtocol):
             if observer is not None:
                 observer.dhcp_dropped(self.stage)
             return
-        self._pending.add(key)
         started = observer.dhcp_received(self.stage) if observer is not None else 0.0
-        d: Deferred[Reply | None] = ensureDeferred(respond(request, self.spec, self.responder))
+        # Nearly always the answer is known at once (the rules are in
+        # memory): then it is sent now, with no Deferred; the steps are the
+        # callbacks below, in the same order.
+        d = eager(respond(request, self.spec, self.responder))
+        if isinstance(d, Done):
+            result: Any
+            try:
+                result = self._send(d.value, request)
+            except Exception:
+                result = Failure()
+            if observer is not None:
+                try:
+                    result = observer.dhcp_answered(result, self.stage, packet, machine, addr,
+                                                    started)
+                except Exception:
+                    result = Failure()
+            if isinstance(result, Failure):
+                log.failure("{stage}: failed to answer {mac}", result, stage=self.stage,
+                            mac=machine.mac)
+            return
+        self._pending.add(key)
         d.addCallback(self._send, request)
         if observer is not None:
             d.addBoth(observer.dhcp_answered, self.stage, packet, machine, addr, started)

@@ -15,10 +15,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from pxed.eager import Done, eager
+from pxed.logs import wanted
 from pxed.policy.actions import BootSpec
 from pxed.policy.interfaces import IBootAction, IBootPolicy, IRule
 from pxed.policy.match import IMatcher, MacMatcher, Match
@@ -58,7 +60,10 @@ class RulePolicy:
         self.store = store if store is not None else MemoryStateStore()
 
     def boot_spec(self, request: BootRequest) -> Deferred[IBootAction | None]:
-        return ensureDeferred(self._answer(request))
+        # In memory, the answer is known at once: a fired Deferred then,
+        # without the coroutine driver ensureDeferred puts around it.
+        started = eager(self._answer(request))
+        return succeed(started.value) if isinstance(started, Done) else started
 
     async def _answer(self, request: BootRequest) -> IBootAction | None:
         try:
@@ -82,8 +87,9 @@ class RulePolicy:
             # that is down then costs only those machines their answer.
             if rule.once and not await self._once_allowed(request, rule.name):
                 continue
-            log.debug("{mac}: {stage} matched rule {rule}", mac=request.mac,
-                      stage=request.stage, rule=rule.name)
+            if wanted(LogLevel.debug):
+                log.debug("{mac}: {stage} matched rule {rule}", mac=request.mac,
+                          stage=request.stage, rule=rule.name)
             if action.silent:
                 return None
             return dataclasses.replace(  # type: ignore[type-var]

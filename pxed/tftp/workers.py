@@ -218,6 +218,7 @@ def main(argv: list[str]) -> None:
         globalLogBeginner,
     )
 
+    from pxed import logs
     from pxed.ports import UDPService
     from pxed.tftp.protocol import TFTPServerProtocol
     from pxed.tftp.source import FilesystemSource
@@ -229,6 +230,8 @@ def main(argv: list[str]) -> None:
             fields[key] = Path(fields[key])
     config = TFTPConfig(**fields)
     level = LogLevel.levelWithName(spec["level"])
+    logs.set_level(spec["level"])
+    logs.sole_observer()
     only = LogLevelFilterPredicate(defaultLogLevel=level)
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(_JSONOut(sys.stdout), [only])],
                                      redirectStandardIO=False)
