@@ -12,12 +12,11 @@ URL) known.
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from klein import Klein
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -32,6 +31,7 @@ from pxed.config.boot import normal_mac
 from pxed.dhcp.logbudget import LogBudget
 from pxed.dhcp.responder import http_base
 from pxed.grub.image import GrubImageCache
+from pxed.http import admin
 from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
 from pxed.http.proxy import RemoteFetcher
 from pxed.machine import Machine, architecture
@@ -438,69 +438,12 @@ class BootHTTP:
             return None
         return rule
 
-    # -- administration -------------------------------------------------------
+    # -- administration (pxed.http.admin) -------------------------------------
 
     @app.route("/_/admin/reload", methods=["POST"])
     def admin_reload(self, request: IRequest) -> bytes:
-        """
-        Reload the configuration (off unless C{policy.admin} sets a token;
-        the token is compared in constant time).
-        """
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        if self.admin_token is None or self.reload is None:
-            return self._not_found(request)
-        if not self._authorized(request):
-            request.setResponseCode(403)
-            return b"forbidden\n"
-        ok, message = self.reload()
-        if not ok:
-            request.setResponseCode(409)
-        return f"{message}\n".encode()
-
-    def _authorized(self, request: IRequest) -> bool:
-        """
-        Whether the request carries C{Authorization: Bearer TOKEN} with the
-        admin token, compared in constant time.
-        """
-        if self.admin_token is None:
-            return False
-        # As bytes: the header is whatever the client sent, the token ASCII.
-        given = request.getHeader(b"authorization") or b""
-        expected = b"Bearer " + self.admin_token.encode("utf-8")
-        return hmac.compare_digest(given, expected)
+        return admin.reload(self, request)
 
     @app.route("/_/machines/<string:mac>/reinstall", methods=["POST"])
     def admin_reinstall(self, request: IRequest, mac: str):  # type: ignore[no-untyped-def]
-        """
-        Clear a machine's 'once' flags (all of them, or C{?rule=NAME}'s),
-        so its next boot goes through its 'once' rules again: installing it
-        afresh without editing the state file.  Off unless C{policy.admin}
-        sets a token.
-        """
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        if self.admin_token is None:
-            return self._not_found(request)
-        if not self._authorized(request):
-            log.warn("{peer}: refused a reinstall of {mac} without the admin token",
-                     peer=self._peer(request), mac=mac)
-            request.setResponseCode(403)
-            return b"forbidden\n"
-        normal = normal_mac(unquote(mac))
-        if not _MAC.match(normal):
-            return self._bad_request(request, "not a MAC address like 52:54:00:12:34:56")
-        rule = self._arg(request, "rule")
-        d = self.store.clear_once(normal, rule)
-
-        def cleared(_: object) -> bytes:
-            which = f"the 'once' flag of rule {rule}" if rule else "all 'once' flags"
-            log.info("{mac}: cleared {which} (admin request from {peer}); its next boot goes "
-                     "through its 'once' rules again", mac=normal, which=which,
-                     peer=self._peer(request))
-            return f"{normal}: cleared {which}\n".encode()
-
-        def failed(failure: Failure) -> bytes:
-            log.failure("{mac}: cannot clear 'once' flags", failure, mac=normal)
-            request.setResponseCode(500)
-            return f"cannot clear the flags: {failure.getErrorMessage()}\n".encode()
-
-        return d.addCallbacks(cleared, failed)
+        return admin.reinstall(self, request, mac)
