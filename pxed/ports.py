@@ -14,18 +14,26 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.application import service
+from twisted.application.service import MultiService
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from pxed.net import PacketInfoPort
 
-__all__ = ["UDPService", "TCPService", "PortError", "PortHolder", "port_holders"]
+log = Logger()
+
+__all__ = ["UDPService", "TCPService", "PortError", "PortHolder", "port_holders",
+           "OneLineStartup"]
 
 #: The configuration key of each port service, for messages.
 SETTINGS = {"proxydhcp": "server.ports.dhcp", "dhcp": "server.ports.dhcp",
@@ -199,3 +207,29 @@ class TCPService(_PortService):
     def _listen(self) -> IListeningPort:
         return self.reactor.listenTCP(self.port_number, self.factory,  # type: ignore[no-any-return]
                                       interface=self.interface)
+
+
+class OneLineStartup(MultiService):
+    """
+    Starts its services (what C{twistd pxed} and C{twistd pxed-tftp} run);
+    a port that cannot be opened becomes one error line (which port, why,
+    who holds it) and exit status 1 instead of a traceback through twistd.
+    The traceback is logged at debug level.
+
+    @param source: the configuration file, named in the line.
+    """
+
+    def __init__(self, source: str | None = None,
+                 exit: Callable[[int], Any] = sys.exit) -> None:
+        super().__init__()
+        self.source = source
+        self.exit = exit
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except PortError as e:
+            log.failure("start-up failed", Failure(), level=LogLevel.debug)
+            where = f"{self.source}: " if self.source else ""
+            log.error("pxed cannot start: {where}{error}", where=where, error=str(e))
+            self.exit(1)

@@ -21,14 +21,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService, MultiService, Service
-from twisted.logger import Logger, LogLevel
+from twisted.application.service import IService, Service
+from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
 from pxed import logs
 from pxed.config import ConfigError, check_host, load_config
-from pxed.ports import PortError
+from pxed.ports import OneLineStartup
 from pxed.service import makeBootService
 
 __all__ = ["Options", "OneLineStartup", "makeService"]
@@ -97,27 +96,6 @@ class ReloadOnSignal(Service):
         if self._previous is not None:
             signal.signal(self.signum, self._previous)
             self._previous = None
-
-
-class OneLineStartup(MultiService):
-    """
-    Starts pxed's services; a port that cannot be opened becomes one error
-    line (which port, why, who holds it) and exit status 1 instead of a
-    traceback through twistd.
-    """
-
-    def __init__(self, source: str, exit: Callable[[int], Any] = sys.exit) -> None:
-        super().__init__()
-        self.source = source
-        self.exit = exit
-
-    def startService(self) -> None:
-        try:
-            super().startService()
-        except PortError as e:
-            log.failure("start-up failed", Failure(), level=LogLevel.debug)
-            log.error("pxed cannot start: {source}: {error}", source=self.source, error=str(e))
-            self.exit(1)
 
 
 def makeService(options: Options) -> IService:

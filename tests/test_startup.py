@@ -19,8 +19,14 @@ from twisted.trial import unittest
 
 from pxed.cli import main
 from pxed.config import ConfigError, load_config
-from pxed.ports import PortError, TCPService, UDPService, explain_listen_error, port_holders
-from pxed.tap import OneLineStartup
+from pxed.ports import (
+    OneLineStartup,
+    PortError,
+    TCPService,
+    UDPService,
+    explain_listen_error,
+    port_holders,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -253,7 +259,7 @@ class PortHolderTests(unittest.TestCase):
             globalLogPublisher.removeObserver(events.append)
         self.assertEqual(exits, [1])
         self.assertEqual(len(self.flushLoggedErrors(PortError)), 1)  # the debug traceback
-        errors = [e for e in events if e.get("log_namespace") == "pxed.tap"
+        errors = [e for e in events if e.get("log_namespace") == "pxed.ports"
                   and e["log_level"].name == "error"]  # type: ignore[union-attr]
         self.assertEqual(len(errors), 1)
         self.assertEqual(errors[0]["error"], "server.ports.dhcp: cannot listen on UDP port 67: "
@@ -334,3 +340,27 @@ class TwistdTests(unittest.TestCase):
         self.assertEqual(len(errors), 1, lines)
         self.assertIn("server.ports.dhcp: cannot listen on UDP port 1000: permission denied "
                       "(ports below 1024 need root or CAP_NET_BIND_SERVICE", errors[0])
+
+    def test_pxed_tftp_port_in_use(self) -> None:
+        """
+        C{twistd pxed-tftp} says the same in one line.
+        """
+        root = Path(self.mktemp()).absolute()
+        root.mkdir()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                    "--nodaemon", "--pidfile=", "pxed-tftp", "--root", str(root),
+                    "--port", str(port), "--interface", "127.0.0.1"]
+            done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                  timeout=40)
+        lines = done.stdout.decode(errors="replace").splitlines()
+        self.assertEqual(done.returncode, 1, lines)
+        errors = [line for line in lines if "#error]" in line]
+        self.assertEqual(len(errors), 1, lines)
+        self.assertTrue(errors[0].endswith(
+            f"pxed cannot start: cannot listen on UDP port {port}: in use by {_comm()} "
+            f"(pid {os.getpid()})"), errors)
+        self.assertFalse(any("Traceback" in line for line in lines), lines)

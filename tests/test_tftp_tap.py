@@ -25,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pxed import logs
 from pxed.ports import UDPService
 from pxed.tftp.client import TFTPError, fetch_result
-from pxed.tftp.tap import Options, makeService
+from pxed.tftp.tap import Options, buildService
 from tests.twistd import LOCAL, TWISTD, _Ended, _env, _free_port
 
 
@@ -63,7 +63,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(protocol_options, {
             "max_blksize": 8968, "max_windowsize": 64, "timeout": 2.5, "retries": 3,
             "patience": 12.0, "max_transfers": 1000, "max_per_client": 2})
-        service = makeService(options)
+        service = buildService(options)
         self.assertIsInstance(service, UDPService)
         assert isinstance(service, UDPService)
         self.assertEqual((service.port_number, service.interface), (6969, LOCAL))

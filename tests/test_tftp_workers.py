@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from benchmarks.tftpclient import fetch_many
 from pxed.config.tftp import TFTPConfig
 from pxed.ports import UDPService
-from pxed.tftp.tap import Options, makeService
+from pxed.tftp.tap import Options, buildService
 from pxed.tftp.workers import WorkerPool, _Child, share, worker_argv
 from tests.twistd import LOCAL, TWISTD, _Ended, _env, _free_port
 
@@ -64,10 +64,10 @@ class OptionsTests(SynchronousTestCase):
     def test_one_by_default(self) -> None:
         options = self.parse()
         self.assertEqual(options["workers"], 1)
-        self.assertIsInstance(makeService(options), UDPService)
+        self.assertIsInstance(buildService(options), UDPService)
 
     def test_several(self) -> None:
-        service = makeService(self.parse("--workers", "3", "--port", "6969"))
+        service = buildService(self.parse("--workers", "3", "--port", "6969"))
         self.assertIsInstance(service, MultiService)
         udp, pool = list(service)  # type: ignore[call-overload]
         self.assertTrue(udp.reuse_port)

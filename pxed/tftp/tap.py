@@ -19,12 +19,12 @@ from twisted.python import usage
 from pxed import logs
 from pxed.config.reader import ConfigError, Reader
 from pxed.config.tftp import TFTPConfig, parse_tftp
-from pxed.ports import UDPService
+from pxed.ports import OneLineStartup, UDPService
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
 from pxed.tftp.workers import WorkerPool, share
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "makeService", "buildService"]
 
 _DEFAULTS = TFTPConfig()
 
@@ -106,6 +106,16 @@ class Options(usage.Options):
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    What C{twistd pxed-tftp} runs: L{buildService}, whose port errors are
+    one line (L{OneLineStartup}).
+    """
+    startup = OneLineStartup()
+    buildService(options, reactor).setServiceParent(startup)
+    return startup
+
+
+def buildService(options: Options, reactor: Any = None) -> IService:
     config: TFTPConfig = options["config"]
     assert config.root is not None
     workers = options["workers"]
