@@ -207,11 +207,19 @@ class RoutingProtocolTests(unittest.TestCase):
         self.assertEqual(self.routes, [])
 
     def test_relay_subnet_address(self) -> None:
-        proxy, transport = self.make(address="192.168.77.1", relays=RELAYS)
+        """
+        A relay subnet's own address, or the usual one for a subnet listed
+        without one (true in the configuration); a relay in no listed
+        subnet is not answered.
+        """
+        relays = (*RELAYS, (ipaddress.IPv4Network("192.0.2.0/24"), None))
+        proxy, transport = self.make(address="192.168.77.1", relays=relays)
         proxy.datagramReceivedWithInfo(encode(request(giaddr="10.2.0.1")), ("10.2.0.1", 67),
                                        ETH0)
         proxy.datagramReceivedWithInfo(encode(request(giaddr="192.0.2.1", xid=9)),
                                        ("192.0.2.1", 67), ETH0)
+        proxy.datagramReceivedWithInfo(encode(request(giaddr="198.51.100.1", xid=10)),
+                                       ("198.51.100.1", 67), ETH0)
         [(first, _), (second, _)] = transport.written
         self.assertEqual(decode(first).siaddr, "172.16.0.1")
         self.assertEqual(decode(second).siaddr, "192.168.77.1")

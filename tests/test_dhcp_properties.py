@@ -41,6 +41,8 @@ SETTINGS = settings(max_examples=300, deadline=None,
                                            HealthCheck.function_scoped_fixture])
 
 addresses = st.builds(socket.inet_ntoa, st.binary(min_size=4, max_size=4))
+#: Relay agents' addresses (10.0.0.0/8 on this imaginary site).
+relays = st.builds(lambda b: socket.inet_ntoa(b"\x0a" + b), st.binary(min_size=3, max_size=3))
 vendor_classes = st.one_of(
     st.sampled_from([b"PXEClient", b"HTTPClient", b"MSFT 5.0", b"", b"PXEClient:Arch:00007",
                      b"HTTPClient:Arch:00016:UNDI:003000", b"PXEClient:Arch:00000:UNDI:002001"]),
@@ -100,6 +102,35 @@ def boot_requests(draw: st.DrawFn) -> DHCPPacket:
     prefix = b"HTTPClient" if code == 16 else b"PXEClient"
     packet.options[Option.VENDOR_CLASS] = prefix + draw(st.binary(max_size=30))
     packet.options.pop(Option.VENDOR_SPECIFIC, None)  # no menu choice of "local boot"
+    # A giaddr a reply may go to (a unicast relay, not pxed), and a GUID
+    # of the one shape RFC 4578 allows, if any (pxed.dhcp.sanity).
+    packet.giaddr = draw(st.one_of(st.just("0.0.0.0"), relays))
+    uuid = draw(st.one_of(st.none(), st.binary(min_size=16, max_size=16)))
+    if uuid is None:
+        packet.options.pop(Option.CLIENT_UUID, None)
+    else:
+        packet.options[Option.CLIENT_UUID] = b"\0" + uuid
+    return packet
+
+
+@st.composite
+def unanswerable(draw: st.DrawFn) -> DHCPPacket:
+    """
+    Served boot requests spoiled in one way pxed must never answer: a
+    giaddr no reply may go to, or a malformed option 93 or 97.
+    """
+    packet = draw(boot_requests())
+    spoil = draw(st.sampled_from(["giaddr", "93", "97"]))
+    if spoil == "giaddr":
+        packet.giaddr = draw(st.one_of(
+            st.sampled_from(["255.255.255.255", "127.0.0.1", "127.9.9.9", SERVER, "0.1.2.3"]),
+            st.builds(lambda a: f"{a}.1.2.3", st.integers(224, 255))))
+    elif spoil == "93":
+        packet.options[Option.CLIENT_ARCH] = draw(st.sampled_from([b"", b"\x00", b"\x00\x07\x00"]))
+    else:
+        packet.options[Option.CLIENT_UUID] = draw(st.one_of(
+            st.binary(max_size=16), st.binary(min_size=18, max_size=300),
+            st.binary(min_size=16, max_size=16).map(lambda b: b"\x01" + b)))
     return packet
 
 
@@ -203,7 +234,7 @@ class PropertyTests(unittest.TestCase):
         Every served boot request is answered, once per protocol that
         handles its message type, with a reply fit for it.
         """
-        assume(local != "0.0.0.0")
+        assume(local != "0.0.0.0" and local != request.giaddr)
         sent = self.feed(encode(request), PacketInfo(2, local, "255.255.255.255"))
         discover = request.message_type == 1
         self.assertEqual(len(sent), 2)
@@ -213,6 +244,16 @@ class PropertyTests(unittest.TestCase):
             self.assertReplyTo(request, reply, dest, protocol)
             if protocol.address is None and request.giaddr == "0.0.0.0":
                 self.assertEqual(reply.siaddr, local)
+
+    @SETTINGS
+    @given(unanswerable())
+    def test_spoiled_requests_unanswered(self, request: DHCPPacket) -> None:
+        """
+        A bad giaddr or a malformed option 93 or 97 gets no reply, on
+        either port, however the rest looks.
+        """
+        sent = self.feed(encode(request), PacketInfo(2, SERVER, "255.255.255.255"))
+        self.assertEqual(sent, [])
 
     @SETTINGS
     @given(requests(), st.sampled_from([0, 2, 3, 9]))

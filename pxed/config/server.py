@@ -81,8 +81,10 @@ class ServerConfig:
     @ivar interfaces: serve DHCP only on these interfaces (requests from
         others are dropped); empty means every interface.
     @ivar relays: (subnet, address) pairs: a relayed request whose giaddr
-        is in C{subnet} is told C{address}, for hosts whose relays reach
-        pxed on an address the relayed clients cannot.
+        is in C{subnet} is told C{address} (C{None}: the usual one), for
+        hosts whose relays reach pxed on an address the relayed clients
+        cannot.  When any are listed, only relays in these subnets are
+        answered (see L{pxed.dhcp.sanity}).
     @ivar menu: the native PXE boot menu, shown only when configured.
     @ivar log_packets: log every DHCP datagram ignored, and every answer
         (debug level), for diagnosis.
@@ -92,7 +94,7 @@ class ServerConfig:
     interface: str | None = None
     ports: Ports = field(default_factory=Ports)
     interfaces: tuple[str, ...] = ()
-    relays: tuple[tuple[ipaddress.IPv4Network, str], ...] = ()
+    relays: tuple[tuple[ipaddress.IPv4Network, str | None], ...] = ()
     menu: PXEMenu | None = None
     log_packets: bool = False
 
@@ -120,16 +122,17 @@ def _interfaces(reader: Reader, value: Any) -> tuple[str, ...]:
     return names
 
 
-def _relays(reader: Reader, value: Any) -> tuple[tuple[ipaddress.IPv4Network, str], ...]:
+def _relays(reader: Reader, value: Any) -> tuple[tuple[ipaddress.IPv4Network, str | None], ...]:
     section = reader.mapping(value, "server.relays", None)
-    relays = []
+    relays: list[tuple[ipaddress.IPv4Network, str | None]] = []
     for subnet, address in section.items():
         key = f"server.relays.{subnet}"
         try:
             network = ipaddress.IPv4Network(subnet, strict=False)
         except ValueError:
             raise reader.fail(key, "is not an IPv4 subnet like 10.0.2.0/24") from None
-        relays.append((network, _advertisable(reader, address, key)))
+        # true: answered, with the address pxed would advertise anyway.
+        relays.append((network, None if address is True else _advertisable(reader, address, key)))
     # Most specific subnet first, so 10.0.2.0/24 wins over 10.0.0.0/8.
     relays.sort(key=lambda pair: -pair[0].prefixlen)
     return tuple(relays)

@@ -36,7 +36,9 @@ DHCP_CLIENT_PORT = 68
 BROADCAST = ("255.255.255.255", DHCP_CLIENT_PORT)
 
 #: (subnet, address) pairs, most specific first: see L{advertised_address}.
-Relays = Sequence[tuple[ipaddress.IPv4Network, str]]
+#: C{server.relays}: (subnet, address to advertise there, or C{None} for
+#: the usual one).
+Relays = Sequence[tuple[ipaddress.IPv4Network, str | None]]
 
 
 class Ignored(Exception):
@@ -139,7 +141,9 @@ def advertised_address(
         if giaddr is not None:
             for subnet, chosen in relays:
                 if giaddr in subnet:
-                    return chosen
+                    if chosen is not None:
+                        return chosen
+                    break
     if (not relayed and info is not None
             and any(info.destination == chosen for _, chosen in relays)):
         # Sent straight to a relay subnet's address (the 4011 request after

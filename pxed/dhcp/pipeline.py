@@ -10,8 +10,10 @@ server sends, byte for byte:
   1. L{receive}: is the datagram for us, and from whom?  In order: the
      C{server.interfaces} restriction, decoding and screening
      (L{pxed.dhcp.exchange.screen}: malformed, not a request, wrong message
-     type for the port, not network-booting), then the address to
-     advertise.  Raises L{Dropped} with the reason; returns a L{Request}.
+     type for the port, not network-booting), malformed options pxed
+     decides on or echoes and a giaddr no reply may go to
+     (L{pxed.dhcp.sanity}), then the address to advertise.  Raises
+     L{Dropped} with the reason; returns a L{Request}.
   2. L{respond}: what the responder decides for it, built into the reply
      (L{pxed.dhcp.reply}), with the relay agent information (option 82)
      echoed, encoded, and where it goes.  C{None}: silence.
@@ -38,6 +40,7 @@ from typing import Protocol
 from pxed.dhcp.exchange import Ignored, Relays, Stage, advertised_address, screen
 from pxed.dhcp.packet import DHCPPacket, Option, decode, encode
 from pxed.dhcp.reply import BootAnswer
+from pxed.dhcp.sanity import option_problem, relay_problem
 from pxed.machine import Machine
 from pxed.net import PacketInfo
 
@@ -157,6 +160,15 @@ def receive(
         packet, machine = screen(arrival.data, stage)
     except Ignored as e:
         raise Dropped("ignored", str(e), _decoded(arrival.data)) from None
+    malformed = option_problem(packet)
+    if malformed is not None:
+        raise Dropped("ignored", f"malformed: {malformed}", packet, machine)
+    info = arrival.info
+    own = (address, info.local if info else None, info.destination if info else None,
+           *(chosen for _, chosen in relays))
+    relay = relay_problem(packet, arrival.source[0], own, relays)
+    if relay is not None:
+        raise Dropped("ignored", f"giaddr {packet.giaddr} {relay}", packet, machine)
     server = advertised_address(packet, arrival.info, address, relays, route)
     if server is None:
         raise Dropped("no-address", "no address to advertise (set server.address)", packet,

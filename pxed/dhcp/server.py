@@ -42,6 +42,7 @@ from pxed.dhcp.packet import (
 )
 from pxed.dhcp.pipeline import echo_relay_information
 from pxed.dhcp.reply import BootAnswer
+from pxed.dhcp.sanity import option_problem, relay_problem
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
 from pxed.parts import LiveParts, part
@@ -212,6 +213,13 @@ class DHCPServerProtocol(DatagramProtocol):
             machine = None
             if self.dhcp.clients == "boot":
                 return self._drop(f"{e} (dhcp.clients: boot)", addr)
+        own = (self.address, info.local if info else None, info.destination if info else None,
+               *(chosen for _, chosen in self.relays))
+        relay = relay_problem(packet, addr[0], own, self.relays)
+        if relay is not None:
+            return self._drop(f"giaddr {packet.giaddr} {relay}", addr)
+        if machine is not None and (malformed := option_problem(packet)) is not None:
+            return self._drop(f"malformed: {malformed}", addr)
         server = advertised_address(packet, info, self.address, self.relays, self._route)
         if server is None:
             self._warn_once("address", "dhcp: no address to advertise to {mac} (set "
