@@ -220,12 +220,18 @@ class TransferTests(ServerTestCase):
 
     @defer.inlineCallbacks
     def test_duplicateRequest(self) -> Any:
-        """A retransmitted RRQ does not start a second transfer."""
+        """
+        A retransmitted RRQ does not start a second transfer: while the
+        client has acknowledged nothing, the running one answers it again
+        (once: one request, one answer).
+        """
         raw = self.rawClient()
-        raw.send(P.ReadRequest("small.txt"), self.addr)
         raw.send(P.ReadRequest("small.txt"), self.addr)
         pkt, tid = yield raw.next()
         self.assertEqual(pkt, P.Data(1, self.files["small.txt"]))
+        raw.send(P.ReadRequest("small.txt"), self.addr)
+        again, same = yield raw.next()
+        self.assertEqual((again, same), (pkt, tid))
         yield deferLater(reactor, 0.2, lambda: None)  # type: ignore[arg-type]
         self.assertEqual(raw.pending, 0)
         self.assertEqual(len(self.starts), 1)

@@ -310,9 +310,33 @@ class ReadSessionTests(SynchronousTestCase):
             h.clock.pump([0.5] * 100)
             self.assertEqual(h.take(), [first])
             self.assertEqual(h.result.outcome, "timeout")
+            self.assertLessEqual(h.clock.seconds(), 50.0)
             self.assertEqual(h.result.error, "client never answered")
             self.assertEqual(h.result.retransmits, 1)
             self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_lateFirstAckStillServed(self) -> None:
+        """
+        After its two first answers, a client's late ACK (within the quiet
+        time) still gets the transfer going, as does a repeated request.
+        """
+        h = Harness(b"x" * 5000, limits=SessionLimits(retries=5, patience=30))
+        h.take()
+        h.clock.pump([1, 1, 1])
+        self.assertEqual(h.take(), [data(1, b"x" * 512)])
+        self.assertEqual(h.results, [])
+        self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
+        again = Harness(b"x" * 5000, limits=SessionLimits(retries=5, patience=30))
+        again.take()
+        again.clock.pump([1, 1, 1])
+        again.take()
+        again.session.request_again()
+        self.assertEqual(again.take(), [data(1, b"x" * 512)])
+        again.clock.pump([1, 1])
+        self.assertEqual(again.take(), [data(1, b"x" * 512)])  # its one retransmission
+        again.clock.pump([1] * 10)
+        self.assertEqual(again.take(), [])
+        self.assertEqual(again.result.error, "client never answered")
 
     def test_progressResetsRetries(self) -> None:
         h = Harness(b"x" * 2000, limits=SessionLimits(retries=1))

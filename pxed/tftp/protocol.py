@@ -214,8 +214,13 @@ class TFTPServerProtocol(DatagramProtocol):
         """Whether to start a transfer for C{request}; if not, the client is told why."""
         if (addr, request.filename) in self._transfers:
             # The client retransmitted its request; the session that is
-            # already running will retransmit on its own timer.
+            # already running retransmits on its own timer, or, if the
+            # client has acknowledged nothing yet, answers this one too.
             log.debug("duplicate request from {peer}", peer=addr)
+            session = self._transfers[(addr, request.filename)]
+            again = getattr(session, "request_again", None)
+            if again is not None:
+                again()
             return False
         if request.mode not in SUPPORTED_MODES:
             self._reply(addr, P.ERR_ILLEGAL_OPERATION, f"Unsupported mode {request.mode}")

@@ -46,6 +46,10 @@ __all__ = ["SessionLimits", "Negotiated", "TransferResult", "negotiate", "ReadSe
 
 log = Logger()
 
+#: How many timeouts after its first answer a client that acknowledged
+#: nothing is waited for (it had that answer twice) before the transfer ends.
+_QUIET_TIMEOUTS = 4
+
 
 class ReadSession:
     """
@@ -126,6 +130,10 @@ class ReadSession:
         self._started_at = 0.0
         self.retransmits = 0
         self.bytes_retransmitted = 0
+        # The first answer, while the client has acknowledged nothing: how
+        # often it went out (at most twice per request), and when first.
+        self._first_sends = 0
+        self._first_sent_at = 0.0
         self._blocks = BlockReader(readable, self.blksize, self.windowsize)
 
     @property
@@ -141,6 +149,7 @@ class ReadSession:
     def start(self) -> None:
         """Send the OACK, or DATA 1 when no option was accepted."""
         now = self._started_at = self._progress_at = self._clock.seconds()
+        self._first_sends, self._first_sent_at = 1, now
         if self.negotiated.oack:
             self._oack_pending = True
             self._send_oack()
@@ -433,11 +442,17 @@ class ReadSession:
         if self._finished:
             return
         now = self._clock.seconds()
-        if self.retransmits and self._never_acked():
+        if self._never_acked() and self._first_sends >= 2:
             # A client that has not acknowledged anything may not exist (a
             # spoofed request): it got its first answer twice, and nothing
-            # more, not even an ERROR.  A real one asks again.
-            self._finish("timeout", "client never answered")
+            # more, not even an ERROR.  Its ACK may still come (the client
+            # was slow, or its first ACK was lost) until the quiet time
+            # ends; a real client that heard nothing asks again.
+            quiet_end = self._first_sent_at + _QUIET_TIMEOUTS * self._timeout
+            if now < quiet_end - 1e-6:
+                self._rto.set(quiet_end, now)
+            else:
+                self._finish("timeout", "client never answered")
             return
         if now >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)
@@ -452,6 +467,8 @@ class ReadSession:
         if self._delay() >= self._timeout - 1e-9:
             self._full_retries += 1
         self._retries += 1
+        if self._never_acked():
+            self._first_sends += 1
         if self._oack_pending:
             self.retransmits += 1
             self._oack_sent_at = None
@@ -464,6 +481,26 @@ class ReadSession:
     def _never_acked(self) -> bool:
         """Whether the client has acknowledged nothing yet (not even the OACK)."""
         return self._acked == 0 and (self._oack_pending or not self.negotiated.oack)
+
+    def request_again(self) -> None:
+        """
+        The client sent its request again while nothing of this transfer
+        was acknowledged: answer it as the first time (one packet now, one
+        retransmission later), so a lossy client is not left out while a
+        spoofed one still gets no more than two packets per request.
+        """
+        if self._finished or not self._never_acked():
+            return
+        now = self._clock.seconds()
+        self._first_sends = 1
+        self._first_sent_at = now
+        self.retransmits += 1
+        if self._oack_pending:
+            self._oack_sent_at = None
+            self._send_oack()
+            self._arm(now)
+        else:
+            self._send_window(1, now)
 
     # Ending
 
