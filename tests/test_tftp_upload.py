@@ -270,6 +270,23 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(os.listdir(self.root), [])  # nothing half-written is left
         self.assertFalse(self.clock.getDelayedCalls())
 
+    def test_never_answered(self) -> None:
+        """
+        A write request whose client then sends nothing (perhaps a spoofed
+        one) gets its answer twice, never an ERROR, and ends four timeouts
+        later, its temporary file gone.
+        """
+        for options, answer in (({}, P.Ack(0)), ({"blksize": "1024"},
+                                                 P.OptionAck({"blksize": "1024"}))):
+            del self.sent[:], self.results[:]
+            self.session(options, timeout=1.0, retries=5, patience=30.0)
+            self.clock.pump([0.5] * 20)
+            self.assertEqual(self.sent, [answer, answer])
+            self.assertEqual(self.results[0].error, "client never answered")
+            self.assertEqual(self.results[0].duration, 4.0)
+            self.assertEqual(os.listdir(self.root), [])
+            self.assertFalse(self.clock.getDelayedCalls())
+
     def test_too_large(self) -> None:
         s = self.session(max_size=600)
         self.data(s, 1, b"a" * 512)

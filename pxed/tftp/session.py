@@ -157,6 +157,7 @@ class ReadSession:
             self._arm(now)
         else:
             self._send_window(1, now)
+        self._quiet_cap(now)
 
     # Incoming packets.  Nothing here logs per packet: twistd writes debug
     # lines too, and a client could fill the log (and slow every transfer).
@@ -442,18 +443,20 @@ class ReadSession:
         if self._finished:
             return
         now = self._clock.seconds()
-        if self._never_acked() and self._first_sends >= 2:
+        never_acked = self._never_acked()
+        if never_acked:
             # A client that has not acknowledged anything may not exist (a
-            # spoofed request): it got its first answer twice, and nothing
+            # spoofed request): it gets its first answer twice, and nothing
             # more, not even an ERROR.  Its ACK may still come (the client
             # was slow, or its first ACK was lost) until the quiet time
-            # ends; a real client that heard nothing asks again.
-            quiet_end = self._first_sent_at + _QUIET_TIMEOUTS * self._timeout
-            if now < quiet_end - 1e-6:
-                self._rto.set(quiet_end, now)
-            else:
+            # ends, by pxed's timeout, not one the request named; a real
+            # client that heard nothing asks again.
+            if now >= self._quiet_end() - 1e-6:
                 self._finish("timeout", "client never answered")
-            return
+                return
+            if self._first_sends >= 2:
+                self._rto.set(self._quiet_end(), now)
+                return
         if now >= self._deadline() - 1e-6:
             log.debug("giving up on {peer}", peer=self.peer)
             self._send_error(P.ERR_UNDEFINED, "Timeout")
@@ -467,7 +470,7 @@ class ReadSession:
         if self._delay() >= self._timeout - 1e-9:
             self._full_retries += 1
         self._retries += 1
-        if self._never_acked():
+        if never_acked:
             self._first_sends += 1
         if self._oack_pending:
             self.retransmits += 1
@@ -477,10 +480,20 @@ class ReadSession:
         else:
             self.pacing.loss()
             self._send_window(self._acked + 1, now)
+        if never_acked:
+            self._quiet_cap(now)
 
     def _never_acked(self) -> bool:
         """Whether the client has acknowledged nothing yet (not even the OACK)."""
         return self._acked == 0 and (self._oack_pending or not self.negotiated.oack)
+
+    def _quiet_end(self) -> float:
+        return self._first_sent_at + _QUIET_TIMEOUTS * self.limits.timeout
+
+    def _quiet_cap(self, now: float) -> None:
+        """While nothing is acknowledged, no timer runs past the quiet end."""
+        if not self._finished:
+            self._rto.set(min(now + self._delay(), self._quiet_end()), now)
 
     def request_again(self) -> None:
         """
@@ -501,6 +514,7 @@ class ReadSession:
             self._arm(now)
         else:
             self._send_window(1, now)
+        self._quiet_cap(now)
 
     # Ending
 

@@ -52,6 +52,9 @@ log = Logger()
 
 #: Default largest upload: a crash dump or a log, not a disk image.
 MAX_UPLOAD = 64 * 1024 * 1024
+#: How many timeouts a client that sent nothing after its request is
+#: waited for (see L{WriteSession}).
+_QUIET_TIMEOUTS = 4
 #: The end of an upload's temporary file's name (see L{Upload}).
 PART_SUFFIX = ".part"
 #: Default total for all uploads together (see L{UploadRoot}).
@@ -360,7 +363,10 @@ class WriteSession:
         else:
             self._transmit(P.encode(P.Ack(self._received & 0xFFFF)))
         now = self._acked_at = self._clock.seconds()
-        self._timer.set(now + self._delay(), now)
+        when = now + self._delay()
+        if not self._data_seen:  # no timer past the quiet end (see _timedOut)
+            when = min(when, self._started_at + _QUIET_TIMEOUTS * self.limits.timeout)
+        self._timer.set(when, now)
 
     def _transmit(self, datagram: bytes) -> None:
         try:
@@ -456,6 +462,16 @@ class WriteSession:
             # Blocks came in since the last ACK (a long window): not yet.
             self._timer.set(resume, now)
             return
+        if not self._data_seen:
+            # Nothing has come from the client since its request (perhaps
+            # a spoofed one): one repeat of the answer, then silence until
+            # four timeouts have passed, then the end, without an ERROR.
+            if now - self._started_at >= _QUIET_TIMEOUTS * self.limits.timeout - 1e-6:
+                self._end("timeout", "client never answered")
+                return
+            if self.retransmits >= 1:
+                self._timer.set(self._started_at + _QUIET_TIMEOUTS * self.limits.timeout, now)
+                return
         if now - self._progress_at >= self._patience - 1e-6:
             self._fail(P.ERR_UNDEFINED, "Timeout", "client stopped sending", outcome="timeout")
             return
