@@ -145,6 +145,8 @@ class NamespaceTests(unittest.TestCase):
                           report)
             self.assertIn("UEFI  192.168.77.1    this pxed ProxyDHCP, boot file snponly.efi",
                           report)
+            self.assertIn("HTTP  192.168.77.1    this pxed ProxyDHCP, boot file "
+                          "http://192.168.77.1/_/boot/snponly.efi", report)
             self.assertIn("192.168.77.254: DHCP (offers 192.168.77.", report)
             self.assertIn("OK    TFTP undionly.kpxe: 192.168.77.1:69 sends it", report)
             self.assertIn("OK    HTTP: http://192.168.77.1/ answers", report)

@@ -5,8 +5,8 @@ C{pxed doctor}: why a machine would not boot, found from the pxed host.
 When a machine does not boot, the cause is usually outside pxed: another
 ProxyDHCP or DHCP server handing out other boot files, no DHCP server at
 all, a port taken by another program, an unreadable file, an HTTP server
-that does not answer.  The doctor broadcasts a PXE DISCOVER as BIOS and as
-UEFI firmware would, lists every server that answers, checks pxed's ports,
+that does not answer.  The doctor broadcasts a DISCOVER as BIOS and UEFI
+PXE firmware and a UEFI HTTP Boot client would, lists every server that answers, checks pxed's ports,
 files, TFTP and HTTP, and says which finding breaks which kind of boot.
 Its exit status is 1 when something would.
 
@@ -50,8 +50,21 @@ from pxed.ports import port_holders
 
 __all__ = ["diagnose", "Finding"]
 
-_PXE_BOOTS = {0: (BIOS,), 7: (UEFI,)}
+_PXE_BOOTS = {0: (BIOS,), 7: (UEFI,), 16: (HTTP_BOOT,)}
+#: The program each PXE client gets by TFTP.
 _LOADER = {0: "x86-bios", 7: "x64-uefi"}
+
+
+def _program(config: Config, arch: int) -> str | None:
+    """
+    The bootloaders entry a client of C{arch} gets: HTTP Boot's own, else
+    its PXE twin's (as pxed serves it).
+    """
+    if arch == 16:
+        return next((slug for slug in ("x64-uefi-http", "x64-uefi")
+                     if slug in config.bootloaders), None)
+    slug = _LOADER[arch]
+    return slug if slug in config.bootloaders else None
 
 
 def local_addresses() -> dict[str, list[str]]:
@@ -88,13 +101,13 @@ def _expects_answer(config: Config, mac: str, arch: int) -> bool | None:
     Whether pxed's policy boots C{mac} as C{arch} (C{None}: it asks an
     HTTP API, which the doctor does not).
     """
-    if _LOADER[arch] not in config.bootloaders:
+    if _program(config, arch) is None:
         return False
     if config.policy.api is not None:
         return None
     from pxed.service import makePolicy
 
-    request = BootRequest(Machine(mac, architecture(arch)), "proxydhcp")
+    request = BootRequest(Machine(mac, architecture(arch), http_boot=arch == 16), "proxydhcp")
     answers: list[object] = []
     makePolicy(config).boot_spec(request).addBoth(answers.append)
     action = answers[0] if answers else None
@@ -207,7 +220,7 @@ def diagnose(config: Config, out: TextIO, interface: str | None = None,
     answers = collect_offers(interface, raw_mac, wait) if config.server.ports.dhcp == 67 else []
     for answer in answers:
         answer.this_host = answer.source in mine or answer.server_id in mine
-    print("\nservers answering a PXE DISCOVER:", file=out)
+    print("\nservers answering a DISCOVER (PXE firmware, UEFI HTTP Boot):", file=out)
     for answer in sorted(answers, key=lambda a: (a.arch, a.source)):
         who = "this pxed" if answer.this_host and pxed_running else (
             "this host" if answer.this_host else "")

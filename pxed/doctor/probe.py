@@ -33,11 +33,14 @@ from pxed.dhcp.packet import (
 from pxed.net import SO_BINDTODEVICE
 from pxed.tftp import packet as tftp
 
-__all__ = ["Answer", "pxe_discover", "bootserver_request", "collect_offers", "bootserver_probe",
-           "tftp_probe", "http_probe"]
+__all__ = ["Answer", "pxe_discover", "http_boot_discover", "bootserver_request",
+           "collect_offers", "bootserver_probe", "tftp_probe", "http_probe"]
 
-#: The architectures the doctor asks as: BIOS and x64 UEFI firmware.
-ARCHES = {0: "BIOS", 7: "UEFI"}
+#: The clients the doctor asks as: BIOS and x64 UEFI PXE firmware, and
+#: x64 UEFI HTTP Boot.
+ARCHES = {0: "BIOS", 7: "UEFI", 16: "HTTP"}
+#: Option 93 codes of UEFI HTTP Boot clients (vendor class HTTPClient).
+HTTP_BOOT_ARCHES = frozenset({15, 16, 19})
 
 
 def pxe_discover(mac: bytes, arch: int, xid: int) -> DHCPPacket:
@@ -73,6 +76,24 @@ def bootserver_request(mac: bytes, server: str, arch: int = 7, xid: int = 1,
     packet.options[Option.MESSAGE_TYPE] = bytes([MessageType.REQUEST])
     packet.options[Option.SERVER_ID] = socket.inet_aton(server)
     return packet
+
+
+def http_boot_discover(mac: bytes, arch: int = 16, xid: int = 1) -> DHCPPacket:
+    """
+    A UEFI HTTP Boot client's DISCOVER: vendor class C{HTTPClient}.
+    """
+    packet = pxe_discover(mac, arch, xid)
+    packet.options[Option.VENDOR_CLASS] = f"HTTPClient:Arch:{arch:05d}:UNDI:003016".encode()
+    return packet
+
+
+def discover(mac: bytes, arch: int, xid: int) -> DHCPPacket:
+    """
+    The DISCOVER the client of C{arch} sends: HTTP Boot's or PXE's.
+    """
+    if arch in HTTP_BOOT_ARCHES:
+        return http_boot_discover(mac, arch, xid)
+    return pxe_discover(mac, arch, xid)
 
 
 @dataclass
@@ -120,7 +141,8 @@ def _answer(arch: int, source: str, packet: DHCPPacket, datagram: bytes) -> Answ
         server_id=socket.inet_ntoa(server_id) if server_id and len(server_id) == 4 else source,
         offers_address=packet.yiaddr if packet.yiaddr != "0.0.0.0" else None,
         boot_file=boot_file, next_server=next_server,
-        pxe_client=(options.get(Option.VENDOR_CLASS) or b"").startswith(b"PXEClient"),
+        pxe_client=(options.get(Option.VENDOR_CLASS) or b"").startswith((b"PXEClient",
+                                                                          b"HTTPClient")),
         pxe_options=Option.VENDOR_SPECIFIC in options, raw=datagram,
     )
 
@@ -143,7 +165,7 @@ def collect_offers(interface: str, mac: bytes, wait: float = 3.0,
         for arch in ARCHES:
             xid = int.from_bytes(os.urandom(4), "big")
             xids[xid] = arch
-            s.sendto(encode(pxe_discover(mac, arch, xid)), ("255.255.255.255", server_port))
+            s.sendto(encode(discover(mac, arch, xid)), ("255.255.255.255", server_port))
         answers: list[Answer] = []
         seen: set[tuple[int, str]] = set()
         deadline = time.monotonic() + wait

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.internet.testing import FakeDatagramTransport
 
 from pxed.dhcp.packet import DHCPPacket, Option, decode, encode
-from pxed.doctor.probe import bootserver_request, pxe_discover
+from pxed.doctor.probe import bootserver_request, http_boot_discover, pxe_discover
 from pxed.net import PacketInfo
 
 __all__ = ["pxe_discover", "ipxe_discover", "http_boot_discover", "bootserver_request",
@@ -26,15 +26,6 @@ def ipxe_discover(mac: bytes, arch: int = 7, xid: int = 1) -> DHCPPacket:
     """
     packet = pxe_discover(mac, arch, xid)
     packet.options[Option.USER_CLASS] = b"iPXE"
-    return packet
-
-
-def http_boot_discover(mac: bytes, arch: int = 16, xid: int = 1) -> DHCPPacket:
-    """
-    A UEFI HTTP Boot client's DISCOVER: vendor class C{HTTPClient}.
-    """
-    packet = pxe_discover(mac, arch, xid)
-    packet.options[Option.VENDOR_CLASS] = f"HTTPClient:Arch:{arch:05d}:UNDI:003016".encode()
     return packet
 
 
