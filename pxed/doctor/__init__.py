@@ -6,8 +6,9 @@ When a machine does not boot, the cause is usually outside pxed: another
 ProxyDHCP or DHCP server handing out other boot files, no DHCP server at
 all, a port taken by another program, an unreadable file, an HTTP server
 that does not answer.  The doctor broadcasts a DISCOVER as BIOS and UEFI
-PXE firmware and a UEFI HTTP Boot client would, lists every server that answers, checks pxed's ports,
-files, TFTP and HTTP, and says which finding breaks which kind of boot.
+PXE firmware and a UEFI HTTP Boot client would, lists every server that
+answers, checks pxed's ports, files, TFTP and HTTP, and says which finding
+breaks which kind of boot.
 Its exit status is 1 when something would.
 
 What it cannot see from the host: a firewall between the clients and the
