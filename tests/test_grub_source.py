@@ -56,6 +56,9 @@ class SourceTestCase(unittest.TestCase):
         self.clock.advance(1000)
         self.log = MemoryBootLog(clock=self.clock.seconds)
         self.recorder = BootRecorder(self.log, Metrics(), self.clock, PeerMap(neighbours=dict))
+        # pxed knows the machine at PEER (its port-4011 request, or the
+        # neighbour table): only then does its configuration carry 'once'.
+        self.recorder.peers.learn(PEER[0], MAC)
         self.store = MemoryStateStore()
         self.signer = Signer(KEY)
         self.source = GrubSource(self.recorder, 80, "192.168.77.1",
@@ -187,6 +190,27 @@ class BeaconTests(SourceTestCase):
         self.assertFalse(self.successResultOf(self.store.once_done(MAC, "install")))
         self.assertFalse(self.successResultOf(self.store.once_done(other, "install")))
 
+    def test_strangers_cannot_end_once_or_boot(self) -> None:
+        """
+        GRUB's configuration and beacon are TFTP files anyone can name: from
+        an address pxed does not know the machine at, the configuration
+        carries no 'once' token and the beacon is counted, not recorded.
+        """
+        self.rules(Rule("install", Match(), self.linux(), once=True),
+                   Rule("disk", Match(), LocalBoot()))
+        stranger = ("192.168.77.66", 4321)
+        text = read(self.successResultOf(self.source.open(
+            f"_/grub/x86_64-efi/{MAC}.cfg", stranger))).decode()
+        beacon = self.beacon(text)
+        self.assertEqual(beacon, f"/_/booting/{MAC}")
+        self.assertIsNone(self.recorder.peers.mac(stranger[0]))  # it taught nothing
+        token = self.beacon(self.config()).rsplit("/", 1)[1]  # the machine's own
+        for name in (beacon, f"/_/booting/{MAC}/{token}"):
+            read(self.successResultOf(self.source.open(name.lstrip("/"), stranger)))
+        self.assertFalse(self.successResultOf(self.store.once_done(MAC, "install")))
+        self.assertNotIn("booting", [e.stage for e in self.log.events(MAC)])
+        self.assertEqual(self.source.unverified_beacons, 2)
+
     def test_not_a_mac(self) -> None:
         """
         Served all the same (a beacon never stops a boot), recorded nowhere.
@@ -232,6 +256,7 @@ class CurlTests(unittest.TestCase):
         kernel.write_bytes(os.urandom(100_000))
         log = MemoryBootLog()
         recorder = BootRecorder(log, Metrics(), reactor, PeerMap(neighbours=dict))
+        recorder.peers.learn(LOCAL, MAC)  # as its DHCP request would have taught
         store = MemoryStateStore()
         grub = GrubSource(recorder, 80, LOCAL, catalog=FileCatalog(Signer(KEY)), store=store,
                           policy=RulePolicy([Rule("web", Match(), BootSpec(str(kernel), (),
@@ -263,6 +288,8 @@ class CurlTests(unittest.TestCase):
         self.assertEqual(code, 0, err)
         yield settle(ends, 4)
         stages = [e.stage for e in log.events(MAC)]
-        self.assertEqual(stages[0], "script")
+        # grub.cfg (a TFTP transfer of a machine pxed knows), then its own.
+        self.assertEqual(stages[0], "tftp-start")
+        self.assertIn("script", stages)
         self.assertIn("kernel", stages)
         self.assertEqual(stages[-1], "booting")

@@ -126,6 +126,8 @@ class GrubSource:
         exports: Mapping[str, Path] | None = None,
     ) -> None:
         self.boot_log = boot_log
+        #: Beacons from an address pxed does not know the MAC at.
+        self.unverified_beacons = 0
         self.http_port = http_port
         self.address = address
         self.policy: IBootPolicy = policy if policy is not None else RulePolicy(())
@@ -171,8 +173,13 @@ class GrubSource:
             log.info("{mac}: asked for a GRUB configuration but has no boot entry", mac=mac,
                      peer=peer[0])
             return BytesReadable(no_boot_config("no boot entry for this machine", mac).encode())
-        text, error = self._render(action, request, server)
-        fields: dict[str, Any] = {}
+        # GRUB fetches this by TFTP with the MAC in its name, and anyone can
+        # ask for anyone's: only the address pxed knows that MAC at (its
+        # port-4011 request, the neighbour table) gets the 'once' token,
+        # and teaches pxed where the machine is.
+        vouched = self._vouched(mac, peer[0])
+        text, error = self._render(action, request, server, vouched)
+        fields: dict[str, Any] = {"peer": peer[0]} if vouched else {"unverified_peer": peer[0]}
         if error is not None:
             log.error("{mac}: cannot write the GRUB configuration of rule {rule}: {why}",
                       mac=mac, rule=action.rule, why=error)
@@ -183,17 +190,27 @@ class GrubSource:
                      stage="script", arch=machine.arch.slug, peer=peer[0])
         # Stage "script", as an iPXE script: the boot log learns the
         # address, and the files it names become the kernel and initrds.
-        self.boot_log.record(mac, "script", arch=machine.arch.slug, peer=peer[0],
+        self.boot_log.record(mac, "script", arch=machine.arch.slug,
                              action=type(action).__name__, loader="grub",
                              files=config_files(text), **fields)
         return BytesReadable(text.encode("utf-8"))
 
+    def _vouched(self, mac: str, address: str) -> bool:
+        """
+        Whether pxed knows C{mac} at C{address} (without a table of
+        addresses, as for a plain boot log, it cannot tell, and trusts).
+        """
+        peers = getattr(self.boot_log, "peers", None)
+        return peers is None or peers.mac(address) == mac
+
     def _render(self, action: IBootAction, request: BootRequest,
-                server: str) -> tuple[str, str | None]:
+                server: str, vouched: bool = True) -> tuple[str, str | None]:
         mac = request.mac
         catalog = self.catalog
         base = http_base(server, self.http_port)
-        once = catalog.signer.sign(ONCE_PURPOSE, f"{mac} {action.once}") if action.once else None
+        once = None
+        if action.once and vouched:
+            once = catalog.signer.sign(ONCE_PURPOSE, f"{mac} {action.once}")
         http_beacon = f"{base}/_/booting?mac={url_quote(mac)}"
 
         def export(name: str, path: str) -> str:
@@ -241,6 +258,13 @@ class GrubSource:
         if not _MAC.match(mac):
             log.debug("{peer}: beacon for {mac!r}, which is not a MAC address", peer=peer[0],
                       mac=raw_mac)
+            return BytesReadable(_BEACON)
+        if not self._vouched(mac, peer[0]):
+            # Anyone can read anyone's beacon by TFTP: a boot only from the
+            # address pxed knows that machine at; otherwise counted only.
+            self.unverified_beacons += 1
+            log.debug("{peer}: beacon for {mac}, which pxed does not know at that address: "
+                      "not recorded as a boot", peer=peer[0], mac=mac)
             return BytesReadable(_BEACON)
         self.boot_log.record(mac, "booting", peer=peer[0])
         log.info("{mac}: booting", mac=mac, stage="booting", peer=peer[0])
