@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from pxed.atomicfile import write_atomically
 from pxed.dhcp.leases import OFFERED, STATES, Lease
 from pxed.leasestore import ILeaseStore, MemoryLeaseStore, lease_json
 from pxed.net import is_unicast
@@ -108,31 +108,6 @@ def read_lease_file(path: Path) -> list[Lease]:
     for lease in _read_journal(journal_path(path), generation):
         store._put(lease)
     return list(store._by_address.values())
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """
-    Replace C{path} by C{text} so that a crash at any moment leaves the
-    old content or the new, never a mix: write a temporary file beside
-    it, fsync, rename over, fsync the directory.
-    """
-    directory = path.parent
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @implementer(ILeaseStore)

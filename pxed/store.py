@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from pxed.atomicfile import write_atomically
 from pxed.private import exposure
 from pxed.signing import MIN_KEY_BYTES
 
@@ -215,23 +215,8 @@ class FileStateStore(MemoryStateStore):
         }
         if self._key is not None:
             data["signing_key"] = base64.b64encode(self._key).decode("ascii")
-        directory = self.path.parent
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # 0600: the file holds the URL signing key.
+        write_atomically(self.path, json.dumps(data, indent=1) + "\n", mode=0o600)
 
     def _saved(self, d: Deferred[None]) -> Deferred[None]:
         try:
