@@ -326,6 +326,21 @@ class PropertyTests(unittest.TestCase):
         self.assertTrue(DHCPPacket(giaddr="10.1.2.3").relayed)
         self.assertFalse(DHCPPacket().relayed)
 
+    def test_reply(self) -> None:
+        """
+        A reply copies the header fields a server must copy, takes the
+        ones it is given, and copies nothing else (hops, secs, ciaddr,
+        options stay at their defaults unless given).
+        """
+        request = DHCPPacket(htype=6, hlen=6, hops=2, xid=0x1234, secs=9, flags=0x8000,
+                             ciaddr="10.0.0.5", giaddr="10.0.0.1", chaddr=CHADDR,
+                             options={53: b"\x01"})
+        reply = request.reply(yiaddr="10.0.0.7", options={53: b"\x02"})
+        self.assertEqual(reply, DHCPPacket(op=BOOTREPLY, htype=6, hlen=6, xid=0x1234,
+                                           flags=0x8000, yiaddr="10.0.0.7", giaddr="10.0.0.1",
+                                           chaddr=CHADDR, options={53: b"\x02"}))
+        self.assertEqual(request.reply(flags=0).flags, 0)
+
 
 # Hypothesis strategies.
 

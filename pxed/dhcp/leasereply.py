@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 
 from pxed.dhcp.exchange import BROADCAST, DHCP_CLIENT_PORT, DHCP_SERVER_PORT
-from pxed.dhcp.packet import BOOTREPLY, BROADCAST_FLAG, DHCPPacket, MessageType, Option
+from pxed.dhcp.packet import BROADCAST_FLAG, DHCPPacket, MessageType, Option
 from pxed.dhcp.reply import BootAnswer
 
 __all__ = ["NetworkOptions", "lease_reply", "nak", "reply_destination", "T1", "T2",
@@ -96,17 +96,10 @@ def lease_reply(
             options[Option.CLIENT_UUID] = uuid
         options[Option.BOOTFILE_NAME] = bootfile
         file = bootfile if len(bootfile) <= 127 else b""
-    return DHCPPacket(
-        op=BOOTREPLY,
-        htype=request.htype,
-        hlen=request.hlen,
-        xid=request.xid,
-        flags=request.flags,
+    return request.reply(
         ciaddr=request.ciaddr if message_type == MessageType.ACK else "0.0.0.0",
         yiaddr=address or "0.0.0.0",
         siaddr=siaddr,
-        giaddr=request.giaddr,
-        chaddr=request.chaddr,
         file=file,
         options=options,
     )
@@ -121,9 +114,8 @@ def nak(request: DHCPPacket, server: str, why: str) -> DHCPPacket:
     if request.relayed:
         # RFC 2131 4.3.2: through a relay, the relay must broadcast it.
         flags |= BROADCAST_FLAG
-    return DHCPPacket(
-        op=BOOTREPLY, htype=request.htype, hlen=request.hlen, xid=request.xid, flags=flags,
-        giaddr=request.giaddr, chaddr=request.chaddr,
+    return request.reply(
+        flags=flags,
         options={Option.MESSAGE_TYPE: bytes((MessageType.NAK,)),
                  Option.SERVER_ID: socket.inet_aton(server),
                  MESSAGE: why.encode("ascii", "replace")[:255]},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "BOOTREQUEST",
@@ -145,6 +146,20 @@ class DHCPPacket:
     @property
     def relayed(self) -> bool:
         return self.giaddr != "0.0.0.0"
+
+    def reply(self, **fields: Any) -> DHCPPacket:
+        """
+        A BOOTREPLY to this request: the header fields a server copies from
+        the request (RFC 2131 table 3: htype, hlen, xid, flags, giaddr,
+        chaddr), then C{fields} (which may override any of them).  Every
+        reply pxed builds starts here, so none forgets one.
+        """
+        values: dict[str, Any] = {
+            "op": BOOTREPLY, "htype": self.htype, "hlen": self.hlen, "xid": self.xid,
+            "flags": self.flags, "giaddr": self.giaddr, "chaddr": self.chaddr,
+        }
+        values.update(fields)
+        return DHCPPacket(**values)
 
 
 def _addr(raw: bytes) -> str:

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass, field
 
 from pxed.dhcp.menu import PXEMenu, boot_item, boot_item_option, menu_option
-from pxed.dhcp.packet import BOOTREPLY, BROADCAST_FLAG, DHCPPacket, MessageType, Option
+from pxed.dhcp.packet import BROADCAST_FLAG, DHCPPacket, MessageType, Option
 
 __all__ = ["BootAnswer", "proxy_offer", "boot_ack", "DISCOVERY_CONTROL_BOOT_FILE"]
 
@@ -69,17 +69,10 @@ def _reply(request: DHCPPacket, answer: BootAnswer, message_type: int) -> DHCPPa
     # The file field is what most ROMs read; option 67 carries names too
     # long for it (URLs) and is what some UEFI stacks prefer.
     options[Option.BOOTFILE_NAME] = bootfile
-    return DHCPPacket(
-        op=BOOTREPLY,
-        htype=request.htype,
-        hlen=request.hlen,
-        xid=request.xid,
-        flags=request.flags,
+    return request.reply(
         ciaddr=request.ciaddr,
         yiaddr="0.0.0.0",
         siaddr=answer.server,
-        giaddr=request.giaddr,
-        chaddr=request.chaddr,
         file=bootfile if len(bootfile) <= 127 else b"",
         options=options,
     )
