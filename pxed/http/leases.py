@@ -16,10 +16,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from pxed.dhcp.leases import DECLINED, Lease
+from pxed.http.readonly import ReadOnlyLeaf
 from pxed.leasestore import ILeaseStore
 
 __all__ = ["LeasesResource", "LEASES_PATH", "leases_json"]
@@ -42,19 +42,13 @@ def leases_json(leases: list[Lease], now: float) -> dict[str, Any]:
         for lease in held]}
 
 
-class LeasesResource(Resource):
-    isLeaf = True
-
+class LeasesResource(ReadOnlyLeaf):
     def __init__(self, store: ILeaseStore, clock: IReactorTime) -> None:
         super().__init__()
         self.store = store
         self.clock = clock
 
-    def render(self, request: IRequest) -> Any:  # type: ignore[override]
-        if request.method not in (b"GET", b"HEAD"):
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"GET, HEAD")
-            return b""
+    def render_read(self, request: IRequest) -> Any:
         if request.path.rstrip(b"/") != LEASES_PATH.encode():
             request.setResponseCode(404)
             return b"not found\n"

@@ -29,6 +29,7 @@ from twisted.web.resource import IResource, Resource
 
 from pxed import timeline
 from pxed.http.leases import LEASES_PATH, LeasesResource
+from pxed.http.readonly import ReadOnlyLeaf
 from pxed.leasestore import ILeaseStore
 from pxed.metrics import CONTENT_TYPE, Metrics
 from pxed.state import BootEvent, IBootLog
@@ -290,22 +291,16 @@ def _not_found(request: IRequest) -> bytes:
     return b"not found\n"
 
 
-class _Leaf(Resource):
+class _Leaf(ReadOnlyLeaf):
     """
-    A read-only view: GET and HEAD only.
+    A read-only view rendered by a function.
     """
-
-    isLeaf = True
 
     def __init__(self, render: Any) -> None:
         super().__init__()
         self._render = render
 
-    def render(self, request: IRequest) -> bytes:  # type: ignore[override]
-        if request.method not in (b"GET", b"HEAD"):
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"GET, HEAD")
-            return b""
+    def render_read(self, request: IRequest) -> bytes:
         return bytes(self._render(request))
 
 
