@@ -353,6 +353,30 @@ class ReloadTests(unittest.TestCase):
         self.assertEqual(self.protocol.dhcp.router, "192.168.77.1")
         self.assertEqual(str(self.protocol.dhcp.local.ranges[0][0]), "192.168.77.150")
 
+    def test_ping_setting_wires_the_probe(self) -> None:
+        """
+        C{ping: false} leaves the keeper without a prober (addresses are
+        offered at once); C{ping: true} gives it an ICMP prober (the tests
+        run as root, so a raw socket opens).  Changing it is reported as
+        needing a restart, and the running keeper keeps what it has.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pxed.config import load_config
+        from pxed.dhcp.ping import ICMPProber
+        from pxed.service import makeBootService
+
+        self.assertIsNone(self.protocol.keeper.prober)
+        self.write("192.168.77.100-192.168.77.103", "192.168.77.254", ping="true")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok, message)
+        self.assertIn("dhcp.ping", message)
+        self.assertIsNone(self.protocol.keeper.prober)
+        top = makeBootService(load_config(self.path), reactor=MemoryReactorClock())
+        keeper = top.getServiceNamed("dhcp").protocol.keeper  # type: ignore[attr-defined]
+        self.assertIsInstance(keeper.prober, ICMPProber)
+        self.addCleanup(keeper.prober.close)
+
     def test_mode_needs_restart(self) -> None:
         self.write("", "", mode="proxy")
         ok, message = self.runtime.reload()
