@@ -27,6 +27,7 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.state import MemoryBootLog
 from pxed.testing.dhcp import FakeProber
+from pxed.testing.packets import http_boot_discover
 from tests import pcap
 from tests.fixtures import write_bootloaders
 
@@ -292,6 +293,29 @@ class BootClientTests(ServerTestCase):
         offer, _ = self.one(ipxe)
         self.assertEqual(offer.yiaddr, first.yiaddr)
         self.assertIn(b"/_/ipxe?", offer.options[Option.BOOTFILE_NAME])
+
+    def test_http_boot_gets_address_and_url(self) -> None:
+        """
+        A UEFI HTTP Boot client gets what proxy mode tells it (the
+        program's URL on pxed's HTTP server, option 60 C{HTTPClient}, which
+        EDK2 needs to take the offer as an HTTP Boot one) in the offer and
+        ACK that give it its address.
+        """
+        discover = http_boot_discover(bytes.fromhex("525400770042"))
+        offer, _ = self.one(discover)
+        self.assertEqual(offer.message_type, MessageType.OFFER)
+        self.assertIn(ipaddress.IPv4Address(offer.yiaddr), LAN)
+        self.assertEqual(offer.options[Option.VENDOR_CLASS], b"HTTPClient")
+        url = offer.options[Option.BOOTFILE_NAME]
+        self.assertTrue(url.startswith(f"http://{SERVER}:8080/".encode()), url)
+        request = http_boot_discover(bytes.fromhex("525400770042"))
+        request.options[Option.MESSAGE_TYPE] = bytes((MessageType.REQUEST,))
+        request.options[Option.SERVER_ID] = socket.inet_aton(SERVER)
+        request.options[Option.REQUESTED_ADDRESS] = socket.inet_aton(offer.yiaddr)
+        ack, _ = self.one(request)
+        self.assertEqual((ack.message_type, ack.yiaddr), (MessageType.ACK, offer.yiaddr))
+        self.assertEqual((ack.options[Option.VENDOR_CLASS], ack.options[Option.BOOTFILE_NAME]),
+                         (b"HTTPClient", url))
 
     def test_clients_boot_ignores_plain(self) -> None:
         self.protocol.dhcp = parse_config({
