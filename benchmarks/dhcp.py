@@ -35,12 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import select
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,11 +47,16 @@ from benchmarks.servers import (
     RELAY_ADDRESS,
     SERVER_ADDRESS,
     Namespace,
+    cannot_run,
     dnsmasq_argv,
-    env,
     pxed_config,
+    ratios,
+    relay_socket,
+    run_relay,
     serve_pxed,
+    server_running,
 )
+from benchmarks.servers import combine as combine_runs
 
 __all__ = ["discovers", "drive", "main", "percentile"]
 
@@ -110,15 +110,7 @@ def drive(target: tuple[str, int], packets: list[bytes], rate: float, window: in
     @return: counts, offers/s, and latencies in milliseconds.
     """
     n = len(packets)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    # dnsmasq binds the wildcard address to port 67 with SO_REUSEPORT (with
-    # --bind-interfaces); sharing the port needs the same on this side.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-    sock.bind(bind)
-    sock.setblocking(False)
+    sock = relay_socket(bind, 8 << 20, 8 << 20)
     sent_at = [0.0] * n
     got_at = [0.0] * n
     interval = 1.0 / rate if rate else 0.0
@@ -178,32 +170,21 @@ def drive(target: tuple[str, int], packets: list[bytes], rate: float, window: in
     }
 
 
-def _run_client(ns: Namespace, cpu: int, machines: int, rate: float, window: int,
+def _run_client(ns: Namespace, machines: int, rate: float, window: int,
                 timeout: float) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.dhcp", "drive", "--machines", str(machines),
-            "--rate", str(rate), "--window", str(window), "--timeout", str(timeout)]
-    out = subprocess.run(ns.argv(cpu, argv), capture_output=True, text=True, env=env(),
-                         timeout=machines / max(rate, 1000) + timeout + 120)
-    if out.returncode != 0:
-        raise RuntimeError(f"the relay failed: {out.stderr.strip()}")
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    return run_relay(ns, "benchmarks.dhcp",
+                     ["--machines", str(machines), "--rate", str(rate), "--window", str(window),
+                      "--timeout", str(timeout)],
+                     timeout=machines / max(rate, 1000) + timeout + 120)
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """
-    One result from repeated runs: the median of each rate and latency
-    (a shared machine has noisy moments; the median is the typical run),
+    One result from repeated runs: the median of each rate and latency,
     the worst maximum, and every loss of every run.
     """
-    out = dict(runs[0])
-    for key in ("offers_per_s", "p50_ms", "p99_ms", "seconds"):
-        out[key] = statistics.median(run[key] for run in runs)
-    out["max_ms"] = max(run["max_ms"] for run in runs)
-    for key in ("lost", "duplicates", "strays"):
-        out[key] = sum(run[key] for run in runs)
-    out["runs"] = runs
-    return out
+    return combine_runs(runs, ("offers_per_s", "p50_ms", "p99_ms", "seconds"),
+                        ("lost", "duplicates", "strays"))
 
 
 def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window: int,
@@ -213,28 +194,18 @@ def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window
     the relay on CPU 1, for each machine count, C{repeat} times each.
     """
     results = []
-    with Namespace() as ns:
-        if server == "pxed":
-            argv = [sys.executable, "-m", "benchmarks.dhcp", "serve", "--config",
-                    str(pxed_config(workdir)), "--log", str(workdir / "pxed.log")]
-        else:
-            argv = dnsmasq_argv(workdir)
-        proc = ns.spawn(0, argv, workdir / f"{server}.out")
-        if not ns.listening(DHCP_PORT):
-            raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
+    with server_running(server, workdir, "benchmarks.dhcp", pxed_config, dnsmasq_argv) as ns:
         # One small warm-up run, so imports and first-call costs are not measured.
-        _run_client(ns, 1, 200, 2000, 0, timeout)
+        _run_client(ns, 200, 2000, 0, timeout)
         for machines in sizes:
             for mode, mode_rate, mode_window in (("paced", rate, 0), ("flood", 0, window)):
-                runs = [_run_client(ns, 1, machines, mode_rate, mode_window, timeout)
+                runs = [_run_client(ns, machines, mode_rate, mode_window, timeout)
                         for _ in range(repeat)]
                 for run in runs:
                     run.update(rate=mode_rate, window=mode_window)
                 result = combine(runs)
                 result.update(server=server, mode=mode, rate=mode_rate, window=mode_window)
                 results.append(result)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{server} exited during the benchmark")
     return results
 
 
@@ -250,17 +221,10 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def _ratios(results: list[dict[str, Any]]) -> list[str]:
-    by_key = {(r["server"], r["mode"], r["machines"]): r for r in results}
-    lines = []
-    for (server, mode, machines), r in sorted(by_key.items()):
-        peer = by_key.get(("dnsmasq", mode, machines))
-        if server != "pxed" or peer is None or not peer["offers_per_s"]:
-            continue
-        throughput = r["offers_per_s"] / peer["offers_per_s"]
-        p99 = r["p99_ms"] / peer["p99_ms"] if peer["p99_ms"] else float("nan")
-        lines.append(f"pxed/dnsmasq {mode} {machines}: offers/s x{throughput:.2f}, "
-                     f"p99 latency x{p99:.2f}")
-    return lines
+    def group(r: dict[str, Any]) -> tuple[str, int]:
+        return r["mode"], r["machines"]
+
+    return ratios(sorted(results, key=group), group, "offers_per_s", "offers/s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,12 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    if os.geteuid() != 0:
-        print("the benchmark needs root (a network namespace, port 67)", file=sys.stderr)
-        return 2
     servers = [s for s in args.servers.split(",") if s]
-    if "dnsmasq" in servers and shutil.which("dnsmasq") is None:
-        print("dnsmasq is missing: install dnsmasq-base, or pass --servers pxed", file=sys.stderr)
+    problem = cannot_run(servers)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     sizes = [int(n) for n in args.machines.split(",")]
     results: list[dict[str, Any]] = []

@@ -35,12 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import select
-import shutil
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +44,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dhcp import percentile
-from benchmarks.servers import DHCP_PORT, RELAY_ADDRESS, SERVER_ADDRESS, Namespace, env
+from benchmarks.servers import (
+    DHCP_PORT,
+    RELAY_ADDRESS,
+    SERVER_ADDRESS,
+    Namespace,
+    cannot_run,
+    ratios,
+    relay_socket,
+    run_relay,
+    serve_pxed,
+    server_running,
+)
+from benchmarks.servers import combine as combine_runs
 from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
 
 __all__ = ["discover", "request", "drive", "main"]
@@ -103,14 +111,7 @@ def drive(target: tuple[str, int], clients: int, rate: float, window: int,
     """
     from pxed.dhcp.packet import MalformedPacket, Option, decode
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    # dnsmasq holds the wildcard address's port 67 with SO_REUSEPORT; the
-    # relay's more specific 127.0.0.1:67 shares it the same way.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(bind)
-    sock.setblocking(False)
+    sock = relay_socket(bind, 4 << 20)
     started: dict[int, float] = {}
     latencies: list[float] = []
     addresses: dict[str, int] = {}
@@ -175,31 +176,6 @@ def drive(target: tuple[str, int], clients: int, rate: float, window: int,
             "max_ms": max(latencies, default=float("nan")) * 1000}
 
 
-def serve_pxed(config_path: str, log_path: str) -> None:
-    """
-    Run pxed's DHCP server protocol, as L{pxed.service.makeBootService}
-    builds it for C{dhcp.mode: full}, on SERVER_ADDRESS:67 until killed.
-    """
-    from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner
-
-    from pxed import logs
-    from pxed.config import load_config
-    from pxed.net import PacketInfoPort
-    from pxed.service import makeBootService
-
-    logs.write_to(log_path)
-    globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
-    top = makeBootService(load_config(config_path), reactor=reactor)
-    for child in top:
-        if child.name not in {"dhcp", "bootserver", "tftp", "http", "proxydhcp"}:
-            child.startService()
-    protocol = top.getServiceNamed("dhcp").protocol  # type: ignore[attr-defined]
-    PacketInfoPort(DHCP_PORT, protocol, SERVER_ADDRESS, reactor=reactor).startListening()
-    print("listening", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
-
-
 def pxed_config(workdir: Path) -> Path:
     config = workdir / "pxed.yaml"
     config.write_text(
@@ -227,14 +203,10 @@ def dnsmasq_argv(workdir: Path) -> list[str]:
 
 def _run_client(ns: Namespace, clients: int, rate: float, window: int,
                 timeout: float, first: int) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.dhcpd", "drive", "--clients", str(clients),
-            "--rate", str(rate), "--window", str(window), "--timeout", str(timeout),
-            "--first", str(first)]
-    out = subprocess.run(ns.argv(1, argv), capture_output=True, text=True, env=env(),
-                         timeout=clients / max(rate, 500) + timeout + 180)
-    if out.returncode != 0:
-        raise RuntimeError(f"the relay failed: {out.stderr.strip()}")
-    result: dict[str, Any] = json.loads(out.stdout)
+    result = run_relay(ns, "benchmarks.dhcpd",
+                       ["--clients", str(clients), "--rate", str(rate), "--window", str(window),
+                        "--timeout", str(timeout), "--first", str(first)],
+                       timeout=clients / max(rate, 500) + timeout + 180)
     result.update(rate=rate, window=window)
     return result
 
@@ -247,15 +219,7 @@ def run_server(server: str, workdir: Path, clients: int, rate: float, window: in
     (new MACs: every client is new to the server).
     """
     results = []
-    with Namespace() as ns:
-        if server == "pxed":
-            argv = [sys.executable, "-m", "benchmarks.dhcpd", "serve", "--config",
-                    str(pxed_config(workdir)), "--log", str(workdir / "pxed.log")]
-        else:
-            argv = dnsmasq_argv(workdir)
-        proc = ns.spawn(0, argv, workdir / f"{server}.out")
-        if not ns.listening(DHCP_PORT):
-            raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
+    with server_running(server, workdir, "benchmarks.dhcpd", pxed_config, dnsmasq_argv) as ns:
         _run_client(ns, 100, 1000, 0, timeout, 0)  # warm-up: imports, first calls
         first = 100
         for mode, mode_rate, mode_window, count in (
@@ -265,20 +229,12 @@ def run_server(server: str, workdir: Path, clients: int, rate: float, window: in
             first += count
             result.update(server=server, mode=mode)
             results.append(result)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{server} exited during the benchmark")
     return results
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out = dict(runs[0])
-    for key in ("dora_per_s", "p50_ms", "p99_ms", "seconds"):
-        out[key] = statistics.median(run[key] for run in runs)
-    out["max_ms"] = max(run["max_ms"] for run in runs)
-    for key in ("lost", "naks", "duplicates"):
-        out[key] = sum(run[key] for run in runs)
-    out["runs"] = runs
-    return out
+    return combine_runs(runs, ("dora_per_s", "p50_ms", "p99_ms", "seconds"),
+                        ("lost", "naks", "duplicates"))
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -290,19 +246,6 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
                      f"{r['naks']:>5} {r['lost']:>5} {r['duplicates']:>4}")
     return "\n".join(lines)
-
-
-def ratios(results: list[dict[str, Any]]) -> list[str]:
-    by_key = {(r["server"], r["mode"]): r for r in results}
-    lines = []
-    for mode in ("serial", "paced", "flood"):
-        mine, peer = by_key.get(("pxed", mode)), by_key.get(("dnsmasq", mode))
-        if mine is None or peer is None or not peer["dora_per_s"]:
-            continue
-        p99 = mine["p99_ms"] / peer["p99_ms"] if peer["p99_ms"] else float("nan")
-        lines.append(f"pxed/dnsmasq {mode}: DORA/s x{mine['dora_per_s'] / peer['dora_per_s']:.2f}"
-                     f", p99 latency x{p99:.2f}")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,12 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(drive((SERVER_ADDRESS, DHCP_PORT), args.clients, args.rate,
                                args.window, args.timeout, first=args.first)))
         return 0
-    if os.geteuid() != 0:
-        print("the benchmark needs root (a network namespace, port 67)", file=sys.stderr)
-        return 2
     servers = [s for s in args.servers.split(",") if s]
-    if "dnsmasq" in servers and shutil.which("dnsmasq") is None:
-        print("dnsmasq is missing: install dnsmasq-base, or pass --servers pxed", file=sys.stderr)
+    problem = cannot_run(servers)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="pxed-dhcpd-bench-") as tmp:
@@ -361,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     print(f"median of {max(1, args.repeat)} runs each; max, lost and dup over all runs")
     print(table(results))
-    for line in ratios(results):
+    for line in ratios(results, lambda r: (r["mode"],), "dora_per_s", "DORA/s"):
         print(line)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

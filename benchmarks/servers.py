@@ -1,26 +1,38 @@
-# -*- test-case-name: tests.test_dhcp_benchmark -*-
+# -*- test-case-name: tests.test_dhcp_benchmark,tests.test_dhcpd_benchmark -*-
 """
-The servers of the boot-storm benchmark (L{benchmarks.dhcp}) and the
-network namespace they run in.
+What the DHCP benchmarks (L{benchmarks.dhcp}, ProxyDHCP; L{benchmarks.dhcpd},
+pxed as the DHCP server) share: the servers, the network namespace they
+run in, the simulated relay's socket and process, and how repeated runs
+are combined.
 
-pxed runs as the ProxyDHCP protocol its service builds (responder,
-policy, boot log, metrics), on its packet-info port bound to 127.0.0.2 so
-the simulated relay can own 127.0.0.1:67; dnsmasq runs in proxy mode with the same answer to give.
-Both log to a file the way they would in production.
+pxed runs as the protocol its service builds for UDP 67 (responder,
+policy, boot log, metrics; in full mode the lease keeper too), on its
+packet-info port bound to 127.0.0.2 so the simulated relay can own
+127.0.0.1:67; dnsmasq runs with the same answer to give.  Both log to a
+file the way they would in production.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
+import socket
+import statistics
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
 
 __all__ = ["SERVER_ADDRESS", "RELAY_ADDRESS", "DHCP_PORT", "Namespace", "serve_pxed",
-           "pxed_config", "dnsmasq_argv", "env"]
+           "pxed_config", "dnsmasq_argv", "env", "relay_socket", "run_relay", "server_running",
+           "combine", "cannot_run", "ratios"]
 
 SERVER_ADDRESS = "127.0.0.2"
 RELAY_ADDRESS = "127.0.0.1"
@@ -28,15 +40,21 @@ DHCP_PORT = 67
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: The services that listen on a port: kept closed by L{serve_pxed}.
+LISTENERS = frozenset({"dhcp", "proxydhcp", "bootserver", "tftp", "http"})
+
+
 def serve_pxed(config_path: str, log_path: str) -> None:
     """
-    Run pxed's ProxyDHCP on SERVER_ADDRESS:67 until killed, logging every
+    Run pxed's UDP 67 protocol (ProxyDHCP, or the DHCP server for
+    C{dhcp.mode: full}) on SERVER_ADDRESS:67 until killed, logging every
     event from info up to C{log_path}, as C{twistd pxed} does by default.
 
     The protocol is the one L{pxed.service.makeBootService} builds (with
     its responder, policy, boot log, metrics and observer), listening on a
     port of its own instead of the wildcard address; the service's other
-    listeners stay closed, its other services (the policy runtime) run.
+    listeners stay closed, its other services (the policy runtime, the
+    lease file's writer) run.
     """
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
@@ -50,11 +68,12 @@ def serve_pxed(config_path: str, log_path: str) -> None:
     globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
     logs.sole_observer()  # as twistd with pxed's --logger
     top = makeBootService(load_config(config_path), reactor=reactor)
-    listeners = {"proxydhcp", "bootserver", "tftp", "http"}
     for child in top:
-        if child.name not in listeners:
+        if child.name not in LISTENERS:
             child.startService()
-    protocol = top.getServiceNamed("proxydhcp").protocol  # type: ignore[attr-defined]
+    # The service is named for what it is: "dhcp" in full mode.
+    name = "dhcp" if "dhcp" in {child.name for child in top} else "proxydhcp"
+    protocol = top.getServiceNamed(name).protocol  # type: ignore[attr-defined]
     port = PacketInfoPort(DHCP_PORT, protocol, SERVER_ADDRESS, reactor=reactor)
     port.startListening()
     print("listening", flush=True)
@@ -154,3 +173,110 @@ def env() -> dict[str, str]:
     """
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
+def relay_socket(bind: tuple[str, int], buffer: int, send_buffer: int | None = None
+                 ) -> socket.socket:
+    """
+    The simulated relay's non-blocking UDP socket, bound to C{bind}, with a
+    receive buffer of C{buffer} bytes (and a send buffer, if given) so a
+    burst of replies is not dropped by the kernel before it is read.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # dnsmasq binds the wildcard address to port 67 with SO_REUSEPORT (with
+    # --bind-interfaces); sharing the port needs the same on this side.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    sock.bind(bind)
+    sock.setblocking(False)
+    return sock
+
+
+def run_relay(ns: Namespace, module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """
+    Run C{python -m MODULE drive ARGS} (the relay) in C{ns} on CPU 1 and
+    return the JSON result it prints.
+    """
+    argv = [sys.executable, "-m", module, "drive", *args]
+    out = subprocess.run(ns.argv(1, argv), capture_output=True, text=True, env=env(),
+                         timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"the relay failed: {out.stderr.strip()}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+@contextmanager
+def server_running(server: str, workdir: Path, module: str, config: Callable[[Path], Path],
+                   dnsmasq: Callable[[Path], list[str]]) -> Iterator[Namespace]:
+    """
+    A fresh namespace with C{server} (C{pxed}: C{python -m MODULE serve}
+    with the configuration C{config} writes; else dnsmasq with the
+    arguments C{dnsmasq} gives) started on CPU 0 and listening on port 67.
+    Leaving it checks the server is still running, then stops it.
+    """
+    with Namespace() as ns:
+        if server == "pxed":
+            argv = [sys.executable, "-m", module, "serve", "--config", str(config(workdir)),
+                    "--log", str(workdir / "pxed.log")]
+        else:
+            argv = dnsmasq(workdir)
+        proc = ns.spawn(0, argv, workdir / f"{server}.out")
+        if not ns.listening(DHCP_PORT):
+            raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
+        yield ns
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server} exited during the benchmark")
+
+
+def combine(runs: list[dict[str, Any]], medians: Iterable[str],
+            totals: Iterable[str]) -> dict[str, Any]:
+    """
+    One result from repeated runs: the median of each of C{medians} (a
+    shared machine has noisy moments; the median is the typical run), the
+    worst C{max_ms}, the sum of each of C{totals} (every loss of every
+    run), the rest from the first run, and the runs themselves.
+    """
+    out = dict(runs[0])
+    for key in medians:
+        out[key] = statistics.median(run[key] for run in runs)
+    out["max_ms"] = max(run["max_ms"] for run in runs)
+    for key in totals:
+        out[key] = sum(run[key] for run in runs)
+    out["runs"] = runs
+    return out
+
+
+def cannot_run(servers: list[str]) -> str | None:
+    """
+    Why the benchmark cannot measure C{servers} on this machine, if it
+    cannot.
+    """
+    if os.geteuid() != 0:
+        return "the benchmark needs root (a network namespace, port 67)"
+    if "dnsmasq" in servers and shutil.which("dnsmasq") is None:
+        return "dnsmasq is missing: install dnsmasq-base, or pass --servers pxed"
+    return None
+
+
+def ratios(results: list[dict[str, Any]], group: Callable[[dict[str, Any]], tuple[Any, ...]],
+           rate: str, label: str) -> list[str]:
+    """
+    pxed's C{rate} and p99 latency over dnsmasq's, for each group of
+    results (C{group} of a result: what must be equal to compare), in the
+    order of pxed's results.
+    """
+    by_key = {(r["server"], *group(r)): r for r in results}
+    lines = []
+    for mine in results:
+        peer = by_key.get(("dnsmasq", *group(mine)))
+        if mine["server"] != "pxed" or peer is None or not peer[rate]:
+            continue
+        p99 = mine["p99_ms"] / peer["p99_ms"] if peer["p99_ms"] else float("nan")
+        name = " ".join(str(part) for part in group(mine))
+        lines.append(f"pxed/dnsmasq {name}: {label} x{mine[rate] / peer[rate]:.2f}, "
+                     f"p99 latency x{p99:.2f}")
+    return lines
