@@ -8,6 +8,7 @@ L{pxed.testing}.
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from collections.abc import Sized
 from pathlib import Path
@@ -36,6 +37,22 @@ def write_bootloaders(base: Path) -> dict[str, Path]:
         (base / name).write_bytes(name.encode())
         loaders[slug] = base / name
     return loaders
+
+
+def stand_in_server(case: unittest.TestCase) -> tuple[socket.socket, tuple[str, int]]:
+    """
+    For the DHCP benchmarks' own tests: a UDP socket on 127.0.0.1 (5 s
+    timeout, closed with the test) to play the server, and a free address
+    of 127.0.0.1 for the benchmark's relay to bind instead of port 67.
+    """
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    case.addCleanup(server.close)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        relay: tuple[str, int] = probe.getsockname()
+    return server, relay
 
 
 @defer.inlineCallbacks

@@ -6,7 +6,6 @@ a stand-in server on 127.0.0.1 that answers some requests and drops others.
 
 from __future__ import annotations
 
-import socket
 import threading
 
 from twisted.trial import unittest
@@ -14,6 +13,7 @@ from twisted.trial import unittest
 from benchmarks.dhcp import discovers, drive, percentile
 from pxed.dhcp.classify import classify
 from pxed.dhcp.packet import decode
+from tests.fixtures import stand_in_server
 
 
 class DiscoverTests(unittest.TestCase):
@@ -44,14 +44,7 @@ class DriveTests(unittest.TestCase):
         multiple of 7, and answers xid 3 twice: the driver counts exactly
         that.
         """
-        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(server.close)
-        server.bind(("127.0.0.1", 0))
-        server.settimeout(5)
-        relay = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        relay.bind(("127.0.0.1", 0))
-        relay_address = relay.getsockname()
-        relay.close()
+        server, relay_address = stand_in_server(self)
         n = 200
 
         def answer() -> None:

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from benchmarks.dhcpd import discover, drive, request
 from pxed.dhcp.packet import DHCPPacket, MessageType, Option, decode, encode
+from tests.fixtures import stand_in_server
 
 
 class MessageTests(unittest.TestCase):
@@ -28,14 +29,7 @@ class MessageTests(unittest.TestCase):
 
 class DriveTests(unittest.TestCase):
     def test_counts(self) -> None:
-        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(server.close)
-        server.bind(("127.0.0.1", 0))
-        server.settimeout(5)
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        relay = probe.getsockname()
-        probe.close()
+        server, relay = stand_in_server(self)
         n = 50
 
         naked: set[int] = set()
