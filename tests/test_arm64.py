@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
-from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 
 from pxed import cli
 from pxed.config import ConfigError, load_config, parse_config
@@ -35,6 +33,7 @@ from pxed.runtime import image_cache, tftp_source
 from pxed.service import makeBootService
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from pxed.testing.http import listen_on_loopback
 from pxed.tftp.source import FileNotFound
 from tests.fixtures import write_bootloaders
 from tests.grub import Workspace, real_modules
@@ -130,11 +129,7 @@ class HTTPBootTests(unittest.TestCase):
         self.images = self.ws.make()
         app = BootHTTP(StaticPolicy({}), FileCatalog(Signer(b"k" * 32)), MemoryBootLog(),
                        programs={}, images=self.images)
-        port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        self.base, self.pool = listen_on_loopback(self, app.resource())
 
     @defer.inlineCallbacks
     def get(self, path: str, method: str = "GET") -> Any:

@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
-from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 
 from pxed.http.app import BootHTTP
 from pxed.http.files import FileCatalog
 from pxed.policy import StaticPolicy
 from pxed.signing import Signer
 from pxed.state import MemoryBootLog
+from pxed.testing.http import listen_on_loopback
 
 EFI = b"MZ" + bytes(range(256)) * 8
 TIMEOUT = 10
@@ -37,11 +36,7 @@ class ProgramRouteTests(unittest.TestCase):
         self.kpxe.write_bytes(b"kpxe")
         app = BootHTTP(StaticPolicy({}), FileCatalog(Signer(b"k" * 32)), MemoryBootLog(),
                        programs={"snponly.efi": self.efi, "undionly.kpxe": self.kpxe})
-        port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        self.base, self.pool = listen_on_loopback(self, app.resource())
 
     @defer.inlineCallbacks
     def get(self, path: str, method: str = "GET") -> Any:

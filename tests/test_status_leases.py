@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
-from twisted.web.client import HTTPConnectionPool
-from twisted.web.server import Site
 
 from pxed.dhcp.leases import BOUND, DECLINED, OFFERED, Lease
 from pxed.http.leases import leases_json
 from pxed.http.status import StatusPages
 from pxed.leasestore import MemoryLeaseStore
 from pxed.state import MemoryBootLog
-from pxed.testing.http import Inner
+from pxed.testing.http import Inner, listen_on_loopback
 
 NOW = 10_000.0
 
@@ -44,11 +42,7 @@ class ServedTestCase(unittest.TestCase):
             Lease("declined:192.168.77.101", "", "192.168.77.101", NOW + 600, DECLINED),
         ])
         pages = StatusPages(MemoryBootLog(), self.clock, leases=self.store)
-        port = reactor.listenTCP(0, Site(pages.mount(Inner())), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        self.base, self.pool = listen_on_loopback(self, pages.mount(Inner()))
 
     @defer.inlineCallbacks
     def fetch(self, path: str, method: str = "GET") -> Any:

@@ -38,7 +38,8 @@ from pxed.signing import Signer
 from pxed.state import MemoryBootLog
 from pxed.store import MemoryStateStore
 
-__all__ = ["MemoryHTTP", "StatusRows", "Inner", "HTTPTestCase", "MAC", "OTHER_MAC", "KEY"]
+__all__ = ["MemoryHTTP", "StatusRows", "Inner", "HTTPTestCase", "MAC", "OTHER_MAC", "KEY",
+           "listen_on_loopback"]
 
 
 #: The machine L{HTTPTestCase}'s policy boots, and one it does not know.
@@ -47,6 +48,22 @@ OTHER_MAC = "52:54:00:99:88:77"
 REQUEST_TIMEOUT = 10
 #: The test case's signing key.
 KEY = b"k" * 32
+
+
+def listen_on_loopback(case: unittest.TestCase,
+                       resource: IResource) -> tuple[str, HTTPConnectionPool]:
+    """
+    Serve C{resource} on a free port of 127.0.0.1 for the duration of
+    C{case}: its base URL, and a connection pool that keeps no connection
+    between requests (so none is left open when the test ends).
+    """
+    from twisted.internet import reactor
+
+    port: Any = cast(Any, reactor).listenTCP(0, Site(resource), interface="127.0.0.1")
+    case.addCleanup(port.stopListening)
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    case.addCleanup(pool.closeCachedConnections)
+    return f"http://127.0.0.1:{port.getHost().port}", pool
 
 
 class MemoryHTTP:
@@ -165,13 +182,7 @@ class HTTPTestCase(unittest.TestCase):
 
     def start(self, app: BootHTTP) -> None:
         self.app = app
-        from twisted.internet import reactor
-
-        port: Any = cast(Any, reactor).listenTCP(0, Site(app.resource()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
+        self.base, self.pool = listen_on_loopback(self, app.resource())
 
     def rules(self, *rules: Rule) -> RulePolicy:
         policy = RulePolicy(rules, self.store)
