@@ -231,3 +231,40 @@ class ContextTests(unittest.TestCase):
         for token in (None, "", old[:-1], signer.sign(CONTEXT_PURPOSE, '{"i":"eth1"}'),
                       signer.sign("once", json.dumps({"m": MAC}))):
             self.assertIsNone(open_context(signer, token), token)
+
+
+class StampTests(unittest.TestCase):
+    """
+    The answer names the rule that chose it; a configured rule's stamped
+    action is made once and handed out again, a rule giving a new action
+    each time (an API) gets each one stamped.
+    """
+
+    def test_same_rule_same_answer(self) -> None:
+        policy = RulePolicy([Rule("mine", on(MAC), LINUX), Rule("all", Match(), LocalBoot(),
+                                                                once=True)])
+        first = self.successResultOf(policy.boot_spec(ask()))
+        again = self.successResultOf(policy.boot_spec(ask()))
+        other = self.successResultOf(policy.boot_spec(ask("52:54:00:00:00:09")))
+        self.assertIs(first, again)
+        self.assertEqual((first.rule, first.once, first.kernel), ("mine", None, LINUX.kernel))
+        self.assertEqual((other.rule, other.once), ("all", "all"))
+        self.assertEqual(LINUX.rule, "")  # the configured action itself is left alone
+
+    def test_new_actions_stamped_each(self) -> None:
+        @implementer(IRule)
+        class Fresh:
+            name = "api"
+            once = False
+
+            def __init__(self) -> None:
+                self.count = 0
+
+            def decide(self, request: BootRequest) -> Deferred[IBootAction | None]:
+                self.count += 1
+                return succeed(Chain(f"/p{self.count}"))
+
+        policy = RulePolicy([Fresh()])
+        answers = [self.successResultOf(policy.boot_spec(ask())) for _ in range(2)]
+        self.assertEqual([(a.rule, a.firmware_file()) for a in answers],
+                         [("api", "/p1"), ("api", "/p2")])

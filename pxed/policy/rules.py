@@ -58,6 +58,9 @@ class RulePolicy:
     def __init__(self, rules: Sequence[IRule], store: IStateStore | None = None) -> None:
         self.rules = tuple(rules)
         self.store = store if store is not None else MemoryStateStore()
+        # id(rule) -> (the rule, the action it gave last, that action
+        # stamped); holding the rule keeps its id its own.
+        self._stamps: dict[int, tuple[IRule, IBootAction, IBootAction]] = {}
 
     def boot_spec(self, request: BootRequest) -> Deferred[IBootAction | None]:
         # In memory, the answer is known at once: a fired Deferred then,
@@ -92,10 +95,23 @@ class RulePolicy:
                           stage=request.stage, rule=rule.name)
             if action.silent:
                 return None
-            return dataclasses.replace(  # type: ignore[type-var]
-                action, rule=rule.name, once=rule.name if rule.once else None
-            )
+            return self._stamped(rule, action)
         return None
+
+    def _stamped(self, rule: IRule, action: IBootAction) -> IBootAction:
+        """
+        C{action} naming the rule that chose it.  A rule from the
+        configuration hands out the same (frozen) action every time, so
+        its stamped copy is made once, not once per request.
+        """
+        made = self._stamps.get(id(rule))
+        if made is not None and made[0] is rule and made[1] is action:
+            return made[2]
+        stamped: IBootAction = dataclasses.replace(  # type: ignore[type-var]
+            action, rule=rule.name, once=rule.name if rule.once else None
+        )
+        self._stamps[id(rule)] = (rule, action, stamped)
+        return stamped
 
     async def _once_allowed(self, request: BootRequest, rule: str) -> bool:
         """
