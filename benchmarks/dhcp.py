@@ -32,12 +32,10 @@ does; it is bound to 127.0.0.2 so the relay can own 127.0.0.1:67.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import select
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from benchmarks.servers import (
     RELAY_ADDRESS,
     SERVER_ADDRESS,
     Namespace,
+    benchmark_parser,
     cannot_run,
     dnsmasq_argv,
     pxed_config,
@@ -55,6 +54,7 @@ from benchmarks.servers import (
     run_relay,
     serve_pxed,
     server_running,
+    take_turns,
 )
 from benchmarks.servers import combine as combine_runs
 
@@ -228,13 +228,7 @@ def _ratios(results: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.dhcp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="(internal) run pxed's ProxyDHCP")
-    serve.add_argument("--config", required=True)
-    serve.add_argument("--log", required=True)
-    drv = sub.add_parser("drive", help="(internal) play the relay agent, print JSON")
+    parser, drv = benchmark_parser("python -m benchmarks.dhcp", __doc__, "ProxyDHCP")
     for p in (parser, drv):
         p.add_argument("--rate", type=float, default=5000.0,
                        help="paced DISCOVERs per second (default 5000)")
@@ -245,11 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     drv.add_argument("--machines", type=int, required=True)
     parser.add_argument("--machines", default="1000,10000",
                         help="comma-separated machine counts (default 1000,10000)")
-    parser.add_argument("--servers", default="pxed,dnsmasq",
-                        help="which servers to measure (default pxed,dnsmasq)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each measurement; the table shows medians (default 3)")
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -270,17 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(n) for n in args.machines.split(",")]
     results: list[dict[str, Any]] = []
     rounds: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory(prefix="pxed-bench-") as tmp:
-        # Servers take turns, round after round, so that a noisy moment of
-        # a shared machine falls on both rather than on one.
-        for round_number in range(max(1, args.repeat)):
-            for server in servers:
-                workdir = Path(tmp) / f"{server}-{round_number}"
-                workdir.mkdir()
-                for run in run_server(server, workdir, sizes, args.rate, args.window,
-                                      args.timeout, repeat=1):
-                    key = (server, run["mode"], run["machines"])
-                    rounds.setdefault(key, []).extend(run["runs"])
+    for server, run in take_turns(
+            servers, args.repeat, "pxed-bench-",
+            lambda server, workdir: run_server(server, workdir, sizes, args.rate, args.window,
+                                               args.timeout, repeat=1)):
+        rounds.setdefault((server, run["mode"], run["machines"]), []).extend(run["runs"])
     for (server, mode, _machines), runs in rounds.items():
         result = combine(runs)
         result.update(server=server, mode=mode, rate=runs[0]["rate"], window=runs[0]["window"])

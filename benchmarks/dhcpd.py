@@ -33,12 +33,10 @@ figures are the DHCP work.
 
 from __future__ import annotations
 
-import argparse
 import json
 import select
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,12 +47,14 @@ from benchmarks.servers import (
     RELAY_ADDRESS,
     SERVER_ADDRESS,
     Namespace,
+    benchmark_parser,
     cannot_run,
     ratios,
     relay_socket,
     run_relay,
     serve_pxed,
     server_running,
+    take_turns,
 )
 from benchmarks.servers import combine as combine_runs
 from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
@@ -249,13 +249,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.dhcpd", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="(internal) run pxed's DHCP server")
-    serve.add_argument("--config", required=True)
-    serve.add_argument("--log", required=True)
-    drv = sub.add_parser("drive", help="(internal) play the relay agent, print JSON")
+    parser, drv = benchmark_parser("python -m benchmarks.dhcpd", __doc__, "DHCP server")
     drv.add_argument("--first", type=int, default=0, help="number of the first client")
     for p in (parser, drv):
         p.add_argument("--clients", type=int, default=5000,
@@ -266,11 +260,6 @@ def main(argv: list[str] | None = None) -> int:
                        help="clients in their exchange at once in the flood run (default 32)")
         p.add_argument("--timeout", type=float, default=2.0,
                        help="seconds to wait for late replies (default 2)")
-    parser.add_argument("--servers", default="pxed,dnsmasq",
-                        help="which servers to measure (default pxed,dnsmasq)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each measurement; the table shows medians (default 3)")
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -286,15 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory(prefix="pxed-dhcpd-bench-") as tmp:
-        # Servers take turns, so a noisy moment of the machine hits both.
-        for number in range(max(1, args.repeat)):
-            for server in servers:
-                workdir = Path(tmp) / f"{server}-{number}"
-                workdir.mkdir()
-                for run in run_server(server, workdir, args.clients, args.rate, args.window,
-                                      args.timeout):
-                    rounds.setdefault((server, run["mode"]), []).append(run)
+    for server, run in take_turns(
+            servers, args.repeat, "pxed-dhcpd-bench-",
+            lambda server, workdir: run_server(server, workdir, args.clients, args.rate,
+                                               args.window, args.timeout)):
+        rounds.setdefault((server, run["mode"]), []).append(run)
     results = []
     for (server, mode), runs in rounds.items():
         result = combine(runs)

@@ -14,6 +14,7 @@ file the way they would in production.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -32,7 +34,7 @@ from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
 
 __all__ = ["SERVER_ADDRESS", "RELAY_ADDRESS", "DHCP_PORT", "Namespace", "serve_pxed",
            "pxed_config", "dnsmasq_argv", "env", "relay_socket", "run_relay", "server_running",
-           "combine", "cannot_run", "ratios"]
+           "combine", "cannot_run", "ratios", "benchmark_parser", "take_turns"]
 
 SERVER_ADDRESS = "127.0.0.2"
 RELAY_ADDRESS = "127.0.0.1"
@@ -280,3 +282,45 @@ def ratios(results: list[dict[str, Any]], group: Callable[[dict[str, Any]], tupl
         lines.append(f"pxed/dnsmasq {name}: {label} x{mine[rate] / peer[rate]:.2f}, "
                      f"p99 latency x{p99:.2f}")
     return lines
+
+
+def benchmark_parser(prog: str, description: str | None,
+                     serves: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """
+    A DHCP benchmark's command line: its own options (C{--servers},
+    C{--repeat}, C{--json}), and the internal C{serve} (pxed, which serves
+    C{serves}) and C{drive} (the relay) commands; the caller adds the
+    measurement's options to both parsers returned (the benchmark's and
+    C{drive}'s).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help=f"(internal) run pxed's {serves}")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--log", required=True)
+    drive = sub.add_parser("drive", help="(internal) play the relay agent, print JSON")
+    parser.add_argument("--servers", default="pxed,dnsmasq",
+                        help="which servers to measure (default pxed,dnsmasq)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each measurement; the table shows medians (default 3)")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    return parser, drive
+
+
+def take_turns(servers: list[str], repeat: int, prefix: str,
+               measure: Callable[[str, Path], list[dict[str, Any]]]
+               ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """
+    C{measure} each server in a fresh work directory, C{repeat} rounds
+    (at least one) of every server in turn, so that a noisy moment of a
+    shared machine falls on both rather than on one; yields (server, run)
+    for each run measured.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        for number in range(max(1, repeat)):
+            for server in servers:
+                workdir = Path(tmp) / f"{server}-{number}"
+                workdir.mkdir()
+                for run in measure(server, workdir):
+                    yield server, run
