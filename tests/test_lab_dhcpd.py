@@ -131,14 +131,18 @@ class PerfdhcpTests(unittest.TestCase):
 
         # 1. A storm of 1,200 DORA exchanges: none lost, unique, in range.
         output = self.perfdhcp(lab, CLIENTS, "-s", "7")
-        self.assertEqual(exchange_counts(output), [(CLIENTS, CLIENTS, 0)] * 2, output[:3000])
+        # perfdhcp's rate loop may start one exchange past -n (seen: 1,201
+        # of 1,200); every exchange it started must complete.
+        sent = exchange_counts(output)[0][0]
+        self.assertIn(sent, (CLIENTS, CLIENTS + 1), output[:3000])
+        self.assertEqual(exchange_counts(output), [(sent, sent, 0)] * 2, output[:3000])
         first = acked(output)
-        self.assertEqual(len(first), CLIENTS)
-        self.assertEqual(len(set(first)), CLIENTS, "an address was given twice")
+        self.assertEqual(len(first), sent)
+        self.assertEqual(len(set(first)), sent, "an address was given twice")
         self.assertTrue(all(in_range(a) for a in first), sorted(first)[:5] + sorted(first)[-5:])
         stored = lease_file(workdir)
         self.assertEqual(set(stored), set(first))
-        self.assertEqual(len({lease["mac"] for lease in stored.values()}), CLIENTS)
+        self.assertEqual(len({lease["mac"] for lease in stored.values()}), sent)
         self.assertTrue(all(lease["state"] == "bound" for lease in stored.values()))
         self.assertEqual(self.leases_api(lab), {a: lease["mac"] for a, lease in stored.items()})
 
@@ -149,7 +153,11 @@ class PerfdhcpTests(unittest.TestCase):
         pxed = start_pxed(lab, config, workdir / "pxed-2.log")
         self.assertEqual(set(self.leases_api(lab)), set(first))
         again = acked(self.perfdhcp(lab, CLIENTS, "-s", "7"))
-        self.assertEqual(sorted(again), sorted(first))
+        # The same clients again (one more or fewer at the end, as above),
+        # each with an address of the first storm, none new or doubled.
+        self.assertIn(len(again), (CLIENTS, CLIENTS + 1))
+        self.assertEqual(len(set(again)), len(again), "an address was given twice")
+        self.assertLessEqual(set(again), set(first))
 
         # 3. kill -9 in the middle of a storm of new clients: every address
         # perfdhcp was ACKed before the kill is in the lease file.
