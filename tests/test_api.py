@@ -86,6 +86,14 @@ class Misbehaving(Resource):
             return b'{"kernel": '
         if path.startswith("/notobject/"):
             return b'["kernel"]'
+        if path.startswith("/huge/"):
+            # No length (chunked), more than an answer may be: refused as
+            # it arrives, not buffered whole.
+            for _ in range(40):
+                request.write(b" " * 65536)
+            request.write(b'{"kernel": "http://h/k"}')
+            request.finish()
+            return NOT_DONE_YET
         self.stalled.append(request)
         return NOT_DONE_YET
 
@@ -181,10 +189,11 @@ class AnswerTests(APITestCase):
 
     @defer.inlineCallbacks
     def test_non_200_and_bad_json(self) -> Any:
-        for path in ("/status/500", "/status/302", "/status/201", "/badjson", "/notobject"):
+        for path in ("/status/500", "/status/302", "/status/201", "/badjson", "/notobject",
+                     "/huge"):
             action = yield self.rule(self.bad_url + path).decide(ask())
             self.assertEqual(action, Ignore(remote_only=True), path)
-        self.assertEqual(self.bad.count, 5)
+        self.assertEqual(self.bad.count, 6)
 
     @defer.inlineCallbacks
     def test_timeout(self) -> Any:

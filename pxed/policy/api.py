@@ -356,9 +356,20 @@ class APIRule:
         if isinstance(response.length, int) and response.length > MAX_ANSWER:
             response.deliverBody(_Drop())
             raise APIError(f"answer of {response.length} bytes is too large")
-        body = await treq.content(response)
-        if len(body) > MAX_ANSWER:
-            raise APIError(f"answer of {len(body)} bytes is too large")
+        # Read with a bound: an answer without a length (chunked) would
+        # otherwise be buffered whole before its size could be checked.
+        chunks: list[bytes] = []
+        size = 0
+
+        def collect(data: bytes) -> None:
+            nonlocal size
+            size += len(data)
+            if size > MAX_ANSWER:
+                raise APIError(f"answer of more than {MAX_ANSWER} bytes is too large")
+            chunks.append(data)
+
+        await treq.collect(response, collect)
+        body = b"".join(chunks)
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
