@@ -14,9 +14,7 @@ if that is still short it lowers its own limits to fit, saying so once.
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass, replace
-
-from pxed.http.guard import HTTPLimits
+from dataclasses import dataclass
 
 __all__ = ["Budget", "RESERVED", "fit_descriptors", "needed"]
 
@@ -28,33 +26,33 @@ RESERVED = 128
 @dataclass(frozen=True)
 class Budget:
     """
-    What pxed may use: its HTTP limits and TFTP transfers, and the one line
-    to log about it (C{None} when nothing had to give way).
+    What pxed may use: HTTP connections and TFTP transfers at once, and the
+    one line to log about it (C{None} when nothing had to give way).
     """
 
-    http: HTTPLimits
+    max_connections: int
     max_transfers: int
     note: str | None = None
 
 
-def needed(http: HTTPLimits, max_transfers: int) -> int:
-    return RESERVED + 2 * http.max_connections + 2 * max_transfers
+def needed(max_connections: int, max_transfers: int) -> int:
+    return RESERVED + 2 * max_connections + 2 * max_transfers
 
 
-def fit_descriptors(http: HTTPLimits, max_transfers: int,
+def fit_descriptors(max_connections: int, max_transfers: int,
                     limits: tuple[int, int] | None = None, *, apply: bool = True) -> Budget:
     """
-    Make room for C{http} and C{max_transfers}: raise the soft limit up to
-    the hard one if needed, else scale both down to what the hard limit
-    allows.
+    Make room for C{max_connections} HTTP connections and C{max_transfers}
+    TFTP transfers: raise the soft limit up to the hard one if needed, else
+    scale both down to what the hard limit allows.
 
     @param limits: (soft, hard), for tests; default the process's own.
     @param apply: set the raised soft limit (tests pass C{False}).
     """
     soft, hard = limits if limits is not None else resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = needed(http, max_transfers)
+    want = needed(max_connections, max_transfers)
     if soft == resource.RLIM_INFINITY or soft >= want:
-        return Budget(http, max_transfers)
+        return Budget(max_connections, max_transfers)
     ceiling = want if hard == resource.RLIM_INFINITY else min(want, hard)
     if apply:
         try:
@@ -62,13 +60,13 @@ def fit_descriptors(http: HTTPLimits, max_transfers: int,
         except (ValueError, OSError):
             ceiling = soft
     if ceiling >= want:
-        return Budget(http, max_transfers)
+        return Budget(max_connections, max_transfers)
     share = max(ceiling - RESERVED, 4) / (want - RESERVED)
-    connections = max(2, int(http.max_connections * share))
+    connections = max(2, int(max_connections * share)) if max_connections else 0
     transfers = max(1, int(max_transfers * share))
-    fitted = replace(http, max_connections=connections,
-                     max_per_client=min(http.max_per_client, connections))
+    serving = f"{connections} HTTP connections (http.max_connections) and " if connections \
+        else ""
     note = (f"only {ceiling} file descriptors allowed (RLIMIT_NOFILE; {want} needed): serving "
-            f"at most {connections} HTTP connections (http.max_connections) and {transfers} "
-            "TFTP transfers (tftp.max_transfers); raise LimitNOFILE= to lift this")
-    return Budget(fitted, transfers, note)
+            f"at most {serving}{transfers} TFTP transfers (tftp.max_transfers); raise "
+            "LimitNOFILE= to lift this")
+    return Budget(connections, transfers, note)

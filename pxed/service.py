@@ -9,6 +9,7 @@ program calls to get the same thing inside its own application.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Any
 
 from twisted.application import service
@@ -121,9 +122,13 @@ def makeBootService(
             raise ConfigError(config.source, "server.interface",
                               f"interface {server.interface} has no IPv4 address to serve "
                               "HTTP on")
-    budget = fit_descriptors(config.http, config.tftp.max_transfers)
+    budget = fit_descriptors(config.http.max_connections, config.tftp.max_transfers)
+    http_limits = config.http
     if budget.note is not None:
         log.warn("{note}", note=budget.note)
+        http_limits = replace(http_limits, max_connections=budget.max_connections,
+                              max_per_client=min(http_limits.max_per_client,
+                                                 budget.max_connections))
 
     top = service.MultiService()
     top.setName("pxed")
@@ -184,7 +189,7 @@ def makeBootService(
                          metrics=metrics if observing.metrics else None, leases=lease_store)
     root = MeteredResource(status.mount(web.resource()), recorder, reactor,
                            status_page=observing.page)
-    site = GuardedSite(root, budget.http, reactor=reactor)
+    site = GuardedSite(root, http_limits, reactor=reactor)
     http = TCPService(server.ports.http, site, http_bind, reactor)
     http.setName("http")
     http.setServiceParent(top)

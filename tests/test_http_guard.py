@@ -53,32 +53,36 @@ class RangePlanTests(unittest.TestCase):
 
 class DescriptorBudgetTests(unittest.TestCase):
     def test_enough(self) -> None:
-        budget = fit_descriptors(HTTPLimits(), 500, (100_000, 100_000), apply=False)
+        budget = fit_descriptors(256, 500, (100_000, 100_000), apply=False)
         self.assertIsNone(budget.note)
-        self.assertEqual((budget.http, budget.max_transfers), (HTTPLimits(), 500))
+        self.assertEqual((budget.max_connections, budget.max_transfers), (256, 500))
 
     def test_soft_limit_raised_within_hard(self) -> None:
-        want = needed(HTTPLimits(), 500)
+        want = needed(256, 500)
         self.assertGreater(want, 1024)  # systemd's default soft limit
-        budget = fit_descriptors(HTTPLimits(), 500, (1024, want), apply=False)
+        budget = fit_descriptors(256, 500, (1024, want), apply=False)
         self.assertIsNone(budget.note)
 
     def test_hard_limit_lowers_the_limits(self) -> None:
-        budget = fit_descriptors(HTTPLimits(), 500, (1024, 1024), apply=False)
+        budget = fit_descriptors(256, 500, (1024, 1024), apply=False)
         self.assertIsNotNone(budget.note)
         assert budget.note is not None
         self.assertNotIn("\n", budget.note)
         self.assertIn("LimitNOFILE", budget.note)
-        self.assertLessEqual(needed(budget.http, budget.max_transfers), 1024)
+        self.assertLessEqual(needed(budget.max_connections, budget.max_transfers), 1024)
         self.assertLess(budget.max_transfers, 500)
-        self.assertLessEqual(budget.http.max_per_client, budget.http.max_connections)
+        # TFTP alone (pxed-tftp): no HTTP connections to share with.
+        alone = fit_descriptors(0, 1000, (1024, 1024), apply=False)
+        self.assertEqual(alone.max_connections, 0)
+        self.assertLessEqual(needed(0, alone.max_transfers), 1024)
+        self.assertNotIn("HTTP", alone.note or "")
 
     def test_the_process_limit_is_enough_after_start_up(self) -> None:
         import resource
 
-        fit_descriptors(HTTPLimits(), 500)
+        fit_descriptors(256, 500)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = needed(HTTPLimits(), 500)
+        want = needed(256, 500)
         self.assertTrue(soft >= min(want, hard) or soft == resource.RLIM_INFINITY)
         self.assertGreater(RESERVED, 0)
 

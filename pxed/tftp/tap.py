@@ -11,18 +11,23 @@ own parser, so the two commands accept exactly the same values.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from pxed import logs
 from pxed.config.reader import ConfigError, Reader
 from pxed.config.tftp import TFTPConfig, parse_tftp
+from pxed.descriptors import fit_descriptors
 from pxed.ports import OneLineStartup, UDPService
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
 from pxed.tftp.workers import WorkerPool, share
+
+log = Logger()
 
 __all__ = ["Options", "makeService", "buildService"]
 
@@ -121,6 +126,13 @@ def buildService(options: Options, reactor: Any = None) -> IService:
     workers = options["workers"]
     if workers > 1:
         config = share(config, workers)
+    assert config.root is not None
+    # Two descriptors per transfer: raise the soft limit, or serve fewer
+    # and say so (pxed.descriptors).
+    budget = fit_descriptors(0, config.max_transfers)
+    if budget.note is not None:
+        log.warn("{note}", note=budget.note)
+        config = replace(config, max_transfers=budget.max_transfers)
     assert config.root is not None
     protocol = TFTPServerProtocol(FilesystemSource(config.root), reactor,
                                   **config.protocol_options())
