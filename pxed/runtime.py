@@ -278,6 +278,9 @@ class PolicyRuntime(service.Service):
             changed.append("state")  # the database and its timers
         if replace(new.tftp, root=None) != replace(old.tftp, root=None):
             changed.append("tftp")  # its limits; tftp.root switches on reload
+        if new.http != old.http:
+            # Its limits are given to the listening site once, at start-up.
+            changed.append("http")
         return changed
 
     def reload(self) -> tuple[bool, str]:

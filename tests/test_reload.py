@@ -148,6 +148,16 @@ class ReloadTests(unittest.TestCase):
         self.assertTrue(ok)
         self.assertIn("(state changes need a restart)", message)
 
+    def test_http_needs_a_restart(self) -> None:
+        """
+        The HTTP limits are given to the listening site once, at start-up:
+        a change is noted.
+        """
+        self.path.write_text(self.path.read_text() + "http: {request_timeout: 5s}\n")
+        ok, message = self.runtime.reload()
+        self.assertTrue(ok)
+        self.assertIn("(http changes need a restart)", message)
+
     def test_order_of_sections(self) -> None:
         """
         C{boot.machines}, then C{policy.rules}, then C{boot.default}.
