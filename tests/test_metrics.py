@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,18 +23,19 @@ from urllib.parse import urlsplit
 import treq
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.internet.testing import FakeDatagramTransport
+from twisted.internet.testing import FakeDatagramTransport, MemoryReactorClock
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
 from pxed.config import parse_config
-from pxed.dhcp.packet import decode
+from pxed.dhcp.packet import MessageType, decode, encode
 from pxed.metrics import Metrics, arch_label, message_type_label
 from pxed.net import PacketInfo
 from pxed.service import makeBootService
 from pxed.tftp import packet as P
 from pxed.tftp.client import TFTPError, fetch_result
 from tests.pcap import IPXE_UEFI_DISCOVER, OVMF_DISCOVER, OVMF_REQUEST_4011, changed, raw
+from tests.test_dhcp_server import plain
 
 MAC = "52:54:00:77:00:10"  # the machine in the UEFI capture
 BROKEN = "52:54:00:77:00:99"  # its script cannot be rendered
@@ -283,6 +285,88 @@ def deferLater(seconds: float) -> defer.Deferred[None]:
     from twisted.internet.task import deferLater as later
 
     return later(reactor, seconds, lambda: None)
+
+
+class LeaseMetricsTests(unittest.TestCase):
+    """
+    The two metrics only pxed as the DHCP server (C{dhcp.mode: full}) has,
+    through the service C{makeBootService} wires: a client's DISCOVER,
+    REQUEST and RELEASE go into the real DHCP server protocol, on the
+    loopback interface (replies go to a fake transport), with its real
+    lease file.
+    """
+
+    CLIENT = "02:00:00:00:00:01"
+    SERVER = "127.0.0.1"
+
+    def setUp(self) -> None:
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        config = parse_config({
+            "server": {"address": self.SERVER,
+                       "ports": {"dhcp": 0, "pxe": 0, "tftp": 0, "http": 0}},
+            "bootloaders": {"x86-bios": None, "x64-uefi": None},
+            "dhcp": {"mode": "full", "range": "127.0.0.100-127.0.0.103", "ping": False,
+                     "lease_file": str(base / "leases.json")},
+        }, "test")
+        self.metrics = Metrics()
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(1_000_000)
+        top = makeBootService(config, metrics=self.metrics, reactor=self.reactor)
+        self.server = top.getServiceNamed("dhcp").protocol  # type: ignore[attr-defined]
+        self.transport = FakeDatagramTransport()
+        self.server.makeConnection(self.transport)
+
+    def send(self, kind: int, **options: bytes) -> list[Any]:
+        before = len(self.transport.written)
+        lo = PacketInfo(ifindex=socket.if_nametoindex("lo"), local=self.SERVER,
+                        destination="255.255.255.255")
+        self.server.datagramReceivedWithInfo(encode(plain(self.CLIENT, kind, **options)),
+                                             ("0.0.0.0", 68), lo)
+        self.reactor.advance(0)
+        return [decode(data) for data, _ in self.transport.written[before:]]
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    def events(self) -> dict[str, float | None]:
+        return {event: self.sample("pxed_dhcp_lease_events_total", event=event)
+                for event in ("offered", "acked", "released")}
+
+    def test_offer_bind_release_move_the_lease_metrics(self) -> None:
+        self.assertIn("pxed_dhcp_leases", self.metrics.names())
+        self.assertIn("pxed_dhcp_lease_events", self.metrics.names())
+        self.assertEqual(self.sample("pxed_dhcp_leases"), 0.0)
+        self.assertEqual(self.events(), {"offered": None, "acked": None, "released": None})
+
+        [offer] = self.send(MessageType.DISCOVER)
+        self.assertEqual(offer.message_type, MessageType.OFFER)
+        self.assertEqual(self.sample("pxed_dhcp_leases"), 1.0)  # held while offered
+        self.assertEqual(self.events(), {"offered": 1.0, "acked": None, "released": None})
+
+        server_id = socket.inet_aton(self.SERVER)
+        [ack] = self.send(MessageType.REQUEST, o54=server_id, o50=socket.inet_aton(offer.yiaddr))
+        self.assertEqual((ack.message_type, ack.yiaddr), (MessageType.ACK, offer.yiaddr))
+        self.assertEqual(self.sample("pxed_dhcp_leases"), 1.0)
+        self.assertEqual(self.events(), {"offered": 1.0, "acked": 1.0, "released": None})
+
+        self.release(ack.yiaddr, server_id)
+        self.assertEqual(self.sample("pxed_dhcp_leases"), 0.0)
+        self.assertEqual(self.events(), {"offered": 1.0, "acked": 1.0, "released": 1.0})
+        self.assertIsNone(self.sample("pxed_dhcp_lease_events_total", event="nak"))
+
+    def release(self, address: str, server_id: bytes) -> None:
+        """
+        A RELEASE, unicast from the bound address (named in ciaddr): no reply.
+        """
+        packet = plain(self.CLIENT, MessageType.RELEASE, o54=server_id)
+        packet.ciaddr = address
+        lo = PacketInfo(ifindex=socket.if_nametoindex("lo"), local=self.SERVER,
+                        destination=self.SERVER)
+        before = len(self.transport.written)
+        self.server.datagramReceivedWithInfo(encode(packet), (address, 68), lo)
+        self.reactor.advance(0)
+        self.assertEqual(self.transport.written[before:], [])
 
 
 class LabelTests(unittest.TestCase):
