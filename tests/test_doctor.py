@@ -2,7 +2,9 @@
 Tests for C{pxed doctor}: its packet and findings on their own, then the
 whole command in network namespaces (L{pxed.lab.netns}) beside a real
 C{twistd pxed}, the LAN's DHCP server and a second ProxyDHCP (dnsmasq in
-proxy mode) that the doctor must name as what breaks BIOS and UEFI boots.
+proxy mode) that the doctor must name as what breaks BIOS and UEFI boots;
+and pxed as the DHCP server beside that LAN's own, which the doctor must
+name as a second DHCP server.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAC = bytes.fromhex("525400123456")
 
 
-def config(base: Path, **server: object) -> object:
+def config(base: Path, dhcp: dict[str, object] | None = None, **server: object) -> object:
     for name in ("undionly.kpxe", "snponly.efi", "vmlinuz"):
         (base / name).write_bytes(b"x")
     return parse_config({
@@ -37,7 +39,18 @@ def config(base: Path, **server: object) -> object:
         "bootloaders": {"x86-bios": str(base / "undionly.kpxe"),
                         "x64-uefi": str(base / "snponly.efi")},
         "boot": {"default": {"kernel": str(base / "vmlinuz")}},
+        **({"dhcp": dhcp} if dhcp is not None else {}),
     }, "test.yaml")
+
+
+def offer(source: str, arch: int, yiaddr: str = "0.0.0.0", boot_file: bytes = b"") -> object:
+    """
+    The doctor's reading of one server's OFFER to its DISCOVER as C{arch}.
+    """
+    return _answer(arch, source, decode(encode(DHCPPacket(
+        op=BOOTREPLY, yiaddr=yiaddr, file=boot_file,
+        options={Option.MESSAGE_TYPE: bytes([MessageType.OFFER]),
+                 Option.SERVER_ID: bytes(int(part) for part in source.split("."))}))), b"")
 
 
 class PacketTests(unittest.TestCase):
@@ -107,6 +120,44 @@ class FindingTests(unittest.TestCase):
         self.assertIn(("ok", (), "192.0.2.254"), levels)
         self.assertIn(("fail", (UEFI,), "no DHCP server offered an address"), levels)
 
+    def test_second_dhcp_server_in_full_mode(self) -> None:
+        """
+        With C{dhcp.mode: full} pxed is the LAN's DHCP server: another
+        server offering addresses (with or without a boot file) is a
+        second DHCP server, named as breaking the boots it answers; the
+        same answers in proxy mode are the LAN's DHCP server, as wanted.
+        """
+        full = config(self.base, dhcp={
+            "mode": "full", "range": "192.0.2.100-192.0.2.110", "ping": False,
+            "lease_file": str(self.base / "leases.json")},
+            ports={"dhcp": 67, "pxe": 4011, "tftp": 69, "http": 80})
+        pxed = offer("192.0.2.1", 0, "192.0.2.100", b"undionly.kpxe")
+        pxed.this_host = True  # type: ignore[attr-defined]
+        answers = [pxed, offer("192.0.2.254", 0, "192.0.2.77"),
+                   offer("192.0.2.253", 7, "192.0.2.78", b"other.efi")]
+        mac = "52:54:00:12:34:56"
+        findings = list(offer_findings(full, answers, mac, pxed_running=True))  # type: ignore
+        failures = [(f.breaks, f.message) for f in findings if f.level == "fail"]
+        second = [(breaks, message) for breaks, message in failures
+                  if message.startswith("another DHCP server offers addresses")]
+        self.assertEqual([(breaks, message.split(": ")[1]) for breaks, message in second],
+                         [((BIOS,), "192.0.2.254"), ((UEFI,), "192.0.2.253")])
+        self.assertIn("DHCP (offers 192.0.2.77), no boot file; pxed is this LAN's DHCP "
+                      "server (dhcp.mode: full)", second[0][1])
+        self.assertIn("boot file other.efi", second[1][1])
+        self.assertFalse([f for f in findings if "the LAN's DHCP server)" in f.message])
+        self.assertIn(((HTTP_BOOT,), "no DHCP server offered an address: pxed is the LAN's "
+                       "DHCP server (dhcp.mode: full) and offered none"), failures)
+        self.assertIn(("ok", "BIOS offers", "this pxed answers: DHCP (offers 192.0.2.100), "
+                       "boot file undionly.kpxe"), [(f.level, f.topic, f.message)
+                                                   for f in findings])
+
+        # Proxy mode: the same plain DHCP server is the LAN's, and fine.
+        findings = list(offer_findings(self.config, answers[1:2], mac,  # type: ignore
+                                       pxed_running=True))
+        self.assertIn(("ok", "192.0.2.254: DHCP (offers 192.0.2.77), no boot file (the LAN's "
+                       "DHCP server)"), [(f.level, f.message) for f in findings])
+
 
 class NamespaceTests(unittest.TestCase):
     """
@@ -173,3 +224,37 @@ class NamespaceTests(unittest.TestCase):
             self.assertEqual(following.strip(), f"breaks: {breaks}")
         self.assertIn("2 problem(s); would break: BIOS PXE, UEFI PXE", report)
         (work / "doctor-report.txt").write_text(report)
+
+    def test_full_mode_beside_the_lans_dhcp_server(self) -> None:
+        """
+        pxed as the DHCP server (C{dhcp.mode: full}) on a LAN whose router
+        (dnsmasq) already hands out addresses: the doctor names the router
+        as a second DHCP server, breaking every kind of boot it answers.
+        """
+        work = Path(self.mktemp()).absolute()
+        work.mkdir()
+        (work / "vmlinuz").write_bytes(b"kernel")
+        path = work / "pxed.yaml"
+        path.write_text("server:\n  address: 192.168.77.1\n  interface: eth0\n"
+                        f"boot:\n  default: {{kernel: {work}/vmlinuz}}\n"
+                        "dhcp: {mode: full, range: 192.168.77.200-192.168.77.210, ping: false, "
+                        f"lease_file: {work}/leases.json}}\n")
+        with Lab(work / "lab") as lab:
+            lab.start_router()
+            start_pxed(lab, path, work / "pxed.log")
+            code, report = self.doctor(lab, path)
+        (work / "doctor-report.txt").write_text(report)
+        self.assertEqual(code, 1, report)
+        self.assertIn("BIOS  192.168.77.1    this pxed DHCP (offers 192.168.77.2", report)
+        for arch, breaks in (("BIOS", "BIOS PXE"), ("UEFI", "UEFI PXE"),
+                             ("HTTP", "UEFI HTTP Boot")):
+            lines = report.splitlines()
+            line = next((line for line in lines if f"{arch} offers: another DHCP server offers "
+                         "addresses: 192.168.77.254: DHCP (offers 192.168.77." in line), None)
+            self.assertIsNotNone(line, report)
+            assert line is not None
+            self.assertTrue(line.startswith("  FAIL"), line)
+            self.assertIn("pxed is this LAN's DHCP server (dhcp.mode: full)", line)
+            self.assertEqual(lines[lines.index(line) + 1].strip(), f"breaks: {breaks}")
+        self.assertNotIn("(the LAN's DHCP server)", report)
+        self.assertIn("3 problem(s); would break: BIOS PXE, UEFI PXE, UEFI HTTP Boot", report)

@@ -3,7 +3,8 @@
 C{pxed doctor}: why a machine would not boot, found from the pxed host.
 
 When a machine does not boot, the cause is usually outside pxed: another
-ProxyDHCP or DHCP server handing out other boot files, no DHCP server at
+ProxyDHCP or DHCP server handing out other boot files, a second DHCP
+server beside pxed as the LAN's (C{dhcp.mode: full}), no DHCP server at
 all, a port taken by another program, an unreadable file, an HTTP server
 that does not answer.  The doctor broadcasts a DISCOVER as BIOS and UEFI
 PXE firmware and a UEFI HTTP Boot client would, lists every server that
@@ -130,6 +131,13 @@ def _describe(answer: Answer) -> str:
 
 def offer_findings(config: Config, answers: list[Answer], mac: str,
                    pxed_running: bool) -> Iterator[Finding]:
+    """
+    What the servers that answered mean for each kind of boot.  In proxy
+    mode another server offering addresses is the LAN's DHCP server, which
+    pxed needs; with C{dhcp.mode: full} pxed is that server, so any other
+    one offering addresses is a second DHCP server on the LAN.
+    """
+    full = config.dhcp.full
     for arch, name in ARCHES.items():
         mine = [a for a in answers if a.arch == arch and a.this_host and pxed_running]
         others = [a for a in answers if a.arch == arch and a not in mine]
@@ -149,16 +157,25 @@ def offer_findings(config: Config, answers: list[Answer], mac: str,
         for answer in others:
             competing = answer.proxy or answer.boot_file or answer.pxe_client
             who = f"{answer.source}" + (" (this host, not pxed)" if answer.this_host else "")
-            if competing:
+            if full and answer.offers_address:
+                # Firmware takes the first offer, whichever server sent it.
+                yield Finding("fail", topic, f"another DHCP server offers addresses: {who}: "
+                              f"{_describe(answer)}; pxed is this LAN's DHCP server "
+                              "(dhcp.mode: full), so clients take an address from either and "
+                              "pxed's boot answer may lose to this offer: stop that server "
+                              "or run pxed in proxy mode", _PXE_BOOTS[arch])
+            elif competing:
                 yield Finding("fail", topic, f"another boot server answers: {who}: "
                               f"{_describe(answer)}; firmware takes one of the offers, so "
                               "machines boot its file or pxed's at random", _PXE_BOOTS[arch])
             else:
                 yield Finding("ok", topic, f"{who}: {_describe(answer)} (the LAN's DHCP server)")
         if not any(a.offers_address for a in answers if a.arch == arch):
-            yield Finding("fail", topic, "no DHCP server offered an address: pxed only adds "
-                          "boot options, the firmware still needs an address from the LAN's "
-                          "DHCP server", _PXE_BOOTS[arch])
+            why = ("pxed is the LAN's DHCP server (dhcp.mode: full) and offered none" if full
+                   else "pxed only adds boot options, the firmware still needs an address "
+                        "from the LAN's DHCP server")
+            yield Finding("fail", topic, f"no DHCP server offered an address: {why}",
+                          _PXE_BOOTS[arch])
 
 
 def service_findings(config: Config, address: str | None, mac: bytes = bytes(6)
