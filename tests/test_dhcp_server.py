@@ -27,7 +27,7 @@ from pxed.net import PacketInfo
 from pxed.policy import BootSpec, StaticPolicy
 from pxed.state import MemoryBootLog
 from pxed.testing.dhcp import FakeProber
-from pxed.testing.packets import http_boot_discover
+from pxed.testing.packets import http_boot_discover, plain
 from tests import pcap
 from tests.fixtures import write_bootloaders
 
@@ -40,18 +40,6 @@ OVMF_MAC = None  # read from the capture
 
 def u32(value: bytes) -> int:
     return int(struct.unpack("!I", value)[0])
-
-
-def plain(mac: str, kind: int, xid: int = 1, **options: bytes) -> DHCPPacket:
-    """
-    An ordinary (not network-booting) client's message.
-    """
-    chaddr = bytes.fromhex(mac.replace(":", "")) + bytes(10)
-    packet = DHCPPacket(xid=xid, chaddr=chaddr, flags=0x8000,
-                        options={Option.MESSAGE_TYPE: bytes((kind,))})
-    for code, value in options.items():
-        packet.options[int(code.lstrip("o"))] = value
-    return packet
 
 
 class ServerTestCase(unittest.TestCase):

@@ -32,10 +32,10 @@ from pxed.dhcp.packet import MessageType, decode, encode
 from pxed.metrics import Metrics, arch_label, message_type_label
 from pxed.net import PacketInfo
 from pxed.service import makeBootService
+from pxed.testing.packets import plain
 from pxed.tftp import packet as P
 from pxed.tftp.client import TFTPError, fetch_result
 from tests.pcap import IPXE_UEFI_DISCOVER, OVMF_DISCOVER, OVMF_REQUEST_4011, changed, raw
-from tests.test_dhcp_server import plain
 
 MAC = "52:54:00:77:00:10"  # the machine in the UEFI capture
 BROKEN = "52:54:00:77:00:99"  # its script cannot be rendered

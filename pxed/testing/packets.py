@@ -17,7 +17,7 @@ from pxed.doctor.probe import bootserver_request, http_boot_discover, pxe_discov
 from pxed.net import PacketInfo
 
 __all__ = ["pxe_discover", "ipxe_discover", "http_boot_discover", "bootserver_request",
-           "changed", "ViaTransport"]
+           "plain", "changed", "ViaTransport"]
 
 
 def ipxe_discover(mac: bytes, arch: int = 7, xid: int = 1) -> DHCPPacket:
@@ -26,6 +26,19 @@ def ipxe_discover(mac: bytes, arch: int = 7, xid: int = 1) -> DHCPPacket:
     """
     packet = pxe_discover(mac, arch, xid)
     packet.options[Option.USER_CLASS] = b"iPXE"
+    return packet
+
+
+def plain(mac: str, kind: int, xid: int = 1, **options: bytes) -> DHCPPacket:
+    """
+    An ordinary (not network-booting) client's message of type C{kind};
+    C{options} by code, as C{o61=b"..."}.
+    """
+    chaddr = bytes.fromhex(mac.replace(":", "")) + bytes(10)
+    packet = DHCPPacket(xid=xid, chaddr=chaddr, flags=0x8000,
+                        options={Option.MESSAGE_TYPE: bytes((kind,))})
+    for code, value in options.items():
+        packet.options[int(code.lstrip("o"))] = value
     return packet
 
 
