@@ -70,6 +70,25 @@ PRUNE_EVERY = 3600.0
 _COLUMNS = "(mac, stage, at, instance, writer, fields)"
 
 
+def _then(running: Deferred[None], again: Callable[[], Deferred[None]]) -> Deferred[None]:
+    """
+    Call C{again} once C{running} (a write or read under way) is over.
+
+    A write under way took its events before the caller queued its own, and
+    a read under way may have begun before what the caller wants to see was
+    committed: joining it would return before the caller's work is done.
+    C{running} keeps its own result for its other waiters.
+    """
+    after: Deferred[None] = Deferred()
+
+    def over(result: object) -> object:
+        after.callback(None)
+        return result
+
+    running.addBoth(over)
+    return after.addCallback(lambda _: again())
+
+
 @implementer(IBootLog)
 class PgBootLog(service.Service):
     """
@@ -168,10 +187,11 @@ class PgBootLog(service.Service):
 
     def flush(self) -> Deferred[None]:
         """
-        Write the queued events (at most L{BATCH_ROWS}) in one transaction.
+        Write the queued events (at most L{BATCH_ROWS}) in one transaction;
+        if a write is under way, after it.
         """
         if self._writing is not None:
-            return self._writing
+            return _then(self._writing, self.flush)
         if not self.pending:
             return succeed(None)
         taken = [self.pending.popleft() for _ in range(min(BATCH_ROWS, len(self.pending)))]
@@ -212,11 +232,17 @@ class PgBootLog(service.Service):
         """
         Merge in what other pxed wrote since the last poll, retry once flags
         that could not be written, and now and then delete old events.
+
+        The retry (C{on_tick}) runs once the read has reached the database,
+        and the returned Deferred fires only after it: a poll that finds the
+        database back has also written the marks it missed (started at the
+        same time, a mark waiting for a second pooled connection would land
+        after the poll said it was done), and a poll during an outage tries
+        no mark.  Called while a read is under way, it reads again after
+        that one (see L{_then}).
         """
         if self._reading is not None:
-            return self._reading
-        if self.on_tick is not None:
-            self.on_tick()
+            return _then(self._reading, self.refresh)
         now = time.time()
         prune = now - self._last_prune > PRUNE_EVERY
         keep = self.keep
@@ -233,11 +259,19 @@ class PgBootLog(service.Service):
                 self._last_prune = now
             self._merge(rows)
 
+        def retry(_: object) -> Any:
+            if self.on_tick is None or self.db.down:
+                return None
+            return self.on_tick()
+
         def done(result: object) -> None:
             self._reading = None
+            if isinstance(result, Failure):  # not an outage: a bug to show
+                log.failure("state database: cannot poll", result)
 
         d = self.db.run(read, probe=True).addCallbacks(
             merged, lambda f: f.trap(StateUnavailable) and None)
+        d.addCallback(retry)
         d.addBoth(done)
         self._reading = d
         return d
