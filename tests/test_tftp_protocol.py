@@ -392,15 +392,16 @@ class FakeNetworkTests(TestCase):
 
     def test_abandonedTransferReaped(self) -> None:
         """
-        A client that never answers is dropped four timeouts after its
-        first answer, and its port closed.
+        A client that never answers is dropped when its own retransmitted
+        ACK would have come (six seconds after the second copy of its first
+        answer), and its port closed.
         """
         ends: list[Any] = []
         server, reactor, _ = self.server(
             retries=2, patience=10, on_transfer_end=lambda *a: ends.append(a)
         )
         server.datagramReceived(self.rrq(), ("10.0.0.9", 2000))
-        reactor.pump([0.5] * 7)
+        reactor.pump([0.5] * 13)  # the copy at 1 s (the timeout), then 6 s
         self.assertEqual(ends, [])
         reactor.pump([0.5] * 2)
         self.assertEqual(ends[0][2].outcome, "timeout")

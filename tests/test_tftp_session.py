@@ -338,6 +338,21 @@ class ReadSessionTests(SynchronousTestCase):
         self.assertEqual(again.take(), [])
         self.assertEqual(again.result.error, "client never answered")
 
+    def test_ackAfterClientRetransmitTimerServed(self) -> None:
+        """
+        A client whose ACKs of both copies of DATA 1 were lost resends it on
+        its own 5 s timer, restarted by the second copy: that ACK, 5.5 s
+        after the copy, still gets the transfer going (tftp-hpa under loss).
+        """
+        h = Harness(b"x" * 5000, limits=SessionLimits(timeout=1.0, retries=5, patience=30))
+        self.assertEqual(h.take(), [data(1, b"x" * 512)])
+        h.clock.advance(1)
+        self.assertEqual(h.take(), [data(1, b"x" * 512)])
+        h.clock.pump([0.5] * 11)
+        self.assertEqual(h.take(), [])
+        self.assertEqual(h.results, [])
+        self.assertEqual(h.ack(1), [data(2, b"x" * 512)])
+
     def test_progressResetsRetries(self) -> None:
         h = Harness(b"x" * 2000, limits=SessionLimits(retries=1))
         h.take()

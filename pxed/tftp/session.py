@@ -50,6 +50,14 @@ log = Logger()
 #: nothing is waited for (it had that answer twice) before the transfer ends.
 _QUIET_TIMEOUTS = 4
 
+#: Seconds a client that acknowledged nothing is also waited for after the
+#: last copy of its first answer: a real client whose ACK was lost sends it
+#: again on its own timer, 5 s in tftp-hpa and atftp (restarted by each
+#: copy it receives), and one more second covers a busy machine.  Fixed,
+#: not the client's C{timeout} option: a spoofed request must not be able
+#: to hold its port longer by asking.
+_CLIENT_RETRANSMIT = 6.0
+
 
 class ReadSession:
     """
@@ -131,9 +139,9 @@ class ReadSession:
         self.retransmits = 0
         self.bytes_retransmitted = 0
         # The first answer, while the client has acknowledged nothing: how
-        # often it went out (at most twice per request), and when first.
+        # often it went out (at most twice per request), when first and last.
         self._first_sends = 0
-        self._first_sent_at = 0.0
+        self._first_sent_at = self._first_last_at = 0.0
         self._blocks = BlockReader(readable, self.blksize, self.windowsize)
 
     @property
@@ -150,6 +158,7 @@ class ReadSession:
         """Send the OACK, or DATA 1 when no option was accepted."""
         now = self._started_at = self._progress_at = self._clock.seconds()
         self._first_sends, self._first_sent_at = 1, now
+        self._first_last_at = now
         if self.negotiated.oack:
             self._oack_pending = True
             self._send_oack()
@@ -472,6 +481,7 @@ class ReadSession:
         self._retries += 1
         if never_acked:
             self._first_sends += 1
+            self._first_last_at = now
         if self._oack_pending:
             self.retransmits += 1
             self._oack_sent_at = None
@@ -488,7 +498,8 @@ class ReadSession:
         return self._acked == 0 and (self._oack_pending or not self.negotiated.oack)
 
     def _quiet_end(self) -> float:
-        return self._first_sent_at + _QUIET_TIMEOUTS * self.limits.timeout
+        return max(self._first_sent_at + _QUIET_TIMEOUTS * self.limits.timeout,
+                   self._first_last_at + _CLIENT_RETRANSMIT)
 
     def _quiet_cap(self, now: float) -> None:
         """While nothing is acknowledged, no timer runs past the quiet end."""
@@ -506,7 +517,7 @@ class ReadSession:
             return
         now = self._clock.seconds()
         self._first_sends = 1
-        self._first_sent_at = now
+        self._first_sent_at = self._first_last_at = now
         self.retransmits += 1
         if self._oack_pending:
             self._oack_sent_at = None
