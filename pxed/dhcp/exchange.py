@@ -25,6 +25,7 @@ from pxed.dhcp.packet import (
     decode,
 )
 from pxed.dhcp.reply import BootAnswer, boot_ack, proxy_offer
+from pxed.dhcp.sanity import relay_address
 from pxed.machine import Machine
 from pxed.net import PacketInfo
 
@@ -134,10 +135,7 @@ def advertised_address(
     """
     relayed = packet.giaddr != "0.0.0.0"
     if relayed and relays:
-        try:
-            giaddr = ipaddress.IPv4Address(packet.giaddr)
-        except ValueError:
-            giaddr = None
+        giaddr, _ = relay_address(packet.giaddr)
         if giaddr is not None:
             for subnet, chosen in relays:
                 if giaddr in subnet:
