@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pxed.dhcp.classify import NotNetworkBooting, classify
 from pxed.dhcp.menu import LOCAL_BOOT, NETWORK_BOOT, boot_item
+from pxed.dhcp.offertemplate import offer_bytes
 from pxed.dhcp.packet import (
     BOOTREQUEST,
     DHCPPacket,
@@ -73,10 +74,14 @@ class Stage:
     accepts: frozenset[int]
     build: Callable[[DHCPPacket, BootAnswer], DHCPPacket]
     destination: Callable[[DHCPPacket, tuple[str, int]], tuple[str, int]]
+    #: The reply's bytes straight from the request's datagram, its decoded
+    #: packet and the answer, the same bytes as building and encoding it
+    #: (with option 82 echoed), without the packet; C{None}: build it.
+    encoded: Callable[[bytes, DHCPPacket, BootAnswer], bytes] | None = None
 
 
 PROXYDHCP = Stage("proxydhcp", frozenset({MessageType.DISCOVER}), proxy_offer,
-                  _offer_destination)
+                  _offer_destination, offer_bytes)
 BOOTSERVER = Stage("bootserver", frozenset({MessageType.REQUEST, MessageType.INFORM}), boot_ack,
                    _ack_destination)
 STAGES = {stage.name: stage for stage in (PROXYDHCP, BOOTSERVER)}

@@ -34,7 +34,8 @@ Where to add a check or a step:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Protocol
 
 from pxed.dhcp.exchange import Ignored, Relays, Stage, advertised_address, screen
@@ -86,14 +87,26 @@ class Request:
 @dataclass(frozen=True)
 class Reply:
     """
-    What pxed sends: the decision, the reply packet, its bytes and where
-    they go.
+    What pxed sends: the decision, its bytes and where they go, and the
+    reply packet they encode.
+
+    The packet is built only when asked for (C{pxed explain} shows it):
+    the server sends C{data}, which for a ProxyDHCP offer comes from a
+    template (L{pxed.dhcp.offertemplate}) without building a packet.
     """
 
     answer: BootAnswer
-    packet: DHCPPacket
     data: bytes
     destination: tuple[str, int]
+    request: DHCPPacket = field(repr=False, compare=False)
+    stage: Stage = field(repr=False, compare=False)
+
+    @cached_property
+    def packet(self) -> DHCPPacket:
+        """
+        The reply packet C{data} encodes.
+        """
+        return _reply_packet(self.request, self.answer, self.stage)
 
 
 class Dropped(Exception):
@@ -191,13 +204,22 @@ def echo_relay_information(request: DHCPPacket, reply: DHCPPacket) -> DHCPPacket
     return replace(reply, options=options)
 
 
+def _reply_packet(request: DHCPPacket, answer: BootAnswer, stage: Stage) -> DHCPPacket:
+    return echo_relay_information(request, stage.build(request, answer))
+
+
 def build_reply(request: Request, answer: BootAnswer, stage: Stage) -> Reply:
     """
     The reply C{answer} makes for C{request} at C{stage}'s port.
     """
-    packet = echo_relay_information(request.packet, stage.build(request.packet, answer))
-    destination = stage.destination(request.packet, request.arrival.source)
-    return Reply(answer, packet, encode(packet), destination)
+    packet = request.packet
+    destination = stage.destination(packet, request.arrival.source)
+    if stage.encoded is not None:
+        return Reply(answer, stage.encoded(request.arrival.data, packet, answer), destination,
+                     packet, stage)
+    reply = Reply(answer, b"", destination, packet, stage)
+    object.__setattr__(reply, "data", encode(reply.packet))
+    return reply
 
 
 async def respond(request: Request, stage: Stage, responder: Responder) -> Reply | None:
