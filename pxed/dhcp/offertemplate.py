@@ -41,6 +41,7 @@ _OP = bytes((BOOTREPLY,))
 _ZERO4 = b"\x00" * 4
 _SNAME = b"\x00" * 64
 _END = b"\xff"
+_UUID_HEAD = bytes((Option.CLIENT_UUID, 17))
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -93,7 +94,8 @@ def offer_bytes(datagram: bytes, request: DHCPPacket, answer: BootAnswer) -> byt
         datagram[12:16], _ZERO4, server, datagram[24:44], head,
     ]
     if uuid is not None:
-        parts.append(_option(Option.CLIENT_UUID, uuid))
+        # (pxed.dhcp.sanity lets only type 0 and 16 bytes through.)
+        parts.append(_UUID_HEAD + uuid if len(uuid) == 17 else _option(Option.CLIENT_UUID, uuid))
     parts.append(tail)
     if relay is not None:
         parts.append(_option(Option.RELAY_AGENT_INFORMATION, relay))

@@ -130,7 +130,7 @@ class DHCPPacket:
         The client hardware address as lower-case colon-separated hex.
         """
         hlen = min(self.hlen, 16) or 6
-        return ":".join(f"{b:02x}" for b in self.chaddr[:hlen])
+        return self.chaddr[:hlen].hex(":")
 
     @property
     def message_type(self) -> int | None:

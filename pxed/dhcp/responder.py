@@ -185,7 +185,6 @@ class BootResponder:
         @param record: write the answer to the boot log (pxed as the DHCP
             server records its ACK, not the offer before it).
         """
-        fields = dict(mac=machine.mac, arch=machine.arch.slug, code=machine.arch.code)
         request = BootRequest(machine, stage, interface=interface, relay=relay,
                               local_address=server)
         # One set of parts for the whole answer, even if a reload swaps
@@ -193,7 +192,8 @@ class BootResponder:
         parts = self.parts.current
         spec = await parts.policy.boot_spec(request)
         if spec is None:
-            log.debug("{mac}: no boot entry for this machine; staying silent", **fields)
+            log.debug("{mac}: no boot entry for this machine; staying silent", mac=machine.mac,
+                      arch=machine.arch.slug, code=machine.arch.code)
             return None
         vendor_class = b"PXEClient"
         menu = None

@@ -59,13 +59,8 @@ def relay_problem(
     if problem is not None:
         return problem
     assert giaddr is not None
-    if giaddr.is_loopback:
-        try:
-            local = ipaddress.IPv4Address(source).is_loopback
-        except ValueError:
-            local = False
-        if not local:
-            return "is a loopback address, from outside this host"
+    if giaddr.is_loopback and not _loopback(source):
+        return "is a loopback address, from outside this host"
     if packet.giaddr in {address for address in own if address}:
         return "is pxed's own address"
     if relays and not any(giaddr in subnet for subnet, _ in relays):
@@ -95,6 +90,14 @@ def relay_address(giaddr: str) -> tuple[ipaddress.IPv4Address | None, str | None
 
 
 _LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+@lru_cache(maxsize=1024)
+def _loopback(source: str) -> bool:
+    try:
+        return ipaddress.IPv4Address(source).is_loopback
+    except ValueError:
+        return False
 
 
 def option_problem(packet: DHCPPacket) -> str | None:
