@@ -94,6 +94,7 @@ class SchemaTests(PgTestCase):
         error = self.assertRaises(ConfigError, open_shared_state,
                                   self.config("a", url=url), reactor, Metrics())
         self.assertIn(f"cannot use the state database 127.0.0.1:{port}/pxed", str(error))
+        self.assertIn("configure policy.signing.key_file", str(error))
         self.assertNotIn("secret", str(error))
         self.assertNotIn("\n", str(error))
 
@@ -333,6 +334,110 @@ class FaultTests(PgTestCase):
                 a.boot_log.record(OTHER, "script")  # never waits
                 self.assertEqual(a.boot_log.last(OTHER).stage, "script")
         self.assertIsNotNone((yield once))
+
+
+class StartWithoutDatabaseTests(PgTestCase):
+    """
+    A pxed started while the server is down, with the signing key in its
+    configuration: it starts in the outage state and recovers by itself.
+    """
+
+    def keyed(self, instance: str) -> Config:
+        key = Path(self.mktemp()).absolute()
+        key.write_text("k" * 40)
+        key.chmod(0o600)
+        return parse_config({"bootloaders": self.bootloaders,
+                             "state": {"url": self.url, "instance": instance, "poll": "200ms"},
+                             "policy": {"signing": {"key_file": str(key)}}},
+                            f"{instance}.yaml")
+
+    def start_down(self, instance: str) -> tuple[SharedState, list[str]]:
+        messages: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace", "").startswith("pxed.pg"):
+                messages.append(event["log_format"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        shared = open_shared_state(self.keyed(instance), reactor, Metrics())
+        shared.service.startService()
+        self.addCleanup(lambda: shared.service.stopService() if shared.service.running
+                        else None)
+        return shared, messages
+
+    @defer.inlineCallbacks
+    def test_starts_in_outage_and_recovers(self) -> Any:
+        from pxed.policy import BootSpec
+
+        self.server.stop()
+        try:
+            a, messages = self.start_down("a")
+            self.assertTrue(a.store.db.down)
+            self.assertEqual(a.store.metrics.up._value.get(), 0)
+            self.assertEqual([m for m in messages if m.startswith("started without")],
+                             [messages[0]])
+            rules = [Rule("install", Match((MacMatcher((MAC,)),)), BootSpec(kernel="/k"),
+                          once=True),
+                     Rule("rest", Match(), BootSpec(kernel="/other"))]
+            policy = RulePolicy(rules, a.store)
+            other = BootRequest(Machine(mac=OTHER, arch=architecture(7), ipxe=True), "script")
+            once = BootRequest(Machine(mac=MAC, arch=architecture(7), ipxe=True), "script")
+            self.assertEqual(self.successResultOf(policy.boot_spec(other)).kernel, "/other")
+            # Known outage from the start: no request waits for the server.
+            self.assertIsNone(self.successResultOf(policy.boot_spec(once)))
+            self.assertEqual(a.store.metrics.once_refused._value.get(), 1)
+            a.boot_log.record(OTHER, "script")
+            yield a.boot_log.flush()
+            self.assertEqual(len(a.boot_log.pending), 1)
+            yield a.boot_log.refresh()
+            self.assertTrue(a.store.db.down)
+        finally:
+            self.server.start()
+        # The poll reaches it (the pool's reconnection backs off for up to
+        # 12 s), migrates, and only then ends the outage.
+        deadline = time.monotonic() + 40
+        while a.store.db.down and time.monotonic() < deadline:
+            yield a.boot_log.refresh()
+            yield sleep(0.2)
+        self.assertFalse(a.store.db.down)
+        self.assertEqual(self.sql("SELECT version FROM pxed_schema"), [(SCHEMA_VERSION,)])
+        self.assertEqual(a.store.metrics.up._value.get(), 1)
+        self.assertEqual(a.store.key, self.sql("SELECT key FROM pxed_signing_key")[0][0])
+        self.assertIsNotNone((yield policy.boot_spec(once)))
+        yield a.store.mark_once(MAC, "install")
+        self.assertEqual(self.sql("SELECT mac, rule, state, instance FROM pxed_once"),
+                         [(MAC, "install", "done", "a")])
+        yield a.boot_log.flush()
+        self.assertEqual(self.sql("SELECT mac, stage FROM pxed_events"), [(OTHER, "script")])
+
+    @defer.inlineCallbacks
+    def test_newer_schema_on_return_keeps_the_outage(self) -> Any:
+        self.sql("CREATE TABLE pxed_schema (version integer NOT NULL)")
+        self.sql("INSERT INTO pxed_schema VALUES (%s)", SCHEMA_VERSION + 1)
+        self.server.stop()
+        try:
+            a, messages = self.start_down("a")
+        finally:
+            self.server.start()
+        too_new: list[str] = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            yield a.boot_log.refresh()
+            too_new = [m for m in messages if m.startswith("state database {where}: {why}")]
+            if too_new:
+                break
+            yield sleep(0.2)
+        self.assertEqual(len(too_new), 1)
+        for _ in range(3):  # said once, not every poll
+            yield a.boot_log.refresh()
+        self.assertEqual(len([m for m in messages if m == too_new[0]]), 1)
+        self.assertTrue(a.store.db.down)
+        self.assertEqual(a.store.metrics.up._value.get(), 0)
+        self.assertEqual(self.sql("SELECT version FROM pxed_schema"), [(SCHEMA_VERSION + 1,)])
+        self.assertEqual(self.sql("SELECT count(*) FROM pg_tables WHERE tablename = "
+                                  "'pxed_once'"), [(0,)])
+        yield self.assertFailure(a.store.once_done(MAC, "install"), StateUnavailable)
 
 
 class WiringTests(PgTestCase):

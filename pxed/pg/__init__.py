@@ -5,9 +5,16 @@ the signing key and boot timelines (see L{pxed.pg.store},
 L{pxed.pg.bootlog}), selected by C{state.url}.
 
 L{open_shared_state} is what L{pxed.service} calls: it connects once,
-blocking (pxed cannot start without the signing key every pxed of the
-site shares), migrates the schema, loads the recent timelines, and hands
-back the store, the boot log and the service that runs them.
+blocking, migrates the schema, reads the signing key every pxed of the
+site shares, loads the recent timelines, and hands back the store, the
+boot log and the service that runs them.
+
+If the server does not answer then, pxed can still start when the key
+does not have to come from it (C{policy.signing.key} or C{key_file}): it
+starts in the outage state a running pxed enters when the database goes
+away, and the periodic poll that first reaches the server migrates the
+schema before ending the outage.  Without a configured key it cannot
+sign a URL the other pxed accept, so it refuses to start.
 """
 
 from __future__ import annotations
@@ -18,17 +25,20 @@ from typing import Any
 import psycopg
 from twisted.application import service
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from pxed.config import Config, ConfigError
 from pxed.config.state import describe_url
 from pxed.metrics import Metrics
 from pxed.pg.bootlog import PgBootLog
-from pxed.pg.db import Database, StateMetrics, connect_options
+from pxed.pg.db import Database, NotReady, StateMetrics, connect_options
 from pxed.pg.leases import PgLeaseStore
 from pxed.pg.schema import SchemaTooNew, migrate
 from pxed.pg.store import PgStateStore, shared_signing_key
 
 __all__ = ["SharedState", "open_shared_state"]
+
+log = Logger()
 
 
 class _StateService(service.Service):
@@ -80,18 +90,50 @@ def open_shared_state(config: Config, reactor: Any, metrics: Metrics) -> SharedS
     boot_log = PgBootLog(db, state.instance, state_metrics, reactor,
                          max_machines=config.status.machines, max_events=config.status.events,
                          batch=state.batch, poll=state.poll, keep=state.keep)
+    store = PgStateStore(db, None, state.instance, state_metrics, claim=state.claim)
+
+    def prepare(conn: psycopg.Connection[Any]) -> None:
+        # Before pxed uses a database: the schema, then the shared key
+        # (kept for a reload that drops the configured one).
+        migrate(conn)
+        store.key = shared_signing_key(conn)
+
+    def prepare_later(conn: psycopg.Connection[Any]) -> None:
+        # On a pool thread, when the server first answers after a start
+        # without it: anything but "unreachable" keeps the outage going.
+        try:
+            prepare(conn)
+        except SchemaTooNew as e:
+            raise NotReady(str(e)) from None
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as e:
+            raise NotReady(f"cannot prepare it: {_first_line(e)}") from None
+
     try:
         with psycopg.connect(url, autocommit=True, **connect_options(url)) as conn:
-            migrate(conn)
-            key = shared_signing_key(conn)
+            prepare(conn)
             boot_log.load(conn)
     except SchemaTooNew as e:
         raise ConfigError(config.source, "state.url", f"{where}: {e}") from None
+    except psycopg.OperationalError as e:
+        if config.policy.signing_key is None:
+            raise ConfigError(config.source, "state.url",
+                              f"cannot use the state database {where}: {_first_line(e)} (the "
+                              "signing key is in it; configure policy.signing.key_file, the "
+                              "same on every pxed, to start without the database)") from None
+        log.error("started without the state database {where} ({why}); 'once' rules get no "
+                  "answer and timeline events wait in memory until it answers", where=where,
+                  why=_first_line(e))
+        db.start_down(prepare_later)
     except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(config.source, "state.url",
-                          f"cannot use the state database {where}: {first}") from None
-    store = PgStateStore(db, key, state.instance, state_metrics, claim=state.claim)
+                          f"cannot use the state database {where}: {_first_line(e)}") from None
     boot_log.on_tick = store.retry
     return SharedState(store, boot_log, PgLeaseStore(db, state.instance),
                        _StateService(db, boot_log))
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -38,7 +38,7 @@ from twisted.python.threadpool import ThreadPool
 from pxed.config.state import describe_url
 from pxed.store import StateUnavailable
 
-__all__ = ["Database", "StateUnavailable", "connect_options"]
+__all__ = ["Database", "NotReady", "StateUnavailable", "connect_options"]
 
 log = Logger()
 
@@ -52,6 +52,13 @@ _T = TypeVar("_T")
 #: slower than this is treated as down for that request.
 WAIT = 3.0
 STATEMENT_TIMEOUT_MS = 10_000
+
+
+class NotReady(StateUnavailable):
+    """
+    The server answers, but what pxed must do before using it failed (a
+    schema newer than this pxed): the outage goes on.
+    """
 
 
 def connect_options(url: str) -> dict[str, Any]:
@@ -106,6 +113,10 @@ class Database(service.Service):
         self.metrics = metrics
         self.wait = wait
         self.down = False
+        #: Run on the first connection that reaches the server, before any
+        #: work, when pxed started without the database (L{start_down}).
+        self.prepare: Callable[[psycopg.Connection[Any]], None] | None = None
+        self._refusal: str | None = None
         self.threads = ThreadPool(minthreads=0, maxthreads=threads, name="pxed-state")
         self.pool = ConnectionPool(
             url, min_size=1, max_size=threads, open=False, timeout=wait,
@@ -118,6 +129,17 @@ class Database(service.Service):
         # A statement that hangs (a locked table, a dying server) must not
         # hold a pool thread for ever.
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+
+    def start_down(self, prepare: Callable[[psycopg.Connection[Any]], None]) -> None:
+        """
+        Begin in the known-outage state (the server did not answer at
+        start-up): only probe calls try it, and the first that reaches it
+        runs C{prepare} (the schema migration) before its own work and
+        ends the outage only if C{prepare} succeeds.
+        """
+        self.down = True
+        self.metrics.up.set(0)
+        self.prepare = prepare
 
     def startService(self) -> None:
         super().startService()
@@ -157,6 +179,12 @@ class Database(service.Service):
     def _call(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         try:
             with self.pool.connection(timeout=self.wait) as conn:
+                prepare = self.prepare
+                if prepare is not None:
+                    # Idempotent (the migration takes an advisory lock), so
+                    # two threads racing here do no harm.
+                    prepare(conn)
+                    self.prepare = None
                 return work(conn)
         except PoolTimeout as e:
             raise StateUnavailable(f"no connection to {self.where} within {self.wait:g}s") from e
@@ -174,6 +202,12 @@ class Database(service.Service):
         return result
 
     def _failed(self, failure: Failure) -> Failure:
+        if failure.check(NotReady):
+            why = failure.getErrorMessage()
+            if why != self._refusal:  # once, not every poll
+                self._refusal = why
+                log.error("state database {where}: {why}; pxed stays in outage mode",
+                          where=self.where, why=why)
         if failure.check(StateUnavailable) and not self.down:
             self.down = True
             self.metrics.up.set(0)

@@ -58,12 +58,14 @@ class PgStateStore:
     L{IStateStore} on the shared database.
 
     @param key: the signing key, read when pxed started (the interface's
-        C{signing_key} cannot wait for the database).
+        C{signing_key} cannot wait for the database); C{None} until the
+        database first answers when pxed started without it (then the
+        configuration gives the key pxed signs with).
     @param instance: this pxed's name, kept with the flags it sets.
     @param claim: seconds a claim holds (C{state.claim}).
     """
 
-    def __init__(self, db: Database, key: bytes, instance: str, metrics: StateMetrics,
+    def __init__(self, db: Database, key: bytes | None, instance: str, metrics: StateMetrics,
                  claim: float = 600.0) -> None:
         self.db = db
         self.key = key
@@ -173,6 +175,12 @@ class PgStateStore:
         return self.db.run(clear)
 
     def signing_key(self) -> bytes:
+        if self.key is None:
+            # Only a reload that drops policy.signing while pxed has not
+            # reached the database yet asks: rejected, the old key signs on.
+            raise StateUnavailable("no policy.signing key configured, and the state database "
+                                   "(which holds the shared one) has not answered since pxed "
+                                   "started")
         return self.key
 
     def reload(self) -> None:
