@@ -63,7 +63,7 @@ class Pxed:
     """
 
     def __init__(self, case: unittest.TestCase, base: Path, name: str, url: str,
-                 batch: str = "200ms") -> None:
+                 batch: str = "200ms", key: bytes | None = None) -> None:
         self.name = name
         self.http = _tcp_port()
         self.log = base / f"{name}.log"
@@ -82,11 +82,16 @@ class Pxed:
             ]},
             "boot": {"default": {"kernel": str(kernel)}},
         }
+        if key is not None:  # the site's key in a file every pxed reads
+            key_file = base / f"{name}.key"
+            key_file.write_bytes(key)
+            key_file.chmod(0o600)
+            config["policy"]["signing"] = {"key_file": str(key_file)}  # type: ignore[index]
         self.config = base / f"{name}.yaml"
         self.config.write_text(json.dumps(config))  # JSON is YAML
         self.case = case
         self.url = url
-        self.key: bytes | None = None
+        self.key: bytes | None = key
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -245,3 +250,70 @@ class TwoPxedTests(unittest.TestCase):
         log = a.log.read_text()
         self.assertEqual(log.count("state database unreachable"), 1, log)
         self.assertIn("answers again", log)
+
+
+class StartWithoutDatabaseTests(unittest.TestCase):
+    """
+    A pxed (re)started while the database is down: with the signing key in
+    a file it serves what needs no shared state and recovers by itself;
+    without one it exits with one line saying how to avoid that.
+    """
+
+    def setUp(self) -> None:
+        self.server = shared_server()
+        self.url = self.server.create_database(f"e{uuid.uuid4().hex[:12]}")
+        self.base = Path(self.mktemp()).absolute()
+        self.base.mkdir()
+        for name in ("undionly.kpxe", "snponly.efi", "vmlinuz"):
+            (self.base / name).write_bytes(b"x")
+
+    def test_starts_and_recovers(self) -> None:
+        c = Pxed(self, self.base, "pxed-c", self.url, key=b"site-key-" * 4)
+        self.server.stop()
+        try:
+            c.start()
+            status, script = c.script(OTHER)
+            self.assertEqual(status, 200)
+            self.assertIn("kernel ", script)
+            status, script = c.script(INSTALL)
+            self.assertIn("no boot entry", script)
+            metrics = get(f"{c.base}/metrics")[1]
+            self.assertIn("pxed_state_once_refused_total 1.0", metrics)
+            self.assertIn("pxed_state_up 0.0", metrics)
+            log = c.log.read_text()
+            self.assertEqual(log.count("started without the state database"), 1, log)
+        finally:
+            self.server.start()
+        # The poll finds it (migrating the empty database first): the
+        # install is handed out, its beacon recorded, the queued event written.
+        self.assertTrue(wait_until(lambda: "kernel " in c.script(INSTALL)[1], 40),
+                        c.log.read_text())
+        status, script = c.script(INSTALL)
+        self.assertEqual(get(beacon_of(script)), (200, "ok\n"))
+        with psycopg.connect(self.url) as conn:
+            self.assertEqual(conn.execute("SELECT rule, state, instance FROM pxed_once "
+                                          "WHERE mac = %s", (INSTALL,)).fetchall(),
+                             [("install", "done", "pxed-c")])
+            self.assertTrue(wait_until(lambda: conn.execute(
+                "SELECT count(*) FROM pxed_events WHERE mac = %s", (OTHER,)).fetchone()
+                == (1,), 15))
+        self.assertIn("pxed_state_up 1.0", get(f"{c.base}/metrics")[1])
+        self.assertIn("answers again", c.log.read_text())
+
+    def test_without_a_key_it_exits_with_one_line(self) -> None:
+        d = Pxed(self, self.base, "pxed-d", self.url)
+        self.server.stop()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", TWISTD, "--nodaemon", "--pidfile=",
+                 f"--logfile={d.log}", "pxed", "--config", str(d.config)],
+                env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True,
+                timeout=60)
+        finally:
+            self.server.start()
+        self.assertNotEqual(result.returncode, 0)
+        lines = result.stderr.decode().strip().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("pxed: cannot start:", lines[0])
+        self.assertIn("cannot use the state database", lines[0])
+        self.assertIn("configure policy.signing.key_file", lines[0])
