@@ -117,6 +117,8 @@ def open_shared_state(config: Config, reactor: Any, metrics: Metrics) -> SharedS
     except SchemaTooNew as e:
         raise ConfigError(config.source, "state.url", f"{where}: {e}") from None
     except psycopg.OperationalError as e:
+        # Not connected (refused, timed out, and as at run time also a
+        # refused login, which may be the site's auth backend being down).
         if config.policy.signing_key is None:
             raise ConfigError(config.source, "state.url",
                               f"cannot use the state database {where}: {_first_line(e)} (the "
