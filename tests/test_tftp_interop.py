@@ -182,9 +182,15 @@ from pxed.tftp.source import FilesystemSource
 @defer.inlineCallbacks
 def main(reactor):
     results, report = [], {}
-    # Patience covers two of atftp's 5 s ACK retransmissions, and bounds
-    # the wait when a final ACK is lost.
-    server = TFTPServerProtocol(FilesystemSource(Path(root)), reactor, patience=12,
+    # After a lost ACK (and its one "extra ACK"), atftp ignores repeated
+    # blocks and resends its ACK only 5 s after the last packet it got, so
+    # its own ACKs come 5, 10 and 15 s after pxed's retransmissions end
+    # (about (retries + 1) * timeout = 6 s after the last progress, later
+    # on a loaded machine): patience covers three of them (two lost: 1 in
+    # 1000 per stall) with a margin, and bounds the wait when a final ACK
+    # is lost.
+    patience = 6 + 3 * 5 + 4
+    server = TFTPServerProtocol(FilesystemSource(Path(root)), reactor, patience=patience,
                                 on_transfer_end=lambda p, f, r: results.append(r))
     port = reactor.listenUDP(0, server, interface="127.0.0.1").getHost().port
     expected = (Path(root) / "file").read_bytes()
@@ -207,7 +213,7 @@ def main(reactor):
     data = yield fetch(reactor, "127.0.0.1", port, "file", blksize=1468, windowsize=16,
                        interface="127.0.0.1", dally=1.0)
     report["pxed"] = {"ok": data == expected, "seconds": round(time.monotonic() - start, 1)}
-    for _ in range(200):  # a lost final ACK keeps the server waiting
+    for _ in range(10 * (patience + 10)):  # a lost final ACK keeps the server waiting
         if len(results) >= 3:
             break
         yield task.deferLater(reactor, 0.1, lambda: None)
