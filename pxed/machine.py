@@ -125,7 +125,7 @@ def architecture(code: int) -> Architecture:
     return Architecture(code, f"unknown-{code}", f"unknown architecture {code}", _O)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Machine:
     """
     A network-booting client, as classified from one of its requests.

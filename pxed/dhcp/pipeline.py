@@ -49,7 +49,7 @@ __all__ = ["Arrival", "Request", "Reply", "Dropped", "Responder", "receive", "re
            "build_reply", "echo_relay_information"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arrival:
     """
     A datagram as the socket delivered it.
@@ -64,7 +64,7 @@ class Arrival:
     interface: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """
     A datagram pxed answers: decoded, classified, and the address it is

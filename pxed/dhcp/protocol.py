@@ -166,13 +166,14 @@ class _BootProtocol(DatagramProtocol):
         return reply.answer
 
     def _announce(self, machine: Machine, answer: BootAnswer, dest: tuple[str, int]) -> None:
+        left_out = self.budget.spend()
+        if left_out is None and not self.log_packets:
+            return  # the usual case in a storm: nothing to log
         fields = dict(mac=machine.mac, stage=self.stage, arch=machine.arch.slug,
                       code=machine.arch.code, bootfile=answer.bootfile, kind=answer.kind,
                       server=answer.server, dest=dest)
-        left_out = self.budget.spend()
         if left_out is None:
-            if self.log_packets:
-                log.debug("{mac}: {stage} {arch} -> {bootfile}", **fields)
+            log.debug("{mac}: {stage} {arch} -> {bootfile}", **fields)
         elif left_out:
             log.info("{mac}: {stage} {arch} -> {bootfile} ({left_out} answers since the last "
                      "line were not logged: too many to log)", left_out=left_out, **fields)

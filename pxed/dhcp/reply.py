@@ -23,7 +23,7 @@ __all__ = ["BootAnswer", "proxy_offer", "boot_ack", "DISCOVERY_CONTROL_BOOT_FILE
 DISCOVERY_CONTROL_BOOT_FILE = b"\x06\x01\x08\xff"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BootAnswer:
     """
     What pxed tells one client.

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["BootRequest", "ScriptContext", "sign_context", "open_context"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BootRequest:
     """
     @ivar stage: C{"proxydhcp"}, C{"bootserver"} or C{"script"} (the iPXE
