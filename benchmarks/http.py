@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.servers import env  # noqa: E402
+from benchmarks.servers import env, rst_table  # noqa: E402
 
 __all__ = ["main", "run", "table"]
 
@@ -239,12 +239,7 @@ def table(results: dict[str, Any]) -> str:
             ref = nginx[r["connections"]]
             rows.append((server, str(r["connections"]), f"{r['mb_s']:.1f}",
                          f"{r['mb_s'] / ref:.2f}x" if ref else "-", str(r["failures"])))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-              for row in rows[1:]]
-    return "\n".join([*lines, rule])
+    return rst_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

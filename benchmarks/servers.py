@@ -32,7 +32,7 @@ from typing import Any
 
 from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
 
-__all__ = ["SERVER_ADDRESS", "RELAY_ADDRESS", "DHCP_PORT", "Namespace", "serve_pxed",
+__all__ = ["rst_table", "SERVER_ADDRESS", "RELAY_ADDRESS", "DHCP_PORT", "Namespace", "serve_pxed",
            "pxed_config", "dnsmasq_argv", "env", "relay_socket", "run_relay", "server_running",
            "combine", "cannot_run", "ratios", "benchmark_parser", "take_turns"]
 
@@ -324,3 +324,13 @@ def take_turns(servers: list[str], repeat: int, prefix: str,
                 workdir.mkdir()
                 for run in measure(server, workdir):
                     yield server, run
+
+
+def rst_table(rows: list[tuple[str, ...]]) -> str:
+    """An RST simple table: a rule, the header row, a rule, the rows, a rule."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows[1:]]
+    return "\n".join([*lines, rule])

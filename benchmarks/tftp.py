@@ -55,7 +55,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.dhcp import percentile  # noqa: E402
-from benchmarks.servers import env  # noqa: E402
+from benchmarks.servers import env, rst_table  # noqa: E402
 from benchmarks.tftpclient import fetch, fetch_many  # noqa: E402
 
 __all__ = ["main", "run"]
@@ -350,21 +350,11 @@ def table(results: dict[str, Any]) -> str:
                           f"{r['p99_s']:.2f}", str(r["failures"]),
                           f"{_ratio(r['mb_s'], ref['mb_s'])}, {_ratio(ref['p50_s'], r['p50_s'])}"
                           f", {_ratio(ref['p99_s'], r['p99_s'])}"))
-    text = _grid(rows) + "\n\n" + _grid(crows)
+    text = rst_table(rows) + "\n\n" + rst_table(crows)
     if results["atftp"]:
         text += "\n\natftp (C client), blksize 1468, lock-step: " + ", ".join(
             f"{server} {rate:.1f} MB/s" for server, rate in results["atftp"].items())
     return text
-
-
-def _grid(rows: list[tuple[str, ...]]) -> str:
-    """An RST simple table."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(rows[0], widths, strict=True)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-              for row in rows[1:]]
-    return "\n".join([*lines, rule])
 
 
 def main(argv: list[str] | None = None) -> int:

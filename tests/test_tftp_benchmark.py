@@ -18,7 +18,8 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from benchmarks.tftp import _grid, table
+from benchmarks.servers import rst_table
+from benchmarks.tftp import table
 from benchmarks.tftpclient import fetch, fetch_many, request
 from pxed.tftp.protocol import TFTPServerProtocol
 from pxed.tftp.source import FilesystemSource
@@ -84,7 +85,7 @@ class LeanClientTests(TestCase):
 
 class TableTests(SynchronousTestCase):
     def test_grid(self) -> None:
-        self.assertEqual(_grid([("a", "bb"), ("ccc", "d")]),
+        self.assertEqual(rst_table([("a", "bb"), ("ccc", "d")]),
                          "===  ==\na    bb\n===  ==\nccc  d\n===  ==")
 
     def test_ratios(self) -> None:
