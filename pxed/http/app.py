@@ -12,18 +12,17 @@ URL) known.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 from klein import Klein
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import IResource
 
 from pxed import ipxe
 from pxed.clienttext import client_uuid
@@ -34,6 +33,7 @@ from pxed.grub.image import GrubImageCache
 from pxed.http import admin
 from pxed.http.files import ExportRefused, FileCatalog, LocalFile, export_path, export_url
 from pxed.http.proxy import RemoteFetcher
+from pxed.http.query import TextPaths, arg, bad_request, not_found, peer, query_mac
 from pxed.machine import Machine, architecture
 from pxed.parts import BootParts, LiveParts, part
 from pxed.policy import BootRequest, IBootPolicy, is_url
@@ -52,36 +52,6 @@ ONCE_PURPOSE = "once"
 #: The purpose signed into a beacon's proof that its script came from a
 #: DHCP answer of pxed's (a signed context): only such a beacon is a boot.
 BOOT_PURPOSE = "booted"
-
-_NOT_FOUND = b"not found\n"
-
-#: A MAC address once normalised (L{normal_mac}): anything else in a query
-#: is refused, so nobody can fill the boot log with invented machines.
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-
-
-class _TextPaths(Resource):
-    """
-    Answers 404 to a path that is not UTF-8 (which the router would fail
-    on with an error page), and hands every other request to the router.
-    """
-
-    isLeaf = True
-
-    def __init__(self, inner: IResource) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def render(self, request: IRequest) -> Any:  # type: ignore[override]
-        try:
-            unquote_to_bytes(request.path).decode("utf-8")
-            request.path.decode("utf-8")
-        except UnicodeDecodeError:
-            request.setResponseCode(404)
-            request.setHeader(b"Content-Type", b"text/plain")
-            return _NOT_FOUND
-        return self.inner.render(request)
-
 
 class BootHTTP:
     """
@@ -155,37 +125,18 @@ class BootHTTP:
         self.budget = LogBudget(reactor)  # type: ignore[arg-type]
 
     def resource(self) -> IResource:
-        return _TextPaths(self.app.resource())
+        return TextPaths(self.app.resource())
 
     def _base(self, request: IRequest) -> str:
         host = request.getHost()
         return http_base(self.address or host.host, host.port)
 
-    @staticmethod
-    def _arg(request: IRequest, name: str) -> str | None:
-        values = request.args.get(name.encode()) if request.args else None
-        if not values:
-            return None
-        return values[0].decode("utf-8", "replace")
-
-    @classmethod
-    def _mac(cls, request: IRequest) -> str | None:
-        """
-        The query's C{mac} in the form pxed uses everywhere (lower case,
-        colons), or C{None} if it is missing or not a MAC address.
-        """
-        mac = normal_mac(cls._arg(request, "mac") or "")
-        return mac if _MAC.match(mac) else None
-
-    @staticmethod
-    def _bad_request(request: IRequest, why: str) -> bytes:
-        request.setResponseCode(400)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return f"bad request: {why}\n".encode()
-
-    @staticmethod
-    def _peer(request: IRequest) -> str | None:
-        return getattr(request.getClientAddress(), "host", None)
+    # The request helpers (pxed.http.query), under the names the routes use.
+    _arg = staticmethod(arg)
+    _mac = staticmethod(query_mac)
+    _bad_request = staticmethod(bad_request)
+    _peer = staticmethod(peer)
+    _not_found = staticmethod(not_found)
 
     # -- the iPXE script ------------------------------------------------------
 
@@ -328,12 +279,6 @@ class BootHTTP:
             return self._not_found(request)
         log.debug("{peer}: serving {path}", peer=self._peer(request), path=str(path))
         return LocalFile(path)
-
-    @staticmethod
-    def _not_found(request: IRequest) -> bytes:
-        request.setResponseCode(404)
-        request.setHeader(b"Content-Type", b"text/plain")
-        return _NOT_FOUND
 
     @app.route("/_/boot/<string:name>", methods=["GET", "HEAD"])
     def program(self, request: IRequest, name: str):  # type: ignore[no-untyped-def]
