@@ -25,13 +25,14 @@ clock, fed the client's packets.  With RFC 7440's windowsize it ACKs the
 last block of each window; after a gap it ACKs the last block received in
 order once, then waits for the sender to resume from there, so neither
 side answers a packet with more than one packet (no Sorcerer's Apprentice).
+
+The temporary file, the quota and the sweep of a crash's leftovers are
+L{pxed.tftp.uploadfile}'s: they know files, not requests or packets.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +45,12 @@ from .deadline import Deadline
 from .netascii import NetasciiDecoder
 from .options import SessionLimits, TransferResult, int_option, negotiate
 from .source import AccessViolation, FileNotFound, name_parts
+from .uploadfile import PART_SUFFIX, FileExists, Quota, TooLarge, Upload, sweep
 
+# Upload, Quota, FileExists, TooLarge, sweep and PART_SUFFIX live in
+# pxed.tftp.uploadfile and keep importing from here.
 __all__ = ["UploadRoot", "Upload", "UploadRefused", "FileExists", "TooLarge", "WriteSession",
-           "Quota", "sweep"]
+           "Quota", "sweep", "PART_SUFFIX"]
 
 log = Logger()
 
@@ -55,21 +59,11 @@ MAX_UPLOAD = 64 * 1024 * 1024
 #: How many timeouts a client that sent nothing after its request is
 #: waited for (see L{WriteSession}).
 _QUIET_TIMEOUTS = 4
-#: The end of an upload's temporary file's name (see L{Upload}).
-PART_SUFFIX = ".part"
 #: Default total for all uploads together (see L{UploadRoot}).
 UPLOAD_QUOTA = 1024 * 1024 * 1024
 #: How long a finished upload waits for its final block again: a client
 #: that missed the final ACK resends on its own timer (tftp-hpa: 5 s).
 DALLY = 6.0
-
-
-class FileExists(Exception):
-    """The target exists and uploads may not replace files (TFTP error 6)."""
-
-
-class TooLarge(Exception):
-    """More than the upload limit (TFTP error 3)."""
 
 
 class UploadRefused(Exception):
@@ -78,148 +72,6 @@ class UploadRefused(Exception):
     def __init__(self, code: int, message: str, reason: str) -> None:
         super().__init__(reason)
         self.code, self.message, self.reason = code, message, reason
-
-
-class Upload:
-    """
-    One file being received: a temporary file beside C{path}, moved into
-    place by L{commit} or removed by L{discard}.
-    """
-
-    def __init__(self, path: Path, overwrite: bool, max_size: int,
-                 quota: Quota | None = None, replaces: int = 0) -> None:
-        self.path = path
-        self.overwrite = overwrite
-        self.max_size = max_size
-        self.size = 0
-        self.quota = quota
-        #: The size of the file this one replaces (given back once it has).
-        self.replaces = replaces
-        # The process ID in the name: at start-up, another pxed's (a worker
-        # sharing the port) is left alone while it lives.
-        self._temp = path.with_name(
-            f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            self._fd: int | None = os.open(self._temp, flags, 0o644)
-        except OSError as e:
-            raise AccessViolation(f"{path.name}: {e.strerror}") from None
-
-    def write(self, data: bytes) -> None:
-        """Append C{data}; L{TooLarge} past the limit, L{OSError} if the disk says no."""
-        if self._fd is None:
-            raise ValueError("write to a finished upload")
-        if self.size + len(data) > self.max_size:
-            raise TooLarge(f"more than {self.max_size} bytes")
-        if self.quota is not None:
-            self.quota.charge(len(data))
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.size += len(data)
-
-    def commit(self) -> None:
-        """Flush to disk and move into place (never over a file, unless allowed)."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            if self.overwrite:
-                os.replace(self._temp, self.path)
-                if self.quota is not None:
-                    self.quota.refund(self.replaces)
-            else:
-                # link() fails if the name exists: no window for a race.
-                os.link(self._temp, self.path)
-                os.unlink(self._temp)
-        except FileExistsError:
-            self._remove()
-            if self.quota is not None:
-                self.quota.refund(self.size)
-            raise FileExists(self.path.name) from None
-        except BaseException:
-            self._remove()
-            if self.quota is not None:
-                self.quota.refund(self.size)
-            raise
-
-    def discard(self) -> None:
-        """Give up: close and remove the temporary file."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-            self._remove()
-            if self.quota is not None:
-                self.quota.refund(self.size)
-
-    def _remove(self) -> None:
-        try:
-            os.unlink(self._temp)
-        except FileNotFoundError:
-            pass
-
-
-class Quota:
-    """
-    The bytes all uploads together may take in the upload root: the files
-    there and the uploads under way.
-    """
-
-    def __init__(self, limit: int, used: int = 0) -> None:
-        self.limit = limit
-        self.used = used
-
-    def charge(self, size: int) -> None:
-        """Take C{size} bytes; L{TooLarge} if that would pass the limit."""
-        if self.used + size > self.limit:
-            raise TooLarge(f"the upload quota of {self.limit} bytes is used up")
-        self.used += size
-
-    def refund(self, size: int) -> None:
-        self.used = max(0, self.used - size)
-
-
-def _stale_part(name: str) -> bool:
-    """
-    Whether C{name} is an upload's temporary file that nobody is writing:
-    its pxed is gone (a crash), or it is ours from before (PIDs are reused).
-    """
-    if not (name.startswith(".") and name.endswith(PART_SUFFIX)):
-        return False
-    pid = name[:-len(PART_SUFFIX)].rsplit(".", 2)[-2] if name.count(".") >= 3 else ""
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # alive, another user's
-    return False
-
-
-def sweep(root: Path) -> tuple[int, int]:
-    """
-    Remove the temporary files uploads left behind (a crash), and add up
-    the rest: (files removed, bytes in the upload root).
-    """
-    removed = used = 0
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                if _stale_part(name):
-                    os.unlink(path)
-                    removed += 1
-                else:
-                    used += os.lstat(path).st_size
-            except OSError:
-                continue
-    return removed, used
 
 
 class UploadRoot:
