@@ -11,7 +11,8 @@ ignored.  The server is read-only unless it is given an L{UploadRoot}: write
 requests are refused with ERROR 2.
 
 Nothing a client sends may stop the service, so every datagram handler
-catches and logs whatever goes wrong.
+catches and logs whatever goes wrong.  Which requests are admitted, and
+what is logged and told about refusals and ends, is L{pxed.tftp.screening}'s.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.defer import TimeoutError as OpenTimeout
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pxed.dhcp.logbudget import LogBudget, shown
 from pxed.net import requested_address
@@ -34,18 +33,14 @@ from pxed.net import requested_address
 from . import packet as P
 from .mtu import MTUCache
 from .netascii import NetasciiReadable
-from .options import refusal
+from .screening import SUPPORTED_MODES, Address, RequestScreening
 from .session import ReadSession, SessionLimits, TransferResult
-from .source import AccessViolation, FileNotFound, IFileSource, IReadable
+from .source import IFileSource, IReadable
 from .transfer import Session, TransferProtocol, listen_transfer
 from .upload import UploadRefused, UploadRoot, WriteSession
 
 __all__ = ["TFTPServerProtocol", "TransferProtocol", "SUPPORTED_MODES"]
 
-# netascii is converted both ways (see pxed.tftp.netascii).
-SUPPORTED_MODES = frozenset({"octet", "netascii"})
-
-Address = tuple[str, int]
 StartObserver = Callable[[Address, str, dict[str, str]], object]
 EndObserver = Callable[[Address, str, TransferResult], object]
 Sender = Callable[[bytes], object]
@@ -54,7 +49,7 @@ BurstSender = Callable[[list[bytes]], object]
 log = Logger()
 
 
-class TFTPServerProtocol(DatagramProtocol):
+class TFTPServerProtocol(RequestScreening, DatagramProtocol):
     """
     Serve read requests from C{source}.
 
@@ -210,37 +205,6 @@ class TFTPServerProtocol(DatagramProtocol):
         else:
             self._readRequest(pkt, addr, local, limits)
 
-    def _admit(self, request: P.ReadRequest | P.WriteRequest, addr: Address) -> bool:
-        """Whether to start a transfer for C{request}; if not, the client is told why."""
-        if (addr, request.filename) in self._transfers:
-            # The client retransmitted its request; the session that is
-            # already running retransmits on its own timer, or, if the
-            # client has acknowledged nothing yet, answers this one too.
-            log.debug("duplicate request from {peer}", peer=addr)
-            session = self._transfers[(addr, request.filename)]
-            again = getattr(session, "request_again", None)
-            if again is not None:
-                again()
-            return False
-        if request.mode not in SUPPORTED_MODES:
-            self._reply(addr, P.ERR_ILLEGAL_OPERATION, f"Unsupported mode {request.mode}")
-            return False
-        refused = refusal(request.options)
-        if refused is not None:
-            self._reply(addr, P.ERR_OPTION_NEGOTIATION, f"Option refused: {refused}")
-            return False
-        if len(self._transfers) >= self.max_transfers:
-            self.budget.warn(log, "too many transfers, refusing {filename} to {peer}",
-                             filename=shown(request.filename), peer=addr)
-            self._reply(addr, P.ERR_UNDEFINED, "Server busy")
-            return False
-        if sum(1 for peer, _ in self._transfers if peer[0] == addr[0]) >= self.max_per_client:
-            self.budget.warn(log, "too many transfers to {host}, refusing {filename}",
-                             host=addr[0], filename=shown(request.filename), peer=addr)
-            self._reply(addr, P.ERR_UNDEFINED, "Too many transfers")
-            return False
-        return True
-
     def _readRequest(
         self, request: P.ReadRequest, addr: Address, local: str, limits: SessionLimits
     ) -> None:
@@ -255,32 +219,6 @@ class TFTPServerProtocol(DatagramProtocol):
             errbackArgs=(request, addr),
         )
         d.addErrback(lambda f: log.failure("starting transfer to {peer}", f, peer=addr))
-
-    def _openFailed(self, failure: Failure, request: P.ReadRequest, addr: Address) -> None:
-        self._transfers.pop((addr, request.filename), None)
-        if failure.check(FileNotFound):
-            # Its info line (within a budget), metric and timeline event
-            # come from the observer, which knows the machine.
-            log.debug("{filename} not found for {peer}", filename=shown(request.filename),
-                      peer=addr)
-            self._notify(self.on_not_found, addr, request.filename)
-            code, message = P.ERR_FILE_NOT_FOUND, "File not found"
-        elif failure.check(AccessViolation):
-            self.budget.info(log, "refused {filename} to {peer}: {reason}",
-                             filename=shown(request.filename), peer=addr,
-                             reason=shown(failure.getErrorMessage()))
-            code, message = P.ERR_ACCESS_VIOLATION, "Access violation"
-        elif failure.check(OpenTimeout):
-            self.budget.warn(log, "opening {filename} for {peer} timed out",
-                             filename=shown(request.filename), peer=addr)
-            code, message = P.ERR_UNDEFINED, "Timed out opening the file"
-        else:
-            log.failure(
-                "opening {filename} for {peer}", failure, filename=request.filename, peer=addr
-            )
-            code, message = P.ERR_UNDEFINED, "Internal error"
-        if self._running:
-            self._reply(addr, code, message)
 
     def _listeningAddress(self) -> str:
         """
@@ -379,53 +317,3 @@ class TFTPServerProtocol(DatagramProtocol):
             # The session ended while the port was starting (a read error
             # on the first block).
             port.stopListening()
-
-    def _ended(
-        self, result: TransferResult, request: P.ReadRequest | P.WriteRequest, addr: Address
-    ) -> None:
-        key = (addr, request.filename)
-        self._transfers.pop(key, None)
-        port, transfer = self._ports.pop(key, (None, None))
-        if transfer is not None and transfer.transport is None:
-            port = None  # already closed
-        # Within the budget: a spoofed request's transfer ends too.
-        self.budget.info(
-            log,
-            "TFTP {outcome}: {filename} {direction} {host}:{port}, {bytes_sent} bytes in "
-            "{duration:.2f}s (blksize {blksize}, window {windowsize}, "
-            "{retransmits} retransmits){reason}",
-            outcome=result.outcome,
-            filename=shown(request.filename),
-            direction="from" if result.upload else "to",
-            host=addr[0],
-            port=addr[1],
-            # The fields log shippers index, as the other stages log them.
-            peer=addr[0],
-            stage="tftp-upload" if result.upload else "tftp-end",
-            bytes_sent=result.bytes_sent,
-            duration=result.duration,
-            blksize=result.blksize,
-            windowsize=result.windowsize,
-            retransmits=result.retransmits,
-            error=result.error,
-            reason=f": {result.error}" if result.error else "",
-        )
-        # Observers hear about the end once the transfer port is closed, so
-        # that whoever waits for them finds no socket left behind.
-        stopped = port.stopListening() if port is not None else None
-        if isinstance(stopped, Deferred):
-            stopped.addErrback(lambda f: log.failure("closing transfer port", f))
-            stopped.addCallback(
-                lambda _: self._notify(self.on_transfer_end, addr, request.filename, result)
-            )
-        else:
-            self._notify(self.on_transfer_end, addr, request.filename, result)
-
-    def _notify(self, observer: Callable[..., object] | None, *args: object) -> None:
-        if observer is None:
-            return
-        try:
-            observer(*args)
-        except Exception:
-            log.failure("transfer observer {observer!r} failed", observer=observer)
-
