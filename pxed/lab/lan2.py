@@ -20,17 +20,44 @@ Everything lives in the lab's namespaces; veths are created inside them.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from pxed.lab.procs import dnsmasq_argv, tail
 
-if TYPE_CHECKING:
-    from pxed.lab.netns import Lab
-
-__all__ = ["SHAPES", "SecondLan"]
+__all__ = ["SHAPES", "LabHost", "SecondLan"]
 
 SHAPES = ("relay", "direct")
+
+
+class LabHost(Protocol):
+    """
+    What a second LAN needs of its lab (L{pxed.lab.netns.Lab} is one): its
+    namespaces and first LAN's addresses, and running processes in them.
+    A protocol rather than an import, so that this module and
+    L{pxed.lab.netns}, which builds a second LAN, do not import each other.
+    """
+
+    workdir: Path
+    lan: str
+    rtr: str
+    srv: str
+    rly: str | None
+    BRIDGE: str
+    ROUTER_IP: str
+    SERVER_IP: str
+
+    def run_in(self, namespace: str, argv: list[str],
+               timeout: float = 30) -> subprocess.CompletedProcess[str]: ...
+
+    def spawn_in(self, namespace: str, argv: list[str], log: Path,
+                 env: dict[str, str] | None = None, cwd: Path | None = None,
+                 label: str | None = None) -> subprocess.Popen[bytes]: ...
+
+    def wait_listening(self, namespace: str, port: int, udp: bool, timeout: float,
+                       proc: subprocess.Popen[bytes] | None = None) -> bool: ...
 
 
 class SecondLan:
@@ -58,7 +85,7 @@ class SecondLan:
         self.router_ip = f"{prefix}.254" if shape == "direct" else None
         self.ula = self.ULA[shape]
 
-    def create(self, lab: Lab, run: Callable[..., None]) -> None:
+    def create(self, lab: LabHost, run: Callable[..., None]) -> None:
         """
         Build br1, tap1 and the veths of this shape (C{run} runs one C{ip}
         command, as the lab does).
@@ -93,7 +120,7 @@ class SecondLan:
                 run("-n", ns, "route", "add", self.subnet,
                     "via", self.RELAY_UPLINK_IP)
 
-    def router_args(self, lab: Lab, ipv6_ra: bool) -> list[str]:
+    def router_args(self, lab: LabHost, ipv6_ra: bool) -> list[str]:
         """
         Extra arguments for the LAN's DHCP server: a pool (and gateway) for
         the second subnet, and on the direct shape its second interface.
@@ -109,7 +136,7 @@ class SecondLan:
                 argv.append(f"--dhcp-range={self.ula},ra-only,64")
         return argv
 
-    def relay_argv(self, lab: Lab, log: str, ipv6_ra: bool) -> list[str]:
+    def relay_argv(self, lab: LabHost, log: str, ipv6_ra: bool) -> list[str]:
         """
         dnsmasq as a DHCP relay agent only (no DNS, no DHCP service of its
         own), forwarding the second LAN's requests to the DHCP server and
@@ -127,7 +154,7 @@ class SecondLan:
             argv += ["--enable-ra", f"--dhcp-range={self.ula},ra-only,64"]
         return argv
 
-    def start_relay(self, lab: Lab, ipv6_ra: bool) -> None:
+    def start_relay(self, lab: LabHost, ipv6_ra: bool) -> None:
         """
         Start the relay agent in the relay namespace and wait until it
         listens on port 67.

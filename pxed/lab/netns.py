@@ -19,51 +19,36 @@ With C{second_lan="relay"} or C{"direct"} the lab also has a second LAN
 (bridge br1, QEMU on tap1): behind a DHCP relay agent, or with pxed and the
 DHCP server multi-homed on it; see L{pxed.lab.lan2}.
 
+This module is the topology; owning the namespaces and the processes
+started in them, and taking them down, is L{pxed.lab.namespaces}:
 L{Lab.close} (and so C{__exit__}) stops every process the lab started, by
 PID, and deletes the namespaces, which destroys the veths, bridge and tap.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
-import os
 import re
 import secrets
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
 from pxed.lab.lan2 import SecondLan
-from pxed.lab.procs import (
-    dnsmasq_argv,
-    netns_list,
-    netns_pids,
-    stop_pid,
-    tail,
-    wait_for_file,
-    wait_until,
-)
+from pxed.lab.namespaces import Namespaces, ip
+from pxed.lab.procs import dnsmasq_argv, tail
 from pxed.lab.qemu import qemu_argv
+
+__all__ = ["Lab", "tail"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
 
 
-def _ip(*args: str) -> None:
-    """Run one C{ip} command; raise with its stderr so setup errors are legible."""
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-    if result.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
-
-
-class Lab:
+class Lab(Namespaces):
     """
     The lab LAN as a context manager; see the module docstring for the layout.
 
-    @ivar procs: every process started by this lab, in start order, with a label.
+    @ivar procs: every process started by this lab, in start order, with a label
+        (see L{Namespaces}).
     """
 
     SUBNET = "192.168.77.0/24"
@@ -87,74 +72,43 @@ class Lab:
         @param second_lan: C{None}, C{"relay"} or C{"direct"}: see
             L{pxed.lab.lan2}.
         """
-        self.workdir = Path(workdir).resolve()
-        self.name = name or f"pxlab-{secrets.token_hex(3)}"
-        if not _NAME.match(self.name):
-            raise ValueError(f"bad lab name {self.name!r}")
+        name = name or f"pxlab-{secrets.token_hex(3)}"
+        if not _NAME.match(name):
+            raise ValueError(f"bad lab name {name!r}")
+        super().__init__(Path(workdir).resolve(), name)
         self.lan = f"{self.name}-lan"
         self.rtr = f"{self.name}-rtr"
         self.srv = f"{self.name}-srv"
         self.lan2 = SecondLan(second_lan) if second_lan is not None else None
         self.rly = f"{self.name}-rly" if second_lan == "relay" else None
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self._files: list[IO[bytes]] = []
-        self._created: list[str] = []
-        self._closed = False
 
     # -- set-up ---------------------------------------------------------------
 
-    def __enter__(self) -> Lab:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        atexit.register(self.close)
-        try:
-            self._create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _create(self) -> None:
         """Build namespaces, bridge, tap and veths; see the module docstring."""
-        existing = netns_list()
-        namespaces = [self.lan, self.rtr, self.srv, *([self.rly] if self.rly else [])]
-        for ns in namespaces:
-            # Refuse rather than adopt: deleting it later would break whoever owns it.
-            if ns in existing:
-                raise RuntimeError(f"namespace {ns} already exists")
-        for ns in namespaces:
-            _ip("netns", "add", ns)
-            self._created.append(ns)
-            self._save_state()
-            _ip("-n", ns, "link", "set", "lo", "up")
+        self._add_namespaces(
+            [self.lan, self.rtr, self.srv, *([self.rly] if self.rly else [])])
         lan = self.lan
         # STP off so ports forward at once; no snooping so the bridge is a hub
         # for broadcasts and multicast alike.
-        _ip("-n", lan, "link", "add", self.BRIDGE, "type", "bridge",
-            "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")  # fmt: skip
+        ip("-n", lan, "link", "add", self.BRIDGE, "type", "bridge",
+           "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")  # fmt: skip
         self._no_bridge_netfilter()
-        _ip("-n", lan, "tuntap", "add", "dev", self.TAP, "mode", "tap")
-        _ip("-n", lan, "link", "set", self.TAP, "master", self.BRIDGE)
+        ip("-n", lan, "tuntap", "add", "dev", self.TAP, "mode", "tap")
+        ip("-n", lan, "link", "set", self.TAP, "master", self.BRIDGE)
         for port, ns, iface, address in (
             ("rtr0", self.rtr, self.ROUTER_IFACE, self.ROUTER_IP),
             ("srv0", self.srv, self.SERVER_IFACE, self.SERVER_IP),
         ):
-            _ip("-n", lan, "link", "add", port, "type", "veth", "peer", "name", iface, "netns", ns)
-            _ip("-n", lan, "link", "set", port, "master", self.BRIDGE)
-            _ip("-n", lan, "link", "set", port, "up")
-            _ip("-n", ns, "addr", "add", f"{address}/{self.PREFIX_LEN}", "dev", iface)
-            _ip("-n", ns, "link", "set", iface, "up")
-        _ip("-n", lan, "link", "set", self.TAP, "up")
-        _ip("-n", lan, "link", "set", self.BRIDGE, "up")
+            ip("-n", lan, "link", "add", port, "type", "veth", "peer", "name", iface, "netns", ns)
+            ip("-n", lan, "link", "set", port, "master", self.BRIDGE)
+            ip("-n", lan, "link", "set", port, "up")
+            ip("-n", ns, "addr", "add", f"{address}/{self.PREFIX_LEN}", "dev", iface)
+            ip("-n", ns, "link", "set", iface, "up")
+        ip("-n", lan, "link", "set", self.TAP, "up")
+        ip("-n", lan, "link", "set", self.BRIDGE, "up")
         if self.lan2 is not None:
-            self.lan2.create(self, _ip)
+            self.lan2.create(self, ip)
 
     def _no_bridge_netfilter(self) -> None:
         """
@@ -166,7 +120,7 @@ class Lab:
         namespace sysctls, so both are cleared.
         """
         flags = ["nf_call_iptables", "0", "nf_call_ip6tables", "0", "nf_call_arptables", "0"]
-        _ip("-n", self.lan, "link", "set", self.BRIDGE, "type", "bridge", *flags)
+        ip("-n", self.lan, "link", "set", self.BRIDGE, "type", "bridge", *flags)
         if not Path("/proc/sys/net/bridge").is_dir():
             return  # br_netfilter not loaded: nothing to switch off
         settings = [
@@ -174,66 +128,7 @@ class Lab:
         ]
         self.run_in(self.lan, ["sysctl", "-q", "-w", *settings])
 
-    def _save_state(self) -> None:
-        """Record namespaces and PIDs in workdir/lab.json for C{cleanup} after a crash."""
-        state = {
-            "name": self.name,
-            "namespaces": self._created,
-            "pids": {str(p.pid): label for label, p in self.procs},
-        }
-        try:
-            (self.workdir / "lab.json").write_text(json.dumps(state, indent=2) + "\n")
-        except OSError:
-            pass  # best effort: it is a crash-recovery aid, never a reason to fail
-
     # -- processes ------------------------------------------------------------
-
-    def run_in(
-        self, namespace: str, argv: list[str], timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a short command (sysctl, nft, ip ...) inside one of our namespaces."""
-        self._check_ours(namespace)
-        result = subprocess.run(
-            ["ip", "netns", "exec", namespace, *argv],
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(f"{argv} in {namespace} failed: {result.stderr.strip()}")
-        return result
-
-    def spawn_in(
-        self,
-        namespace: str,
-        argv: list[str],
-        log: Path,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-        label: str | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """
-        Start a long-running process inside one of our namespaces.
-
-        C{ip netns exec} execs the command, so the PID we record is the
-        program's own and L{close} can stop exactly it.  It gets its own
-        session so a terminal's ^C reaches only us, and we tear down in order.
-
-        @param log: receives stdout and stderr; truncated first, so that
-            L{wait_for} never matches a line left by an earlier run.  Use one
-            log per process.
-        @param env: extra variables, added to this process's environment.
-        """
-        self._check_ours(namespace)
-        full_env = {**os.environ, **(env or {})}
-        out = open(log, "wb")  # closed in close()
-        self._files.append(out)
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, *argv],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=full_env, cwd=cwd, start_new_session=True,
-        )  # fmt: skip
-        self.procs.append((label or Path(argv[0]).name, proc))
-        self._save_state()
-        return proc
 
     def spawn_in_server(
         self,
@@ -244,10 +139,6 @@ class Lab:
     ) -> subprocess.Popen[bytes]:
         """Start a process on the boot-server host (the srv namespace)."""
         return self.spawn_in(self.srv, argv, log, env=env, cwd=cwd)
-
-    def _check_ours(self, namespace: str) -> None:
-        if namespace not in self._created:
-            raise ValueError(f"{namespace} is not a namespace of this lab")
 
     def start_router(self, ipv6_ra: bool = False, dhcp4: bool = True,
                      extra: tuple[str, ...] = ()) -> None:
@@ -285,7 +176,7 @@ class Lab:
         )
         if ipv6_ra:
             address = f"{self.ULA_PREFIX}fe/64"
-            _ip("-n", self.rtr, "addr", "add", address, "dev", self.ROUTER_IFACE, "nodad")
+            ip("-n", self.rtr, "addr", "add", address, "dev", self.ROUTER_IFACE, "nodad")
             argv += ["--enable-ra", f"--dhcp-range={self.ULA_PREFIX},ra-only,64"]
         if self.lan2 is not None:
             argv += self.lan2.router_args(self, ipv6_ra)
@@ -343,81 +234,3 @@ class Lab:
         qlog = serial_log.with_name(serial_log.name + ".qemu.log")
         return self.spawn_in(self.lan, argv, qlog, label=f"qemu-{firmware}")
 
-    # -- waiting --------------------------------------------------------------
-
-    def wait_for(
-        self,
-        path: Path,
-        needle: bytes,
-        timeout: float,
-        proc: subprocess.Popen[bytes] | None = None,
-    ) -> bool:
-        """
-        Poll C{path} until it contains C{needle}; False on timeout.
-
-        Returns early (after one last look) when C{proc} exits, because a dead
-        QEMU or server will never write the line and a test should not sit
-        out the whole timeout.
-        """
-        return wait_for_file(Path(path), needle, timeout, proc)
-
-    def wait_listening(
-        self,
-        namespace: str,
-        port: int,
-        udp: bool,
-        timeout: float,
-        proc: subprocess.Popen[bytes] | None = None,
-    ) -> bool:
-        """
-        Wait until something in C{namespace} listens on C{port}; False on timeout.
-
-        Servers log "listening" before or after they bind depending on the
-        program; asking the kernel (C{ss}) is the only check that is always
-        right, so a test never sends its first packet into the void.
-        """
-        self._check_ours(namespace)
-        flags = "-Hlnu" if udp else "-Hlnt"
-        argv = ["ip", "netns", "exec", namespace, "ss", flags, f"sport = :{port}"]
-
-        def listening() -> bool:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-            return bool(out.stdout.strip())
-
-        return wait_until(listening, timeout, proc)
-
-    # -- tear-down ------------------------------------------------------------
-
-    def close(self) -> None:
-        """
-        Stop every process we started, then delete our namespaces.
-
-        Idempotent.  Processes get SIGTERM (so dumpcap finishes the pcap and
-        dnsmasq exits cleanly), then SIGKILL after a few seconds.  Anything
-        still inside our namespaces afterwards was started by one of our
-        processes (e.g. a server that daemonised), so it is stopped too,
-        by PID, before the namespaces go.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self.close)
-        for label, proc in reversed(self.procs):
-            if not stop_pid(proc.pid, proc):
-                print(f"pxed.lab: {label} (pid {proc.pid}) did not exit", file=sys.stderr)
-        for ns in self._created:
-            for pid in netns_pids(ns):
-                print(f"pxed.lab: stopping stray pid {pid} in {ns}", file=sys.stderr)
-                stop_pid(pid)
-        errors = []
-        for ns in reversed(self._created):
-            try:
-                _ip("netns", "del", ns)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                errors.append(str(e))
-        for f in self._files:
-            f.close()
-        self._created = [ns for ns in self._created if ns in netns_list()]
-        self._save_state()
-        if errors:
-            raise RuntimeError("lab teardown: " + "; ".join(errors))
