@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.servers import env, rst_table  # noqa: E402
+from pxed.lab.procs import stop_pid  # noqa: E402
 
 __all__ = ["main", "run", "table"]
 
@@ -221,13 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError(f"{server} exited during the benchmark")
         finally:
             for proc, _ in procs.values():
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(10)
+                stop_pid(proc.pid, proc, grace=10)
     return results
 
 

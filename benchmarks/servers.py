@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pxed.lab.procs import dnsmasq_argv as lab_dnsmasq_argv
+from pxed.lab.procs import stop_pid
 
 __all__ = ["rst_table", "SERVER_ADDRESS", "RELAY_ADDRESS", "DHCP_PORT", "Namespace", "serve_pxed",
            "pxed_config", "dnsmasq_argv", "env", "relay_socket", "run_relay", "server_running",
@@ -135,13 +136,7 @@ class Namespace:
 
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_pid(proc.pid, proc, grace=5)
         subprocess.run(["ip", "netns", "del", self.name], check=False, timeout=30)
 
     def argv(self, cpu: int, argv: list[str]) -> list[str]:
