@@ -141,7 +141,8 @@ class Metrics:
     def dhcp_dropped_datagram(self, port: str) -> None:
         _bound(self._dhcp_dropped, self.dhcp_dropped, (port,)).inc()
 
-    def dhcp_request(self, port: str, message_type: int | None, arch: str, outcome: str) -> None:
+    def dhcp_request(self, port: str, message_type: int | None, arch: str, outcome: str,
+                     count: int = 1) -> None:
         if arch not in ARCHITECTURE_SLUGS:
             arch = "unknown"
         # Keyed by the raw values: the labels are worked out once per key.
@@ -150,7 +151,7 @@ class Metrics:
         if child is None:
             child = self._dhcp_requests[key] = self.dhcp_requests.labels(
                 port, message_type_label(message_type), arch, outcome)
-        child.inc()
+        child.inc(count)
 
     def dhcp_reply(self, port: str, reply_type: str, seconds: float) -> None:
         _bound(self._dhcp_replies, self.dhcp_replies, (port, reply_type)).inc()

@@ -13,7 +13,7 @@ the DHCP ones run for every packet and stay cheap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -36,6 +36,9 @@ __all__ = ["BootRecorder"]
 log = Logger()
 
 #: What the outcome of an answered DHCP request is called, by port.
+#: What the ProxyDHCP fast path answers (L{pxed.dhcp.packet.MessageType}).
+_DISCOVER = 1
+
 _ANSWERED = {"proxydhcp": ("offered", "offer"), "bootserver": ("acked", "ack"),
              "dhcp": ("answered", "lease")}
 
@@ -181,6 +184,24 @@ class BootRecorder:
             # Port 4011 hears a client from the address it now has.
             self.peers.learn(addr[0], machine.mac)
         return result
+
+    def dhcp_offered(self, port: str, kept: Sequence[tuple[str, Any, tuple[str, int], float]]
+                     ) -> None:
+        """
+        What L{dhcp_answered} counts, for a batch of answers the ProxyDHCP
+        fast path sent (L{pxed.dhcp.fastpath}): (MAC, offer, where the
+        request came from, seconds to answer) each, all DISCOVERs.
+        """
+        outcome, reply = _ANSWERED.get(port, ("answered", "reply"))
+        by_arch: dict[str, int] = {}
+        for mac, offer, addr, seconds in kept:
+            arch = offer.machine.arch.slug
+            by_arch[arch] = by_arch.get(arch, 0) + 1
+            self.metrics.dhcp_reply(port, reply, seconds)
+            if not offer.relayed:
+                self.peers.learn(addr[0], mac)
+        for arch, count in by_arch.items():
+            self.metrics.dhcp_request(port, _DISCOVER, arch, outcome, count)
 
     # -- TFTP hooks -----------------------------------------------------------
 

@@ -35,7 +35,7 @@ from pxed.dhcp.packet import (
 )
 from pxed.dhcp.reply import DISCOVERY_CONTROL_BOOT_FILE, BootAnswer
 
-__all__ = ["offer_bytes"]
+__all__ = ["offer_bytes", "offer_from"]
 
 _OP = bytes((BOOTREPLY,))
 _ZERO4 = b"\x00" * 4
@@ -83,10 +83,20 @@ def offer_bytes(datagram: bytes, request: DHCPPacket, answer: BootAnswer) -> byt
     The encoded ProxyDHCP offer of C{answer} to C{request}, which was
     decoded from C{datagram} (its header fields are copied from there).
     """
-    server, head, tail = _answer_parts(answer)
     options = request.options
-    uuid = options.get(Option.CLIENT_UUID)
-    relay = options.get(Option.RELAY_AGENT_INFORMATION) if request.relayed else None
+    return offer_from(datagram, answer, options.get(Option.CLIENT_UUID),
+                      options.get(Option.RELAY_AGENT_INFORMATION) if request.relayed else None)
+
+
+def offer_from(datagram: bytes, answer: BootAnswer, uuid: bytes | None,
+               relay: bytes | None) -> bytes:
+    """
+    The encoded ProxyDHCP offer of C{answer} to the request C{datagram},
+    whose option 97 value is C{uuid} and whose option 82 value to echo
+    is C{relay} (only when it was relayed).  The ProxyDHCP fast path
+    (L{pxed.dhcp.fastpath}) finds these two without decoding.
+    """
+    server, head, tail = _answer_parts(answer)
     parts = [
         _OP, datagram[1:3], b"\x00", datagram[4:8], b"\x00\x00",
         # flags, with the broadcast bit: the client has no address yet

@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pxed.dhcp.exchange import BOOTSERVER, PROXYDHCP, Relays, Stage
+from pxed.dhcp.fastpath import Offer, OfferCache
 from pxed.dhcp.logbudget import LogBudget
 from pxed.dhcp.pipeline import Arrival, Dropped, Reply, Request, receive, respond
 from pxed.dhcp.reply import BootAnswer
@@ -33,6 +34,7 @@ from pxed.net import InterfaceNames, PacketInfo, route_source
 
 if TYPE_CHECKING:
     from pxed.observe import BootRecorder
+    from pxed.parts import BootParts
 
 __all__ = ["ProxyDHCPProtocol", "BootServerProtocol"]
 
@@ -90,8 +92,16 @@ class _BootProtocol(DatagramProtocol):
         self._route = route
         self.budget = LogBudget(clock)
         self.log_packets = log_packets
+        self._clock = clock
         self._warned = False
         self._pending: set[tuple[bytes, int]] = set()
+        #: Offers already decided (the ProxyDHCP fast path); C{None} on a
+        #: port whose replies are built, not patched.
+        self.offers = OfferCache() if self.spec.encoded is not None else None
+        # Answers from the fast path whose bookkeeping (boot log, metrics)
+        # is still to be done, at the end of this reactor turn.
+        self._kept: list[tuple[str, Offer, tuple[str, int], float]] = []
+        self._flushing: IDelayedCall | None = None
 
     @property
     def stage(self) -> str:
@@ -103,6 +113,17 @@ class _BootProtocol(DatagramProtocol):
     def datagramReceivedWithInfo(
         self, data: bytes, addr: tuple[str, int], info: PacketInfo | None
     ) -> None:
+        offers = self.offers
+        if offers is not None:
+            now = self._clock.seconds()
+            parts = self.responder.parts.current
+            if offers.valid(parts, parts.policy, now):
+                found = offers.find(data, addr, info)
+                if found is not None and not (
+                        self._pending and (data[28:44], int.from_bytes(data[4:8], "big"))
+                        in self._pending):
+                    self._offer(found[0], found[1], data, addr, info, now)
+                    return
         observer = self.observer
         name = self._ifname(info.ifindex) if info is not None and info.ifindex else None
         try:
@@ -133,11 +154,14 @@ class _BootProtocol(DatagramProtocol):
         # Nearly always the answer is known at once (the rules are in
         # memory): then it is sent now, with no Deferred; the steps are the
         # callbacks below, in the same order.
+        parts = self.responder.parts.current
         d = eager(respond(request, self.spec, self.responder))
         if isinstance(d, Done):
             result: Any
             try:
                 result = self._send(d.value, request)
+                if result is not None and d.value is not None:
+                    self._keep(parts, request, d.value)
             except Exception:
                 result = Failure()
             if observer is not None:
@@ -162,14 +186,63 @@ class _BootProtocol(DatagramProtocol):
         if reply is None:
             return None
         self._write(reply.data, reply.destination, request.arrival.info)
-        self._announce(request.machine, reply.answer, reply.destination)
+        self._announce(request.machine.mac, request.machine, reply.answer, reply.destination)
         return reply.answer
 
-    def _announce(self, machine: Machine, answer: BootAnswer, dest: tuple[str, int]) -> None:
+    def _keep(self, parts: BootParts, request: Request, reply: Reply) -> None:
+        """
+        Keep C{reply} for the fast path, if it is what every request of
+        its shape gets (see L{BootResponder.keepable}).
+        """
+        offers = self.offers
+        current = self.responder.parts.current
+        if (offers is None or parts is not current
+                or not offers.valid(current, current.policy, self._clock.seconds())):
+            return
+        answer, arrival, machine = reply.answer, request.arrival, request.machine
+        if self.responder.keepable(current, machine, request.server, self.stage, answer,
+                                   interface=arrival.interface, relay=request.relay):
+            offers.keep(arrival.data, arrival.source, arrival.info, answer,
+                             reply.destination, machine, request.packet.relayed)
+
+    def _offer(self, offer: Offer, mac: str, data: bytes, addr: tuple[str, int],
+               info: PacketInfo | None, received: float) -> None:
+        """
+        Send a kept offer (the fast path); what is written down about it
+        waits for the end of the reactor turn (L{_flush}).
+        """
+        try:
+            self._write(offer.data(data), offer.destination, info)
+        except Exception:
+            log.failure("{stage}: failed to answer {mac}", stage=self.stage, mac=mac)
+            return
+        self._announce(mac, offer.machine, offer.answer, offer.destination)
+        self._kept.append((mac, offer, addr, self._clock.seconds() - received))
+        if self._flushing is None:
+            self._flushing = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        """
+        The boot log and the metrics of the offers the fast path sent
+        since the last turn, as the pipeline writes them for its own.
+        """
+        self._flushing = None
+        kept, self._kept = self._kept, []
+        record = self.responder.boot_log.record
+        stage = self.stage
+        for mac, offer, _addr, _received in kept:
+            answer = offer.answer
+            record(mac, stage, arch=offer.machine.arch.slug, bootfile=answer.bootfile,
+                   kind=answer.kind)
+        if self.observer is not None:
+            self.observer.dhcp_offered(stage, kept)
+
+    def _announce(self, mac: str, machine: Machine, answer: BootAnswer,
+                  dest: tuple[str, int]) -> None:
         left_out = self.budget.spend()
         if left_out is None and not self.log_packets:
             return  # the usual case in a storm: nothing to log
-        fields = dict(mac=machine.mac, stage=self.stage, arch=machine.arch.slug,
+        fields = dict(mac=mac, stage=self.stage, arch=machine.arch.slug,
                       code=machine.arch.code, bootfile=answer.bootfile, kind=answer.kind,
                       server=answer.server, dest=dest)
         if left_out is None:

@@ -23,11 +23,17 @@ from pxed.machine import Firmware, Machine
 from pxed.parts import BootParts, LiveParts, part
 from pxed.policy import BootRequest, IBootPolicy
 from pxed.policy.actions import firmware_name
+from pxed.policy.cache import ICacheablePolicy
 from pxed.policy.request import sign_context
 from pxed.signing import Signer
 from pxed.state import IBootLog
 
 __all__ = ["BootResponder", "BUILT_FOR", "http_base", "program_url"]
+
+#: The kinds of answer that are the same for every machine of a kind asking
+#: the same way (an iPXE script URL names the machine; a GRUB image of
+#: pxed's own may still be being built).
+_KEEPABLE = frozenset({"bootloader", "chain", "http-boot"})
 
 #: The architectures that get pxed's own GRUB image (L{pxed.grub.image})
 #: when C{bootloaders} names no program for them.
@@ -148,6 +154,24 @@ class BootResponder:
             return None
         images.prepare(server)
         return images.name(server)
+
+    def keepable(self, parts: BootParts, machine: Machine, server: str, stage: str,
+                 answer: BootAnswer, *, interface: str | None = None,
+                 relay: str | None = None) -> bool:
+        """
+        Whether C{answer}, just given to C{machine} with C{parts}, is what
+        any machine of its kind asking the same way is told, as far as the
+        policy's L{ICacheablePolicy.answer_key} says: the ProxyDHCP fast
+        path (L{pxed.dhcp.fastpath}) may then keep it.
+        """
+        if answer.kind not in _KEEPABLE or machine.arch.slug in BUILT_FOR:
+            return False
+        policy = parts.policy
+        if not ICacheablePolicy.providedBy(policy):
+            return False
+        request = BootRequest(machine, stage, interface=interface, relay=relay,
+                              local_address=server)
+        return not policy.consults_state(request)
 
     def _unserved_architecture(self, machine: Machine) -> None:
         code = machine.arch.code

@@ -15,8 +15,9 @@ import fnmatch
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from pxed.machine import Firmware
 from pxed.policy.request import BootRequest
@@ -30,6 +31,11 @@ Network = ipaddress.IPv4Network
 
 
 class IMatcher(Interface):
+    reads = Attribute(
+        "The L{BootRequest} fields the match looks at (C{mac}, C{uuid}, C{arch}, ...): "
+        "what a cached answer must be keyed by (L{pxed.policy.cache})."
+    )
+
     def matches(request: BootRequest) -> bool:
         """
         Whether C{request} has this key's property.
@@ -47,6 +53,8 @@ class MacMatcher:
     MAC addresses (lower-case colon form): exact (C{52:54:00:12:34:56}),
     an OUI prefix of three octets (C{52:54:00}), or a glob (C{52:54:00:*}).
     """
+
+    reads: ClassVar[frozenset[str]] = frozenset({"mac"})
 
     patterns: tuple[str, ...]
 
@@ -71,6 +79,8 @@ class ArchMatcher:
     Architectures by slug (C{x64-uefi}) or option 93 code (C{7}).
     """
 
+    reads: ClassVar[frozenset[str]] = frozenset({"arch"})
+
     slugs: frozenset[str] = frozenset()
     codes: frozenset[int] = frozenset()
 
@@ -86,6 +96,8 @@ class FirmwareMatcher:
     a client that is iPXE itself.
     """
 
+    reads: ClassVar[frozenset[str]] = frozenset({"firmware", "ipxe"})
+
     kinds: frozenset[Firmware] = frozenset()
     ipxe: bool = False
 
@@ -99,6 +111,8 @@ class UUIDMatcher:
     """
     The client machine GUID (option 97), compared without regard to case.
     """
+
+    reads: ClassVar[frozenset[str]] = frozenset({"uuid"})
 
     uuids: frozenset[str]
 
@@ -124,6 +138,8 @@ class UserClassMatcher(_GlobMatcher):
     The DHCP user class (option 77), e.g. C{iPXE}; globs allowed.
     """
 
+    reads: ClassVar[frozenset[str]] = frozenset({"user_class"})
+
     def _value(self, request: BootRequest) -> str | None:
         return request.user_class
 
@@ -133,6 +149,8 @@ class InterfaceMatcher(_GlobMatcher):
     """
     The interface the request arrived on, by name; globs allowed.
     """
+
+    reads: ClassVar[frozenset[str]] = frozenset({"interface"})
 
     def _value(self, request: BootRequest) -> str | None:
         return request.interface
@@ -156,6 +174,8 @@ class SubnetMatcher:
     of these subnets.
     """
 
+    reads: ClassVar[frozenset[str]] = frozenset({"network"})
+
     networks: tuple[Network, ...]
 
     def matches(self, request: BootRequest) -> bool:
@@ -169,6 +189,8 @@ class RelayMatcher:
     The request came through a relay whose address is in one of these
     networks (a single address is a /32).
     """
+
+    reads: ClassVar[frozenset[str]] = frozenset({"relay"})
 
     networks: tuple[Network, ...]
 
@@ -184,6 +206,10 @@ class Match:
     """
 
     matchers: tuple[IMatcher, ...] = field(default_factory=tuple)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return frozenset().union(*(m.reads for m in self.matchers))
 
     def matches(self, request: BootRequest) -> bool:
         return all(m.matches(request) for m in self.matchers)

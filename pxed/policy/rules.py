@@ -22,6 +22,7 @@ from zope.interface import implementer
 from pxed.eager import Done, eager
 from pxed.logs import wanted
 from pxed.policy.actions import BootSpec
+from pxed.policy.cache import AnswerKey, ICacheablePolicy, answer_key
 from pxed.policy.interfaces import IBootAction, IBootPolicy, IRule
 from pxed.policy.match import IMatcher, MacMatcher, Match
 from pxed.policy.request import BootRequest
@@ -48,7 +49,7 @@ class Rule:
         return succeed(self.action if self.match.matches(request) else None)
 
 
-@implementer(IBootPolicy)
+@implementer(IBootPolicy, ICacheablePolicy)
 class RulePolicy:
     """
     The first of C{rules} that answers decides; an C{ignore} answer, or no
@@ -61,6 +62,21 @@ class RulePolicy:
         # id(rule) -> (the rule, the action it gave last, that action
         # stamped); holding the rule keeps its id its own.
         self._stamps: dict[int, tuple[IRule, IBootAction, IBootAction]] = {}
+        self._answer_key: tuple[object, AnswerKey | None] = (None, None)
+
+    def answer_key(self) -> AnswerKey | None:
+        # Worked out once for a set of rules (a reload makes another
+        # policy; an embedding program may assign other rules).
+        rules = self.rules
+        if self._answer_key[0] is not rules:
+            plain = [rule.match for rule in rules if isinstance(rule, Rule)]
+            self._answer_key = (rules, answer_key(plain) if len(plain) == len(rules)
+                                else None)
+        return self._answer_key[1]
+
+    def consults_state(self, request: BootRequest) -> bool:
+        return any(rule.once and (not isinstance(rule, Rule) or rule.match.matches(request))
+                   for rule in self.rules)
 
     def boot_spec(self, request: BootRequest) -> Deferred[IBootAction | None]:
         # In memory, the answer is known at once: a fired Deferred then,
