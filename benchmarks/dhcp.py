@@ -188,13 +188,16 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window: int,
-               timeout: float, repeat: int = 3) -> list[dict[str, Any]]:
+               timeout: float, repeat: int = 3,
+               baseline: Path | None = None) -> list[dict[str, Any]]:
     """
-    Start C{server} (pxed or dnsmasq) alone on CPU 0 and measure it with
-    the relay on CPU 1, for each machine count, C{repeat} times each.
+    Start C{server} (pxed, pxed-baseline from the checkout C{baseline}, or
+    dnsmasq) alone on CPU 0 and measure it with the relay on CPU 1, for
+    each machine count, C{repeat} times each.
     """
     results = []
-    with server_running(server, workdir, "benchmarks.dhcp", pxed_config, dnsmasq_argv) as ns:
+    with server_running(server, workdir, "benchmarks.dhcp", pxed_config, dnsmasq_argv,
+                        baseline) as ns:
         # One small warm-up run, so imports and first-call costs are not measured.
         _run_client(ns, 200, 2000, 0, timeout)
         for machines in sizes:
@@ -210,11 +213,11 @@ def run_server(server: str, workdir: Path, sizes: list[int], rate: float, window
 
 
 def _table(results: list[dict[str, Any]]) -> str:
-    head = (f"{'server':8} {'mode':6} {'machines':>8} {'offers/s':>9} {'p50 ms':>7} "
+    head = (f"{'server':13} {'mode':6} {'machines':>8} {'offers/s':>9} {'p50 ms':>7} "
             f"{'p99 ms':>7} {'max ms':>7} {'lost':>5}")
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(f"{r['server']:8} {r['mode']:6} {r['machines']:>8} {r['offers_per_s']:>9.0f} "
+        lines.append(f"{r['server']:13} {r['mode']:6} {r['machines']:>8} {r['offers_per_s']:>9.0f} "
                      f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
                      f"{r['lost']:>5}")
     return "\n".join(lines)
@@ -239,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     drv.add_argument("--machines", type=int, required=True)
     parser.add_argument("--machines", default="1000,10000",
                         help="comma-separated machine counts (default 1000,10000)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="also measure the pxed of another checkout (as pxed-baseline), "
+                        "in turns with the others")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -252,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     servers = [s for s in args.servers.split(",") if s]
+    if args.baseline is not None:
+        servers.insert(servers.index("pxed") + 1 if "pxed" in servers else 0, "pxed-baseline")
     problem = cannot_run(servers)
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -262,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     for server, run in take_turns(
             servers, args.repeat, "pxed-bench-",
             lambda server, workdir: run_server(server, workdir, sizes, args.rate, args.window,
-                                               args.timeout, repeat=1)):
+                                               args.timeout, repeat=1,
+                                               baseline=args.baseline)):
         rounds.setdefault((server, run["mode"], run["machines"]), []).extend(run["runs"])
     for (server, mode, _machines), runs in rounds.items():
         result = combine(runs)

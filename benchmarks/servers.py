@@ -142,10 +142,11 @@ class Namespace:
     def argv(self, cpu: int, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, "taskset", "-c", str(cpu), *argv]
 
-    def spawn(self, cpu: int, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def spawn(self, cpu: int, argv: list[str], log: Path,
+              checkout: Path = REPO) -> subprocess.Popen[bytes]:
         out = open(log, "wb")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(self.argv(cpu, argv), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env())
+                                stdin=subprocess.DEVNULL, env=env(checkout), cwd=checkout)
         out.close()
         self.procs.append(proc)
         return proc
@@ -163,13 +164,15 @@ class Namespace:
         return False
 
 
-def env() -> dict[str, str]:
+def env(checkout: Path = REPO) -> dict[str, str]:
     """
-    The environment for the benchmark's processes: this checkout first on
-    the path, so they run the pxed being measured.
+    The environment for the benchmark's processes: this checkout (or
+    another one, the baseline) first on the path, so they run the pxed
+    being measured.
     """
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+    return {**os.environ,
+            "PYTHONPATH": f"{checkout}{os.pathsep}{path}" if path else str(checkout)}
 
 
 def relay_socket(bind: tuple[str, int], buffer: int, send_buffer: int | None = None
@@ -208,20 +211,26 @@ def run_relay(ns: Namespace, module: str, args: list[str], timeout: float) -> di
 
 @contextmanager
 def server_running(server: str, workdir: Path, module: str, config: Callable[[Path], Path],
-                   dnsmasq: Callable[[Path], list[str]]) -> Iterator[Namespace]:
+                   dnsmasq: Callable[[Path], list[str]],
+                   baseline: Path | None = None) -> Iterator[Namespace]:
     """
     A fresh namespace with C{server} (C{pxed}: C{python -m MODULE serve}
-    with the configuration C{config} writes; else dnsmasq with the
-    arguments C{dnsmasq} gives) started on CPU 0 and listening on port 67.
+    with the configuration C{config} writes; C{pxed-baseline}: the same
+    from the checkout C{baseline}; else dnsmasq with the arguments
+    C{dnsmasq} gives) started on CPU 0 and listening on port 67.
     Leaving it checks the server is still running, then stops it.
     """
     with Namespace() as ns:
-        if server == "pxed":
+        checkout = REPO
+        if server in ("pxed", "pxed-baseline"):
             argv = [sys.executable, "-m", module, "serve", "--config", str(config(workdir)),
                     "--log", str(workdir / "pxed.log")]
+            if server == "pxed-baseline":
+                assert baseline is not None
+                checkout = baseline
         else:
             argv = dnsmasq(workdir)
-        proc = ns.spawn(0, argv, workdir / f"{server}.out")
+        proc = ns.spawn(0, argv, workdir / f"{server}.out", checkout)
         if not ns.listening(DHCP_PORT):
             raise RuntimeError(f"{server} did not start: {(workdir / f'{server}.out').read_text()}")
         yield ns
@@ -270,11 +279,11 @@ def ratios(results: list[dict[str, Any]], group: Callable[[dict[str, Any]], tupl
     lines = []
     for mine in results:
         peer = by_key.get(("dnsmasq", *group(mine)))
-        if mine["server"] != "pxed" or peer is None or not peer[rate]:
+        if not mine["server"].startswith("pxed") or peer is None or not peer[rate]:
             continue
         p99 = mine["p99_ms"] / peer["p99_ms"] if peer["p99_ms"] else float("nan")
         name = " ".join(str(part) for part in group(mine))
-        lines.append(f"pxed/dnsmasq {name}: {label} x{mine[rate] / peer[rate]:.2f}, "
+        lines.append(f"{mine['server']}/dnsmasq {name}: {label} x{mine[rate] / peer[rate]:.2f}, "
                      f"p99 latency x{p99:.2f}")
     return lines
 
