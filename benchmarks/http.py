@@ -24,6 +24,7 @@ CPU 1 (C{--pin same}: all on CPU 0; C{--pin none}: anywhere).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -88,13 +89,14 @@ def serve_pxed(config_path: str, port: int, log_path: str) -> None:
 
     logs.write_to(log_path)
     globalLogBeginner.beginLoggingTo([logs.text_observer()], redirectStandardIO=False)
-    logs.sole_observer()  # as twistd with pxed's --logger
+    if hasattr(logs, "sole_observer"):  # as twistd with pxed's --logger (not in old checkouts)
+        logs.sole_observer()
     top = makeBootService(load_config(config_path), reactor=reactor)
     for child in top:
         if child.name not in ("proxydhcp", "dhcp", "bootserver", "tftp", "http"):
             child.startService()
     site = top.getServiceNamed("http").factory  # type: ignore[attr-defined]
-    reactor.listenTCP(port, site, interface=ADDRESS)  # type: ignore[attr-defined]
+    reactor.listenTCP(port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     print("listening", flush=True)
     reactor.run()  # type: ignore[attr-defined]
 
@@ -115,13 +117,20 @@ def _pxed_config(work: Path, root: Path) -> Path:
     return config
 
 
-def start_pxed(work: Path, root: Path, port: int, cpu: int | None) -> subprocess.Popen[bytes]:
+def start_pxed(work: Path, root: Path, port: int, cpu: int | None,
+               checkout: Path = REPO) -> subprocess.Popen[bytes]:
+    """
+    pxed's HTTP site, from this checkout or (C{--baseline}) another one:
+    L{serve_pxed}'s own text runs there, so an old checkout needs no copy
+    of this benchmark.
+    """
     config = _pxed_config(work, root)
-    argv = [sys.executable, "-c",
-            "import sys; from benchmarks.http import serve_pxed; "
-            "serve_pxed(sys.argv[1], int(sys.argv[2]), sys.argv[3])",
+    code = (inspect.getsource(serve_pxed)
+            + "\nimport sys\nserve_pxed(sys.argv[1], int(sys.argv[2]), sys.argv[3])\n")
+    argv = [sys.executable, "-c", "from __future__ import annotations\n" + code,
             str(config), str(port), str(work / "pxed.log")]
-    return _spawn(argv, work / "pxed.out", cpu)
+    name = "pxed" if checkout == REPO else "pxed-baseline"
+    return _spawn(argv, work / f"{name}.out", cpu, checkout)
 
 
 def start_nginx(work: Path, root: Path, port: int, cpu: int | None) -> subprocess.Popen[bytes]:
@@ -149,10 +158,11 @@ def start_nginx(work: Path, root: Path, port: int, cpu: int | None) -> subproces
     return _spawn(argv, work / "nginx.out", cpu)
 
 
-def _spawn(argv: list[str], log: Path, cpu: int | None) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, cpu: int | None,
+           checkout: Path = REPO) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env(), cwd=REPO)
+                            stdin=subprocess.DEVNULL, env=env(checkout), cwd=checkout)
     out.close()
     if cpu is not None:
         # nginx's worker inherits it.
@@ -198,7 +208,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         path = "/_/export/bench/initrd.img"
         procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         try:
-            for server, start in (("nginx", start_nginx), ("pxed", start_pxed)):
+            starts: list[tuple[str, Any]] = [("nginx", start_nginx), ("pxed", start_pxed)]
+            if args.baseline is not None:
+                checkout = args.baseline.resolve()
+                starts.append(("pxed-baseline",
+                               lambda *a: start_pxed(*a, checkout=checkout)))
+            for server, start in starts:
                 port = _free_port()
                 procs[server] = (start(work, root, port, server_cpu), port)
             for server, (_proc, port) in procs.items():
@@ -229,8 +244,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     nginx = {r["connections"]: r["mb_s"] for r in results["rows"]["nginx"]}
     rows = [("server", "connections", "MB/s", "vs nginx", "failures")]
-    for server in ("nginx", "pxed"):
-        for r in results["rows"][server]:
+    for server in ("nginx", "pxed", "pxed-baseline"):
+        for r in results["rows"].get(server, ()):
             ref = nginx[r["connections"]]
             rows.append((server, str(r["connections"]), f"{r['mb_s']:.1f}",
                          f"{r['mb_s'] / ref:.2f}x" if ref else "-", str(r["failures"])))
@@ -249,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="split (default): the servers on CPU 0, the clients on CPU 1; "
                         "same: all on CPU 0; none: where the kernel puts them")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="also measure the pxed of another checkout (as pxed-baseline), "
+                        "in turns with the others")
     args = parser.parse_args(argv)
     args.repeat = max(1, args.repeat)
     for tool in ("nginx", "curl"):

@@ -14,10 +14,11 @@ Two ways in, and no other:
     rules as TFTP (L{pxed.tftp.source.FilesystemSource}): no C{..}, no
     NUL, no encoded separators, no symlink leading out of the export.
 
-Local files are streamed by C{twisted.web.static.File} (Content-Length,
+Local files are served by C{twisted.web.static.File} (Content-Length,
 Range, HEAD), with an ETag and If-None-Match on top, one range at most
-(L{pxed.http.ranges}), and opened so that a FIFO or device swapped in can
-neither block the reactor nor be served.
+(L{pxed.http.ranges}), their bodies sent by C{sendfile(2)} where the
+connection allows (L{pxed.http.sendfile}), and opened so that a FIFO or
+device swapped in can neither block the reactor nor be served.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from twisted.web import http
 from twisted.web.iweb import IRequest
-from twisted.web.static import File
+from twisted.web.static import File, NoRangeStaticProducer, SingleRangeStaticProducer
 
 from pxed.http.ranges import single_range
+from pxed.http.sendfile import SendfileProducer
 from pxed.policy import is_url
 from pxed.signing import Signer
 from pxed.tftp.source import AccessViolation, FileNotFound, FilesystemSource
@@ -147,7 +149,13 @@ class LocalFile(File):
                 request.requestHeaders.removeHeader(b"range")
             else:
                 request.requestHeaders.setRawHeaders(b"range", [plan])
-        return super().makeProducer(request, fileForReading)
+        producer = super().makeProducer(request, fileForReading)
+        # The same body, by sendfile(2) where the connection allows it.
+        if isinstance(producer, NoRangeStaticProducer):
+            return SendfileProducer(request, fileForReading, 0, self.getFileSize())
+        if isinstance(producer, SingleRangeStaticProducer):
+            return SendfileProducer(request, fileForReading, producer.offset, producer.size)
+        return producer
 
     def openForReading(self) -> Any:
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)

@@ -98,11 +98,13 @@ class _GuardedChannel(HTTPChannel):
                                                         self._expire, "send")
 
     def resumeProducing(self) -> None:
-        super().resumeProducing()
+        # Disarmed first: a push producer may fill the buffers again before
+        # resumeProducing returns, and that pause must arm a new deadline.
         if self._stalled is not None:
             if self._stalled.active():
                 self._stalled.cancel()
             self._stalled = None
+        super().resumeProducing()
 
     def _expire(self, which: str) -> None:
         if which == "request":
