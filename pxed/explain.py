@@ -169,9 +169,11 @@ def _explain_one(datagram: Datagram, stage: Stage, config: Config, address: str 
     # sent to, and the receiving interface's (only where it is known).
     info = PacketInfo(0, local or "0.0.0.0", datagram.dst[0])
     server = config.server
+    # As the server: server.address, else server.interface's address here.
+    advertised = server.advertised()
     try:
         request = receive(Arrival(datagram.payload, datagram.src, info, interface), stage,
-                          address=server.address, relays=server.relays,
+                          address=advertised, relays=server.relays,
                           interfaces=frozenset(server.interfaces))
     except Dropped as e:
         result.packet, result.machine = e.packet, e.machine

@@ -54,7 +54,7 @@ class FullModeExplainer:
         self.store = MemoryLeaseStore()
         keeper = LeaseKeeper(self.store, self.clock, config.dhcp.lease_time)
         self.protocol = DHCPServerProtocol(
-            keeper, responder, config.server.address, config.server.relays,
+            keeper, responder, config.server.advertised(), config.server.relays,
             config.server.interfaces, ifname=lambda index: interface or "?",
             networks=self._network, route=None, clock=self.clock, dhcp=config.dhcp)
         self.transport = FakeDatagramTransport()

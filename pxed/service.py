@@ -108,9 +108,7 @@ def makeBootService(
                             loop_window=observing.loop_window)
     boot_log = recorder
     server = config.server
-    address = server.address
-    if address is None and server.interface is not None:
-        address = interface_address(server.interface)
+    address = server.advertised()
     bind = ""
     device = server.interface
     # HTTP has no per-datagram interface check: with server.interface it

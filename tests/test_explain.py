@@ -101,12 +101,23 @@ class CaptureTests(ExplainTestCase):
         self.assertIn("no reply: the policy has no boot for this machine", first)
         self.assertNotIn("reply: DHCP", out)
 
+    def test_address_of_server_interface(self) -> None:
+        """
+        With server.interface and no server.address, explain advertises
+        that interface's address, as the server does.
+        """
+        config = str(self.config("interface: lo"))
+        _, out, _ = self.pxed("explain", "--config", config, "--pcap",
+                             str(pcap.capture(pcap.UEFI_CAPTURE)))
+        self.assertIn("siaddr 127.0.0.1", self.sections(out)[1])
+
     def test_address_from_interface(self) -> None:
         """
-        Without server.address, a broadcast's answer depends on the
-        interface address, which only --address can say.
+        Without server.address, and with no address to be had from
+        server.interface, a broadcast's answer depends on the interface
+        address, which only --address can say.
         """
-        config = str(self.config("interface: eth0"))
+        config = str(self.config("interface: pxnone0"))
         _, out, _ = self.pxed("explain", "--config", config, "--pcap",
                              str(pcap.capture(pcap.UEFI_CAPTURE)))
         frames = self.sections(out)

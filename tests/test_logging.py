@@ -121,6 +121,10 @@ class OptionTests(unittest.TestCase):
     def setUp(self) -> None:
         self.config = REPO / "etc" / "pxed.yaml"
         self.addCleanup(logs.write_to, None)
+        # Parsing twistd's options makes pxed's observer the only one and
+        # sets the level: module state that must not reach later tests.
+        self.addCleanup(setattr, logs, "_sole", logs._sole)
+        self.addCleanup(logs.set_level, logs._level.name)
 
     def test_json_sets_twistds_logger(self) -> None:
         options = ServerOptions()

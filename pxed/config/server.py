@@ -15,7 +15,7 @@ from typing import Any
 from pxed.config.reader import Reader, type_name
 from pxed.dhcp.menu import MAX_TEXT, PXEMenu
 from pxed.machine import ARCHITECTURE_SLUGS, architecture
-from pxed.net import is_unicast
+from pxed.net import interface_address, is_unicast
 
 __all__ = ["Ports", "ServerConfig", "DEFAULT_BOOTLOADERS", "IPXE_PACKAGE", "parse_server",
            "parse_bootloaders", "served_name", "program_files", "shim_companions", "SHIM",
@@ -97,6 +97,17 @@ class ServerConfig:
     relays: tuple[tuple[ipaddress.IPv4Network, str | None], ...] = ()
     menu: PXEMenu | None = None
     log_packets: bool = False
+
+    def advertised(self) -> str | None:
+        """
+        The address the DHCP ports are told to advertise: C{address}, else
+        (with C{interface}) that interface's address as the host has it
+        now, else C{None} (each request's arrival address decides).  The
+        server and C{pxed explain} both ask here.
+        """
+        if self.address is None and self.interface is not None:
+            return interface_address(self.interface)
+        return self.address
 
 
 def _advertisable(reader: Reader, value: Any, key: str) -> str:

@@ -4,9 +4,10 @@ C{twistd pxed-tftp}: pxed's TFTP server on its own, serving a directory
 (and, with C{--upload-root}, taking uploads into another).
 
 It is the same engine C{twistd pxed} runs (windowsize, adaptive timeouts,
-limits), for sites that want a fast read-only TFTP server and nothing
-else.  The limits are validated by the C{tftp:} configuration section's
-own parser, so the two commands accept exactly the same values.
+limits), for sites that want a fast TFTP server and nothing else
+(read-only unless C{--upload-root} is given).  The limits are validated by
+the C{tftp:} configuration section's own parser, so the two commands accept
+exactly the same values.
 """
 
 from __future__ import annotations
