@@ -23,8 +23,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-__all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address", "interface_name",
-           "InterfaceNames", "route_source", "is_unicast", "requested_address"]
+__all__ = ["PacketInfo", "PacketInfoPort", "IP_PKTINFO", "interface_address", "interface_exists",
+           "interface_name", "InterfaceNames", "route_source", "is_unicast", "requested_address"]
 
 #: Linux's value; Python's socket module does not export it.
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -179,6 +179,17 @@ def interface_address(name: str) -> str | None:
         except OSError:
             return None
     return socket.inet_ntoa(packed[20:24])
+
+
+def interface_exists(name: str) -> bool:
+    """
+    Whether this host has a network interface called C{name} now.
+    """
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 def interface_name(ifindex: int) -> str | None:

@@ -28,7 +28,7 @@ from pxed.http.meter import MeteredResource
 from pxed.http.status import StatusPages
 from pxed.leasestore import ILeaseStore
 from pxed.metrics import Metrics
-from pxed.net import interface_address
+from pxed.net import interface_address, interface_exists
 from pxed.observe import BootRecorder
 from pxed.policy import IBootPolicy, RulePolicy
 from pxed.ports import TCPService, UDPService
@@ -109,6 +109,12 @@ def makeBootService(
     boot_log = recorder
     server = config.server
     address = server.advertised()
+    for name in server.interfaces:
+        if not interface_exists(name):
+            # Not an error: a VLAN or bridge may be made after pxed starts,
+            # and its requests are answered from then on.
+            log.warn("server.interfaces names {interface}, which this host does not have: "
+                     "DHCP requests are answered on it once it exists", interface=name)
     bind = ""
     device = server.interface
     # HTTP has no per-datagram interface check: with server.interface it

@@ -18,6 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from pxed.config import load_config
@@ -107,6 +108,29 @@ class WiringTests(unittest.TestCase):
         parts = self.runtime.parts
         parts.current = replace(parts.current, tftp=ChainSource([]))
         self.failureResultOf(transfers.source.open("undionly.kpxe", ("h", 1)), FileNotFound)
+
+
+class InterfaceWarningTests(unittest.TestCase):
+    def test_missing_interface_named(self) -> None:
+        """
+        A name in server.interfaces that this host lacks is warned about
+        once at start (it may appear later); one it has is not.
+        """
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        (base / "vmlinuz").write_bytes(b"k")
+        path = base / "pxed.yaml"
+        path.write_text(f"server: {{address: 192.0.2.1, interfaces: [lo, pxnone0]}}\n"
+                        f"boot: {{default: {{kernel: {base}/vmlinuz}}}}\n")
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            makeBootService(load_config(path), reactor=MemoryReactorClock())
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        named = [e.get("interface") for e in events if "server.interfaces names" in
+                 e.get("log_format", "")]
+        self.assertEqual(named, ["pxnone0"])
 
 
 class BareConsumerTests(unittest.TestCase):
