@@ -187,7 +187,8 @@ def makeBootService(
     tftp.setServiceParent(top)
 
     # HTTP Boot clients fetch the same programs TFTP serves, by file name.
-    web = BootHTTP(boot_log=boot_log, address=address, parts=parts, reload=runtime.reload)
+    web = BootHTTP(boot_log=boot_log, address=address, parts=parts, reload=runtime.reload,
+                   clock=reactor)
     status = StatusPages(recorder, reactor, page=observing.page, api=observing.api,
                          file_urls=observing.api_file_urls,
                          metrics=metrics if observing.metrics else None, leases=lease_store)

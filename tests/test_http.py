@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial import unittest
 
 from pxed.http.app import BOOT_PURPOSE, BootHTTP
 from pxed.http.files import FileCatalog
@@ -23,10 +25,12 @@ from pxed.policy import (
     IPXEScript,
     LocalBoot,
     Rule,
+    StaticPolicy,
 )
 from pxed.policy.match import InterfaceMatcher, MacMatcher, Match
 from pxed.policy.request import sign_context
 from pxed.signing import Signer
+from pxed.state import MemoryBootLog
 from pxed.testing.http import KEY, MAC, OTHER_MAC, HTTPTestCase
 
 
@@ -135,6 +139,17 @@ class ScriptTests(HTTPTestCase):
     def test_post_not_allowed(self) -> Any:
         response, _ = yield self.fetch(f"/_/ipxe?mac={MAC}", method="POST")
         self.assertEqual(response.code, 405)
+
+
+class ClockTests(unittest.TestCase):
+    def test_log_budget_clock(self) -> None:
+        """
+        The app's log budget runs on the clock it is given (the service
+        gives its reactor), so tests and embedders can drive it.
+        """
+        clock = Clock()
+        app = BootHTTP(StaticPolicy({}), FileCatalog(Signer(KEY)), MemoryBootLog(), clock=clock)
+        self.assertIs(app.budget.clock, clock)
 
 
 class ActionScriptTests(HTTPTestCase):

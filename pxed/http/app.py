@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from klein import Klein
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -98,6 +99,7 @@ class BootHTTP:
         reload: Callable[[], tuple[bool, str]] | None = None,
         images: GrubImageCache | None = None,
         parts: LiveParts | None = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         given = (policy, catalog, programs, store, exports, hostnames, fetcher, admin_token,
                  images)
@@ -120,9 +122,13 @@ class BootHTTP:
         self.reload = reload
         #: Beacons that came without a valid boot token (see L{beacon}).
         self.unverified_beacons = 0
-        from twisted.internet import reactor
+        if clock is None:
+            from twisted.internet import reactor
 
-        self.budget = LogBudget(reactor)  # type: ignore[arg-type]
+            clock = reactor  # type: ignore[assignment]
+        assert clock is not None
+        # Missing files and bad requests are logged within a budget.
+        self.budget = LogBudget(clock)
 
     def resource(self) -> IResource:
         return TextPaths(self.app.resource())
