@@ -26,6 +26,7 @@ from pxed.atomicfile import write_atomically
 from pxed.dhcp.leases import OFFERED, STATES, Lease
 from pxed.leasestore import ILeaseStore, MemoryLeaseStore, lease_json
 from pxed.net import is_unicast
+from pxed.reactors import given_or_global
 
 __all__ = ["FileLeaseStore", "LeaseFileError", "read_lease_file", "journal_path",
            "write_atomically"]
@@ -140,10 +141,7 @@ class FileLeaseStore(MemoryLeaseStore):
         replayed = _read_journal(self.journal, self.generation)
         for lease in replayed:
             self._put(lease)
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        reactor = given_or_global(reactor)
         self._reactor = reactor
         self.compact_after = compact_after
         self._lines = len(replayed)

@@ -29,6 +29,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from pxed.net import PacketInfoPort
+from pxed.reactors import given_or_global
 
 log = Logger()
 
@@ -155,10 +156,7 @@ class _PortService(service.Service):
         @raise PortError: the port cannot be opened (the message says why
             and, for a port in use, which process holds it).
         """
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = given_or_global(self.reactor)
         try:
             self.port = self._listen()
         except (CannotListenError, OSError) as e:

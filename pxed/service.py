@@ -32,6 +32,7 @@ from pxed.net import interface_address, interface_exists
 from pxed.observe import BootRecorder
 from pxed.policy import IBootPolicy, RulePolicy
 from pxed.ports import TCPService, UDPService
+from pxed.reactors import given_or_global
 from pxed.runtime import PolicyRuntime, make_store, policy_from_config
 from pxed.state import IBootLog, MemoryBootLog
 from pxed.store import IStateStore
@@ -79,10 +80,7 @@ def makeBootService(
         L{PolicyRuntime}, whose C{reload()} switches to the configuration
         file as it is now.
     """
-    if reactor is None:
-        from twisted.internet import reactor as default_reactor
-
-        reactor = default_reactor
+    reactor = given_or_global(reactor)
     metrics = metrics if metrics is not None else Metrics()
     shared = None
     if config.state.url is not None:

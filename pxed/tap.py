@@ -28,6 +28,7 @@ from twisted.python import usage
 from pxed import logs
 from pxed.config import ConfigError, check_host, load_config
 from pxed.ports import OneLineStartup
+from pxed.reactors import given_or_global
 from pxed.service import makeBootService
 
 __all__ = ["Options", "OneLineStartup", "makeService"]
@@ -81,10 +82,7 @@ class ReloadOnSignal(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = given_or_global(self.reactor)
         self._previous = signal.signal(self.signum, self._received)
 
     def _received(self, signum: int, frame: Any) -> None:

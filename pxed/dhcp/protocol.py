@@ -31,6 +31,7 @@ from pxed.dhcp.responder import BootResponder
 from pxed.eager import Done, eager
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
+from pxed.reactors import given_or_global
 
 if TYPE_CHECKING:
     from pxed.observe import BootRecorder
@@ -83,11 +84,7 @@ class _BootProtocol(DatagramProtocol):
         self.address = address
         self.relays = tuple(relays)
         self.interfaces = frozenset(interfaces)
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = reactor  # type: ignore[assignment]
-        assert clock is not None
+        clock = given_or_global(clock)
         self._ifname = ifname if ifname is not None else InterfaceNames(clock).name
         self._route = route
         self.budget = LogBudget(clock)

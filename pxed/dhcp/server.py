@@ -46,6 +46,7 @@ from pxed.dhcp.sanity import option_problem, relay_problem
 from pxed.machine import Machine
 from pxed.net import InterfaceNames, PacketInfo, route_source
 from pxed.parts import LiveParts, part
+from pxed.reactors import given_or_global
 
 if TYPE_CHECKING:
     from pxed.dhcp.responder import BootResponder
@@ -118,11 +119,7 @@ class DHCPServerProtocol(DatagramProtocol):
         self.address = address
         self.relays = tuple(relays)
         self.interfaces = frozenset(interfaces)
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = reactor  # type: ignore[assignment]
-        assert clock is not None
+        clock = given_or_global(clock)
         self.clock = clock
         self._ifname = ifname if ifname is not None else InterfaceNames(clock).name
         self._networks = networks

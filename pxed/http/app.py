@@ -39,6 +39,7 @@ from pxed.machine import Machine, architecture
 from pxed.parts import BootParts, LiveParts, part
 from pxed.policy import BootRequest, IBootPolicy, is_url
 from pxed.policy.request import IPXE_USER_CLASS, open_context
+from pxed.reactors import given_or_global
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore, StateUnavailable
 from pxed.templates import RenderError, ScriptEnv
@@ -122,11 +123,7 @@ class BootHTTP:
         self.reload = reload
         #: Beacons that came without a valid boot token (see L{beacon}).
         self.unverified_beacons = 0
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = reactor  # type: ignore[assignment]
-        assert clock is not None
+        clock = given_or_global(clock)
         # Missing files and bad requests are logged within a budget.
         self.budget = LogBudget(clock)
 

@@ -35,6 +35,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 from pxed.dhcp.logbudget import LogBudget
+from pxed.reactors import given_or_global
 
 __all__ = ["HTTPLimits", "GuardedSite"]
 
@@ -135,10 +136,7 @@ class GuardedSite(Site):
 
     def __init__(self, resource: Any, limits: HTTPLimits | None = None, reactor: Any = None,
                  **kwargs: Any) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        reactor = given_or_global(reactor)
         super().__init__(resource, reactor=reactor, **kwargs)
         self.limits = limits or HTTPLimits()
         # Twisted's idle timeout would only come after ours.

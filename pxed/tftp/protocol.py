@@ -29,6 +29,7 @@ from twisted.logger import Logger
 
 from pxed.dhcp.logbudget import LogBudget, shown
 from pxed.net import requested_address
+from pxed.reactors import given_or_global
 
 from . import packet as P
 from .mtu import MTUCache
@@ -100,10 +101,7 @@ class TFTPServerProtocol(RequestScreening, DatagramProtocol):
         upload: UploadRoot | None = None,
         on_not_found: Callable[[Address, str], object] | None = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as _reactor
-
-            reactor = _reactor
+        reactor = given_or_global(reactor)
         self.source = source
         self.reactor: Any = reactor
         self.limits = SessionLimits(

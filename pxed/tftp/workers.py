@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pxed.config.tftp import TFTPConfig
+from pxed.reactors import given_or_global
 
 __all__ = ["WorkerPool", "share", "worker_argv", "main"]
 
@@ -126,10 +127,7 @@ class WorkerPool(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+        self.reactor = given_or_global(self.reactor)
         for index in range(1, self.count + 1):
             self._spawn(index)
 
