@@ -24,14 +24,13 @@ from twisted.python.failure import Failure
 
 from pxed.dhcp.exchange import BOOTSERVER, PROXYDHCP, Relays, Stage
 from pxed.dhcp.fastpath import Offer, OfferCache
-from pxed.dhcp.logbudget import LogBudget
+from pxed.dhcp.listener import NetworkSide
 from pxed.dhcp.pipeline import Arrival, Dropped, Reply, Request, receive, respond
 from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.responder import BootResponder
 from pxed.eager import Done, eager
 from pxed.machine import Machine
-from pxed.net import InterfaceNames, PacketInfo, route_source
-from pxed.reactors import given_or_global
+from pxed.net import PacketInfo, route_source
 
 if TYPE_CHECKING:
     from pxed.observe import BootRecorder
@@ -44,24 +43,17 @@ log = Logger()
 _BROADCAST_ADDRESS = "255.255.255.255"
 
 
-class _BootProtocol(DatagramProtocol):
+class _BootProtocol(NetworkSide, DatagramProtocol):
     """
     What both ports share: screening, the advertised address, the
     interface restriction, coalescing of retransmissions, and never
     letting one datagram hurt the service.
 
-    @ivar address: the configured server address; C{None} means "the
-        address of the interface the request arrived on".
-    @ivar relays: per-relay-subnet addresses (see
-        L{pxed.dhcp.exchange.advertised_address}).
-    @ivar interfaces: if not empty, only requests arriving on these
-        interfaces (by name) are answered.
-    @ivar budget: spends the one info line per answer (see
-        L{LogBudget}).
-    @ivar log_packets: also log (at debug level) every datagram ignored
-        and every answer the budget left out.  Off by default, like
-        C{verbose} in twisted.names: C{twistd} writes debug events too, and
-        on a busy LAN every DHCP packet of every client reaches port 67.
+    The network settings (address, relays, interfaces, log budget) are
+    L{NetworkSide}'s; C{log_packets} is off by default, like C{verbose} in
+    twisted.names: C{twistd} writes debug events too, and on a busy LAN
+    every DHCP packet of every client reaches port 67.
+
     @ivar observer: told of every datagram dropped and every request
         answered (metrics, timelines); set by L{pxed.service}.
     """
@@ -81,15 +73,8 @@ class _BootProtocol(DatagramProtocol):
         log_packets: bool = False,
     ) -> None:
         self.responder = responder
-        self.address = address
-        self.relays = tuple(relays)
-        self.interfaces = frozenset(interfaces)
-        clock = given_or_global(clock)
-        self._ifname = ifname if ifname is not None else InterfaceNames(clock).name
-        self._route = route
-        self.budget = LogBudget(clock)
-        self.log_packets = log_packets
-        self._clock = clock
+        self._clock = self._network_side(address, relays, interfaces, ifname, route, clock,
+                                         log_packets)
         self._warned = False
         self._pending: set[tuple[bytes, int]] = set()
         #: Offers already decided (the ProxyDHCP fast path); C{None} on a

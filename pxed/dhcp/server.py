@@ -30,7 +30,7 @@ from pxed.dhcp.classify import NotNetworkBooting, classify
 from pxed.dhcp.exchange import Relays, advertised_address
 from pxed.dhcp.leasereply import NetworkOptions, lease_reply, nak, reply_destination
 from pxed.dhcp.leases import Lease, Pool, client_key
-from pxed.dhcp.logbudget import LogBudget
+from pxed.dhcp.listener import NetworkSide
 from pxed.dhcp.packet import (
     BOOTREQUEST,
     DHCPPacket,
@@ -44,9 +44,8 @@ from pxed.dhcp.pipeline import echo_relay_information
 from pxed.dhcp.reply import BootAnswer
 from pxed.dhcp.sanity import option_problem, relay_problem
 from pxed.machine import Machine
-from pxed.net import InterfaceNames, PacketInfo, route_source
+from pxed.net import PacketInfo, route_source
 from pxed.parts import LiveParts, part
-from pxed.reactors import given_or_global
 
 if TYPE_CHECKING:
     from pxed.dhcp.responder import BootResponder
@@ -79,7 +78,7 @@ def interface_network(name: str) -> ipaddress.IPv4Network | None:
     return ipaddress.IPv4Network(f"{address}/{mask}", strict=False)
 
 
-class DHCPServerProtocol(DatagramProtocol):
+class DHCPServerProtocol(NetworkSide, DatagramProtocol):
     """
     Hands out addresses, and boot information to network-booting clients.
 
@@ -116,16 +115,9 @@ class DHCPServerProtocol(DatagramProtocol):
         self.parts = parts if parts is not None else responder.parts
         if dhcp is not None:
             self.dhcp = dhcp
-        self.address = address
-        self.relays = tuple(relays)
-        self.interfaces = frozenset(interfaces)
-        clock = given_or_global(clock)
-        self.clock = clock
-        self._ifname = ifname if ifname is not None else InterfaceNames(clock).name
+        self.clock = self._network_side(address, relays, interfaces, ifname, route, clock,
+                                        log_packets)
         self._networks = networks
-        self._route = route
-        self.budget = LogBudget(clock)
-        self.log_packets = log_packets
         self._warned: set[str] = set()
         self._pending: set[tuple[bytes, int, int]] = set()
         #: Why the last request got no reply (for C{pxed explain}).
