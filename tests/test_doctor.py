@@ -13,19 +13,33 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import psycopg
 from twisted.trial import unittest
 
 from pxed.config import parse_config
 from pxed.dhcp.packet import BOOTREPLY, DHCPPacket, MessageType, Option, decode, encode
 from pxed.doctor import offer_findings
-from pxed.doctor.checks import BIOS, HTTP_BOOT, IPXE, UEFI, file_findings, port_findings
+from pxed.doctor.checks import (
+    BIOS,
+    HTTP_BOOT,
+    IPXE,
+    ONCE,
+    UEFI,
+    Finding,
+    file_findings,
+    port_findings,
+    state_findings,
+)
 from pxed.doctor.probe import _answer, pxe_discover
 from pxed.lab.demo import start_pxed
 from pxed.lab.netns import Lab
 from pxed.lab.procs import dnsmasq_argv
+from pxed.pg.schema import SCHEMA_VERSION, migrate
 from pxed.ports import PortHolder
+from pxed.testing.postgres import free_port, shared_server
 
 REPO = Path(__file__).resolve().parents[1]
 MAC = bytes.fromhex("525400123456")
@@ -157,6 +171,55 @@ class FindingTests(unittest.TestCase):
                                        pxed_running=True))
         self.assertIn(("ok", "192.0.2.254: DHCP (offers 192.0.2.77), no boot file (the LAN's "
                        "DHCP server)"), [(f.level, f.message) for f in findings])
+
+
+class DatabaseTests(unittest.TestCase):
+    """
+    The shared database's finding, against a PostgreSQL server of the
+    test's own (L{pxed.testing.postgres}).
+    """
+
+    def findings(self, url: str) -> list[Finding]:
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        for name in ("undionly.kpxe", "snponly.efi", "vmlinuz"):
+            (base / name).write_bytes(b"x")
+        conf = parse_config({"bootloaders": {"x86-bios": str(base / "undionly.kpxe")},
+                             "boot": {"default": {"kernel": str(base / "vmlinuz")}},
+                             "state": {"url": url}}, "test.yaml")
+        return list(state_findings(conf))
+
+    def test_answers(self) -> None:
+        """
+        A fresh database answers (pxed will make its tables); a migrated
+        one answers at this pxed's schema version; one from a newer pxed
+        is a failure of every boot.
+        """
+        url = shared_server().create_database(f"d{uuid.uuid4().hex[:12]}")
+        [fresh] = self.findings(url)
+        self.assertEqual(fresh.level, "ok")
+        self.assertIn(f"from version 0 to {SCHEMA_VERSION}", fresh.message)
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrate(conn)
+        [current] = self.findings(url)
+        self.assertEqual((current.level, current.message),
+                         ("ok", f"answers, schema version {SCHEMA_VERSION}"))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE pxed_schema SET version = %s", (SCHEMA_VERSION + 1,))
+        [newer] = self.findings(url)
+        self.assertEqual(newer.level, "fail")
+        self.assertIn("upgrade pxed", newer.message)
+
+    def test_does_not_answer(self) -> None:
+        """
+        A database nobody listens for is a failure of 'once' installs only
+        (everything else is served meanwhile), and the password never shows.
+        """
+        url = f"postgresql://pxed:s3cret@127.0.0.1:{free_port()}/pxed?connect_timeout=2"
+        [finding] = self.findings(url)
+        self.assertEqual((finding.level, finding.breaks), ("fail", (ONCE,)))
+        self.assertIn("does not answer", finding.message)
+        self.assertNotIn("s3cret", finding.message + finding.topic)
 
 
 class NamespaceTests(unittest.TestCase):

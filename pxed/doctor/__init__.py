@@ -8,8 +8,8 @@ server beside pxed as the LAN's (C{dhcp.mode: full}), no DHCP server at
 all, a port taken by another program, an unreadable file, an HTTP server
 that does not answer.  The doctor broadcasts a DISCOVER as BIOS and UEFI
 PXE firmware and a UEFI HTTP Boot client would, lists every server that
-answers, checks pxed's ports, files, TFTP and HTTP, and says which finding
-breaks which kind of boot.
+answers, checks pxed's ports, files, TFTP, HTTP and shared database, and
+says which finding breaks which kind of boot.
 Its exit status is 1 when something would.
 
 What it cannot see from the host: a firewall between the clients and the
@@ -37,6 +37,7 @@ from pxed.doctor.checks import (
     file_findings,
     is_pxed,
     port_findings,
+    state_findings,
 )
 from pxed.doctor.probe import (
     ARCHES,
@@ -247,6 +248,7 @@ def diagnose(config: Config, out: TextIO, interface: str | None = None,
     if not answers:
         print("  (none)", file=out)
     findings = [*port_findings(config), *file_findings(config), *arm64_findings(config),
+                *state_findings(config),
                 *offer_findings(config, answers, mac_text, pxed_running),
                 *service_findings(config, address, raw_mac)]
     print("\nchecks:", file=out)

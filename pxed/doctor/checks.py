@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_doctor -*-
 """
-The doctor's findings, and the checks that need no network: the ports
-(free, held by pxed, or held by something else) and the files the
-configuration names.
+The doctor's findings, and the checks that need no DHCP probe: the ports
+(free, held by pxed, or held by something else), the files the
+configuration names, and the shared database, if one is configured.
 
 Each finding says which kinds of boot it would break, so the report can
 end with what an operator actually wants to know: will my BIOS machines
@@ -23,7 +23,8 @@ from pxed.policy.actions import BootSpec, is_url
 from pxed.ports import PortHolder, port_holders
 
 __all__ = ["Finding", "BIOS", "UEFI", "HTTP_BOOT", "IPXE", "EVERY_BOOT", "ARM64",
-           "port_findings", "file_findings", "arm64_findings", "is_pxed"]
+           "ONCE", "port_findings", "file_findings", "arm64_findings", "state_findings",
+           "is_pxed"]
 
 BIOS = "BIOS PXE"
 UEFI = "UEFI PXE"
@@ -174,3 +175,48 @@ def arm64_findings(config: Config) -> Iterator[Finding]:
         return
     yield Finding("ok", topic, f"can be built from {images.modules_dir()} into "
                   f"{images.directory}")
+
+
+#: What a shared database that does not answer costs (see README, "Running
+#: several pxed"): machines a 'once' rule matches get no answer meanwhile.
+ONCE = "'once' installs"
+
+
+def state_findings(config: Config) -> Iterator[Finding]:
+    """
+    With C{state.url}: whether the database answers, and whether its pxed
+    schema is one this pxed can use.
+    """
+    url = config.state.url
+    if url is None:
+        return
+    import psycopg
+
+    from pxed.config.state import describe_url
+    from pxed.pg.db import connect_options
+    from pxed.pg.schema import SCHEMA_VERSION
+
+    topic = f"database {describe_url(url)}"
+    try:
+        with psycopg.connect(url, autocommit=True, **connect_options(url)) as conn:
+            try:
+                row = conn.execute("SELECT max(version) FROM pxed_schema").fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+    except psycopg.Error as e:
+        text = str(e).strip().splitlines()
+        starting = ("" if config.policy.signing_key is not None else
+                    "; and a pxed cannot start without it unless policy.signing_key is set")
+        yield Finding("fail", topic, f"does not answer: {text[0] if text else type(e).__name__}"
+                      " (a running pxed serves on, but machines a once rule matches get no "
+                      f"answer{starting})", (ONCE,))
+        return
+    version = row[0] if row and row[0] is not None else 0
+    if version > SCHEMA_VERSION:
+        yield Finding("fail", topic, f"its pxed schema is version {version}, newer than this "
+                      f"pxed knows ({SCHEMA_VERSION}): upgrade pxed", EVERY_BOOT)
+    elif version < SCHEMA_VERSION:
+        yield Finding("ok", topic, f"answers; pxed brings its schema from version {version} to "
+                      f"{SCHEMA_VERSION} when it starts")
+    else:
+        yield Finding("ok", topic, f"answers, schema version {version}")
