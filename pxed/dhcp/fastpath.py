@@ -37,7 +37,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from pxed.dhcp.offertemplate import offer_from
-from pxed.dhcp.packet import BOOTREQUEST, MAGIC_COOKIE, Option
+from pxed.dhcp.packet import BOOTREQUEST, MAGIC_COOKIE, MalformedPacket, Option, option_spans
 from pxed.dhcp.reply import BootAnswer
 from pxed.machine import Machine
 from pxed.net import PacketInfo
@@ -84,30 +84,22 @@ def layout(data: bytes, whole_uuid: bool = False) -> Layout | None:
     cuts = [(4, 10), (28, 34)]
     uuid = relay = None
     seen: set[int] = set()
-    i = _OPTIONS
-    while i < end:
-        code = data[i]
-        if code == Option.PAD:
-            i += 1
-            continue
-        if code == Option.END:
-            break
-        if i + 1 >= end:
-            return None
-        stop = i + 2 + data[i + 1]
-        if stop > end or code in seen or code == Option.OVERLOAD:
-            return None
-        seen.add(code)
-        if code == Option.CLIENT_UUID:
-            if stop - i != 19 or data[i + 2] != 0:
+    try:
+        for code, start, stop in option_spans(data, _OPTIONS):
+            if code in seen or code == Option.OVERLOAD:
                 return None
-            uuid = (i + 2, stop)
-            if not whole_uuid:
-                cuts.append((i + 3, stop))
-        elif code == Option.RELAY_AGENT_INFORMATION:
-            relay = (i + 2, stop)
-            cuts.append(relay)
-        i = stop
+            seen.add(code)
+            if code == Option.CLIENT_UUID:
+                if stop - start != 17 or data[start] != 0:
+                    return None
+                uuid = (start, stop)
+                if not whole_uuid:
+                    cuts.append((start + 1, stop))
+            elif code == Option.RELAY_AGENT_INFORMATION:
+                relay = (start, stop)
+                cuts.append(relay)
+    except MalformedPacket:
+        return None
     keep: list[tuple[int, int | None]] = []
     at = 0
     for start, stop in cuts:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "DHCPPacket",
     "decode",
     "encode",
+    "option_spans",
 ]
 
 BOOTREQUEST = 1
@@ -166,6 +168,32 @@ def _addr(raw: bytes) -> str:
     return socket.inet_ntoa(raw)
 
 
+def option_spans(buf: bytes, start: int = 0) -> Iterator[tuple[int, int, int]]:
+    """
+    Walk a run of code/length/value options in C{buf} from C{start}: the
+    code of each, and where its value starts and stops; PAD is skipped,
+    END (or the end of C{buf}: some ROMs omit END) stops the walk.
+
+    @raise MalformedPacket: an option runs past the end.
+    """
+    i = start
+    end = len(buf)
+    while i < end:
+        code = buf[i]
+        if code == Option.PAD:
+            i += 1
+            continue
+        if code == Option.END:
+            return
+        if i + 1 >= end:
+            raise MalformedPacket(f"option {code} truncated before its length")
+        stop = i + 2 + buf[i + 1]
+        if stop > end:
+            raise MalformedPacket(f"option {code} claims {buf[i + 1]} bytes, {end - i - 2} left")
+        yield code, i + 2, stop
+        i = stop
+
+
 def _parse_options(buf: bytes, into: dict[int, bytes]) -> int | None:
     """
     Parse a run of code/length/value options into C{into}.
@@ -175,34 +203,17 @@ def _parse_options(buf: bytes, into: dict[int, bytes]) -> int | None:
 
     @return: the value of the overload option (52) if seen in this run.
     """
-    i = 0
-    end = len(buf)
     overload = None
-    while i < end:
-        code = buf[i]
-        if code == Option.PAD:
-            i += 1
-            continue
-        if code == Option.END:
-            return overload
-        if i + 1 >= end:
-            raise MalformedPacket(f"option {code} truncated before its length")
-        length = buf[i + 1]
-        start = i + 2
-        stop = start + length
-        if stop > end:
-            raise MalformedPacket(f"option {code} claims {length} bytes, {end - start} left")
+    for code, start, stop in option_spans(buf):
         value = buf[start:stop]
         if code in into:
             into[code] += value
         else:
             into[code] = value
         if code == Option.OVERLOAD:
-            if length != 1 or value[0] not in (1, 2, 3):
+            if stop - start != 1 or value[0] not in (1, 2, 3):
                 raise MalformedPacket("option 52 (overload) is invalid")
             overload = value[0]
-        i = stop
-    # Some ROMs omit the END option; accept what we have.
     return overload
 
 
