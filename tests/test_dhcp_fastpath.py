@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from pxed.dhcp.exchange import PROXYDHCP
 from pxed.dhcp.fastpath import layout
@@ -27,9 +28,9 @@ from pxed.metrics import Metrics
 from pxed.net import PacketInfo
 from pxed.observe import BootRecorder
 from pxed.parts import BootParts
-from pxed.policy import BootSpec, Chain, Rule, RulePolicy, StaticPolicy
+from pxed.policy import BootRequest, BootSpec, Chain, Rule, RulePolicy, StaticPolicy
 from pxed.policy.actions import Ignore
-from pxed.policy.match import ArchMatcher, MacMatcher, Match
+from pxed.policy.match import ArchMatcher, IMatcher, MacMatcher, Match
 from pxed.state import MemoryBootLog
 from pxed.store import MemoryStateStore
 from tests.fixtures import write_bootloaders
@@ -318,6 +319,30 @@ class FastPathTests(unittest.TestCase):
         for xid in range(3):
             rig.send(discover(MACS[6], xid=xid))
         self.assertEqual(rig.asked, 3)
+
+    def test_matcher_that_reads_anything(self) -> None:
+        """
+        Rules with a matcher that does not say what it reads (an embedding
+        program's) are asked every time: it may read the MAC.
+        """
+        rig = Rig(self)
+
+        @implementer(IMatcher)
+        class Odd:
+            def matches(self, request: BootRequest) -> bool:
+                return request.mac.endswith("1")
+
+        policy = RulePolicy([Rule("odd", Match((Odd(),)), Chain("/odd.efi")), *rig.rules],
+                            rig.store)
+        rig.responder.parts.current = BootParts(policy=policy,
+                                                bootloaders=rig.responder.bootloaders)
+        files = []
+        for mac in (MACS[5], MACS[6], MACS[7], MACS[5]):
+            reply = rig.send(discover(mac))
+            assert reply is not None
+            files.append(decode(reply[0]).file.rsplit(b"/", 1)[-1])
+        self.assertEqual(files, [b"odd.efi", b"undionly.kpxe", b"undionly.kpxe", b"odd.efi"])
+        self.assertEqual(rig.asked, 4)
 
     def test_rules_swapped_in_place(self) -> None:
         """

@@ -176,7 +176,8 @@ class OfferCache:
             if self._answer_key is None:
                 return False
             if self._answer_key() is self._policy_key:
-                return True
+                # (None: the policy's rules say nothing of what they read.)
+                return self._policy_key is not None
         self._owner = owner
         self._answer_key = (policy.answer_key  # type: ignore[attr-defined]
                             if ICacheablePolicy.providedBy(policy) else None)
