@@ -355,6 +355,28 @@ class FastPathTests(unittest.TestCase):
         policy.rules = (Rule("nothing", Match(), Ignore()),)  # type: ignore[attr-defined]
         self.assertIsNone(rig.send(discover(MACS[6], xid=2)))
 
+    def test_boot_log_fails(self) -> None:
+        """
+        A boot log that fails costs no answer and no metric: one line says
+        so for the whole turn.
+        """
+        rig = Rig(self)
+        rig.send(discover(MACS[5], xid=1))
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+        rig.boot_log.record = broken  # type: ignore[method-assign]
+        for xid in range(2, 5):
+            rig.proxy.datagramReceivedWithInfo(discover(MACS[6], xid=xid), RELAY, INFO)
+        rig.clock.advance(0)
+        self.assertEqual(len(rig.transport.written), 4)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        offered = sum(s.value for m in rig.metrics.registry.collect() for s in m.samples
+                      if s.name == "pxed_dhcp_requests_total"
+                      and s.labels.get("outcome") == "offered")
+        self.assertEqual(offered, 4)
+
     def test_boot_log_waits_for_the_turn(self) -> None:
         """
         A kept offer is sent at once; its boot log entry is written at the

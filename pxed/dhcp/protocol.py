@@ -184,8 +184,8 @@ class _BootProtocol(NetworkSide, DatagramProtocol):
         answer, arrival, machine = reply.answer, request.arrival, request.machine
         if self.responder.keepable(current, machine, request.server, self.stage, answer,
                                    interface=arrival.interface, relay=request.relay):
-            offers.keep(arrival.data, arrival.source, arrival.info, answer,
-                             reply.destination, machine, request.packet.relayed)
+            offers.keep(arrival.data, arrival.source, arrival.info, answer, reply.destination,
+                        machine, request.packet.relayed)
 
     def _offer(self, offer: Offer, mac: str, data: bytes, addr: tuple[str, int],
                info: PacketInfo | None, received: float) -> None:
@@ -212,10 +212,17 @@ class _BootProtocol(NetworkSide, DatagramProtocol):
         kept, self._kept = self._kept, []
         record = self.responder.boot_log.record
         stage = self.stage
+        failed: Failure | None = None
         for mac, offer, _addr, _received in kept:
             answer = offer.answer
-            record(mac, stage, arch=offer.machine.arch.slug, bootfile=answer.bootfile,
-                   kind=answer.kind)
+            try:
+                record(mac, stage, arch=offer.machine.arch.slug, bootfile=answer.bootfile,
+                       kind=answer.kind)
+            except Exception:
+                failed = Failure()  # the rest are still written; one line says so
+        if failed is not None:
+            log.failure("{stage}: writing answers to the boot log failed", failed,
+                        stage=stage)
         if self.observer is not None:
             self.observer.dhcp_offered(stage, kept)
 
