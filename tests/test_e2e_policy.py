@@ -10,7 +10,11 @@ their own (see L{pxed.lab.netns.Lab}).
     loads its kernel from an exported directory;
   - a C{chain} rule for UEFI firmware: EDK2 fetches the chained program
     by TFTP under its own name, and that program's DHCP is answered by the
-    next rule.
+    next rule;
+  - a C{linux} rule marked C{once}, then C{local}, through Secure Boot's
+    shim and GRUB: GRUB boots the kernel with pxed's configuration, its
+    fetch of the beacon sets the flag, and the next boot gets GRUB's
+    local-disk configuration.
 
 These need root, QEMU and the Debian packages that C{scripts/setup}
 installs, and fail (never skip) without them.  On failure the serial
@@ -58,14 +62,15 @@ class Scenario:
         self.workdir.mkdir(parents=True, exist_ok=True)
         return find_kernel(), build_initrd(self.workdir / "initrd.gz")
 
-    def run(self, config: str, needles: list[bytes]) -> tuple[list[bool], str]:
+    def run(self, config: str, needles: list[bytes],
+            router: tuple[str, ...] = ()) -> tuple[list[bool], str]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / "pxed.yaml"
         path.write_text(config)
         pxed_log = self.workdir / "pxed.log"
         found = []
         with Lab(self.workdir) as lab:
-            lab.start_router(ipv6_ra=True)
+            lab.start_router(ipv6_ra=True, extra=router)
             pxed = start_pxed(lab, path, pxed_log)
             lab.start_capture()
             for n, needle in enumerate(needles):
@@ -147,6 +152,44 @@ class PolicyBootTests(unittest.TestCase):
         serial = (s.workdir / "serial-0.log").read_text(errors="replace")
         self.assertIn(f"pxed ipxe rule for {s.mac} (x86-bios) host lab-one", serial)
         print(f"\n  ipxe+once boot {s.seconds[0]:.1f} s, local boot {s.seconds[1]:.1f} s")
+
+    def test_grub_once_then_local(self) -> None:
+        """
+        OVMF with Secure Boot, through Debian's signed shim and GRUB: a
+        C{linux} rule marked C{once} boots the signed kernel with the
+        configuration pxed writes for GRUB; GRUB's fetch of the boot's
+        beacon ends it, so the next boot of the same machine gets the
+        local-disk configuration, in GRUB's form.
+        """
+        s = self.scenario("uefi-sb", "52:54:00:77:05:30")
+        kernel, initrd = s.payload()
+        state = s.workdir / "state.json"
+        config = header() + (
+            "bootloaders: {x64-uefi: shim}\n"
+            "policy:\n"
+            f"  state_file: {state}\n"
+            "  rules:\n"
+            "    - name: install\n"
+            f'      match: {{mac: "{s.mac}"}}\n'
+            "      once: true\n"
+            "      linux:\n"
+            f"        kernel: {kernel}\n"
+            f"        initrd: [{initrd}]\n"
+            f'        cmdline: "console=ttyS0,115200 panic=-1 pxed.token={s.token}"\n'
+            "    - name: disk\n"
+            f'      match: {{mac: "{s.mac}"}}\n'
+            "      local: true\n"
+        )
+        found, log = s.run(config, [s.marker, b"pxed: booting from the local disk"],
+                           router=(f"--dhcp-boot=,,{Lab.SERVER_IP}",))
+        self.done(s, found, 2)
+        self.assertIn(f"{s.mac}: booted once-rule install", log)
+        self.assertEqual(json.loads(state.read_text())["once"], {s.mac: ["install"]})
+        first = (s.workdir / "serial-0.log").read_text(errors="replace")
+        self.assertIn("Secure boot enabled", first)
+        second = (s.workdir / "serial-1.log").read_text(errors="replace")
+        self.assertNotIn(s.marker.decode(), second)
+        print(f"\n  GRUB once boot {s.seconds[0]:.1f} s, local {s.seconds[1]:.1f} s")
 
     def test_chain_ipxe_script_with_export(self) -> None:
         """
