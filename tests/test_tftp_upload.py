@@ -273,8 +273,10 @@ class SessionTests(SynchronousTestCase):
     def test_never_answered(self) -> None:
         """
         A write request whose client then sends nothing (perhaps a spoofed
-        one) gets its answer twice, never an ERROR, and ends four timeouts
-        later, its temporary file gone.
+        one) gets its answer twice, never an ERROR, and ends when a real
+        client would have sent again on its own timer (6 s after the second
+        copy, as a read waits: pxed.tftp.deadline.quiet_end), its temporary
+        file gone.
         """
         for options, answer in (({}, P.Ack(0)), ({"blksize": "1024"},
                                                  P.OptionAck({"blksize": "1024"}))):
@@ -283,9 +285,23 @@ class SessionTests(SynchronousTestCase):
             self.clock.pump([0.5] * 20)
             self.assertEqual(self.sent, [answer, answer])
             self.assertEqual(self.results[0].error, "client never answered")
-            self.assertEqual(self.results[0].duration, 4.0)
+            self.assertEqual(self.results[0].duration, 7.0)
             self.assertEqual(os.listdir(self.root), [])
             self.assertFalse(self.clock.getDelayedCalls())
+
+    def test_first_data_on_the_clients_timer(self) -> None:
+        """
+        A client whose first block was lost sends it again on its own 5 s
+        timer (tftp-hpa), restarted by the second copy of the answer: that
+        block, 6.5 s after the request, still starts the upload.
+        """
+        s = self.session(timeout=1.0, retries=5, patience=30.0)
+        self.clock.pump([0.5] * 13)
+        self.assertEqual(self.results, [])
+        self.data(s, 1, b"end")
+        self.assertEqual(self.sent[-1], P.Ack(1))
+        self.clock.advance(DALLY)
+        self.assertEqual(self.results[0].outcome, "complete")
 
     def test_too_large(self) -> None:
         s = self.session(max_size=600)

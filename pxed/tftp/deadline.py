@@ -1,6 +1,8 @@
 # -*- test-case-name: tests.test_tftp_session -*-
 """
-A timer for a time that moves on nearly every packet, nearly always later.
+A timer for a time that moves on nearly every packet, nearly always later;
+and how long a transfer waits for a client that has said nothing since
+its request.
 
 A transfer's retransmission timeout is pushed back by every ACK.
 Cancelling the reactor's delayed call and making a new one each time costs
@@ -15,7 +17,29 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "QUIET_TIMEOUTS", "CLIENT_RETRANSMIT", "quiet_end"]
+
+#: How many timeouts after its first answer a client that has said nothing
+#: since its request is waited for (it had that answer twice) before the
+#: transfer ends, without an ERROR (the request may have been spoofed).
+QUIET_TIMEOUTS = 4
+
+#: Seconds such a client is also waited for after the last copy of its
+#: first answer: a real client whose reply was lost sends it again on its
+#: own timer, 5 s in tftp-hpa and atftp (restarted by each copy it
+#: receives), and one more second covers a busy machine.  Fixed, not the
+#: client's C{timeout} option: a spoofed request must not be able to hold
+#: its port longer by asking.
+CLIENT_RETRANSMIT = 6.0
+
+
+def quiet_end(first_sent: float, last_sent: float, timeout: float) -> float:
+    """
+    When a transfer whose client has said nothing since its request ends:
+    its first answer went out at C{first_sent}, the last copy of it at
+    C{last_sent}, with the server's C{timeout}.
+    """
+    return max(first_sent + QUIET_TIMEOUTS * timeout, last_sent + CLIENT_RETRANSMIT)
 
 
 class Deadline:

@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from . import packet as P
-from .deadline import Deadline
+from .deadline import Deadline, quiet_end
 from .options import Negotiated, SessionLimits
 from .pacing import Pacing
 from .source import BlockReader
@@ -34,19 +34,6 @@ __all__ = ["RetransmittingWindow"]
 # The session's namespace: these are the read session's events, and log
 # filters written for them keep working.
 log = Logger(namespace="pxed.tftp.session")
-
-#: How many timeouts after its first answer a client that acknowledged
-#: nothing is waited for (it had that answer twice) before the transfer ends.
-_QUIET_TIMEOUTS = 4
-
-#: Seconds a client that acknowledged nothing is also waited for after the
-#: last copy of its first answer: a real client whose ACK was lost sends it
-#: again on its own timer, 5 s in tftp-hpa and atftp (restarted by each
-#: copy it receives), and one more second covers a busy machine.  Fixed,
-#: not the client's C{timeout} option: a spoofed request must not be able
-#: to hold its port longer by asking.
-_CLIENT_RETRANSMIT = 6.0
-
 
 class RetransmittingWindow:
     """
@@ -271,8 +258,7 @@ class RetransmittingWindow:
         return self._acked == 0 and (self._oack_pending or not self.negotiated.oack)
 
     def _quiet_end(self) -> float:
-        return max(self._first_sent_at + _QUIET_TIMEOUTS * self.limits.timeout,
-                   self._first_last_at + _CLIENT_RETRANSMIT)
+        return quiet_end(self._first_sent_at, self._first_last_at, self.limits.timeout)
 
     def _quiet_cap(self, now: float) -> None:
         """While nothing is acknowledged, no timer runs past the quiet end."""

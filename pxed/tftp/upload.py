@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from . import packet as P
-from .deadline import Deadline
+from .deadline import Deadline, quiet_end
 from .netascii import NetasciiDecoder
 from .options import SessionLimits, TransferResult, int_option, negotiate
 from .source import AccessViolation, FileNotFound, name_parts
@@ -56,9 +56,6 @@ log = Logger()
 
 #: Default largest upload: a crash dump or a log, not a disk image.
 MAX_UPLOAD = 64 * 1024 * 1024
-#: How many timeouts a client that sent nothing after its request is
-#: waited for (see L{WriteSession}).
-_QUIET_TIMEOUTS = 4
 #: Default total for all uploads together (see L{UploadRoot}).
 UPLOAD_QUOTA = 1024 * 1024 * 1024
 #: How long a finished upload waits for its final block again: a client
@@ -217,7 +214,7 @@ class WriteSession:
         now = self._acked_at = self._clock.seconds()
         when = now + self._delay()
         if not self._data_seen:  # no timer past the quiet end (see _timedOut)
-            when = min(when, self._started_at + _QUIET_TIMEOUTS * self.limits.timeout)
+            when = min(when, self._quiet_end())
         self._timer.set(when, now)
 
     def _transmit(self, datagram: bytes) -> None:
@@ -302,6 +299,14 @@ class WriteSession:
         self._window_start = self._received
         self._acknowledge()
 
+    def _quiet_end(self) -> float:
+        """
+        While the client has sent nothing since its request: when the
+        session ends (its answer went out at the start, last at
+        C{_acked_at}).
+        """
+        return quiet_end(self._started_at, self._acked_at, self.limits.timeout)
+
     def _timedOut(self) -> None:
         if self._finished:
             return
@@ -317,12 +322,13 @@ class WriteSession:
         if not self._data_seen:
             # Nothing has come from the client since its request (perhaps
             # a spoofed one): one repeat of the answer, then silence until
-            # four timeouts have passed, then the end, without an ERROR.
-            if now - self._started_at >= _QUIET_TIMEOUTS * self.limits.timeout - 1e-6:
+            # the quiet end (pxed.tftp.deadline.quiet_end), then the end,
+            # without an ERROR.
+            if now >= self._quiet_end() - 1e-6:
                 self._end("timeout", "client never answered")
                 return
             if self.retransmits >= 1:
-                self._timer.set(self._started_at + _QUIET_TIMEOUTS * self.limits.timeout, now)
+                self._timer.set(self._quiet_end(), now)
                 return
         if now - self._progress_at >= self._patience - 1e-6:
             self._fail(P.ERR_UNDEFINED, "Timeout", "client stopped sending", outcome="timeout")
