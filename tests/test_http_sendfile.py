@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, tcp
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
@@ -195,4 +195,24 @@ class FallbackTests(unittest.TestCase):
             producer.resumeProducing()
         self.assertEqual(len(b"".join(request.written)), 100_000)
         self.assertEqual(request.finished, 1)
+
+    def test_unknown_transport_internals(self) -> None:
+        """
+        A TCP transport without the buffer attributes this Twisted has
+        gets the buffered writes (sendfile only when the transport's own
+        buffer is known to be empty).
+        """
+        transport = tcp.Connection.__new__(tcp.Connection)
+        transport.connected, transport.disconnecting = True, False
+
+        class Channel:
+            pass
+
+        channel = Channel()
+        channel.transport = transport  # type: ignore[attr-defined]
+        request = DummyRequest([b""])
+        request.channel = channel  # type: ignore[assignment]
+        request.startedWriting = True
+        producer = SendfileProducer(request, None, 0, 10)
+        self.assertIsNone(producer._socket())
 

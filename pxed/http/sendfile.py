@@ -81,7 +81,14 @@ class SendfileProducer:
                 or getattr(request, "chunked", False) or transport.disconnecting
                 or not transport.connected):
             return None
-        if len(transport.dataBuffer) > transport.offset or transport._tempDataLen:
+        # What the transport still holds (Twisted's FileDescriptor keeps it
+        # in these; a Twisted without them gets the buffered writes only).
+        buffered = getattr(transport, "dataBuffer", None)
+        sent = getattr(transport, "offset", None)
+        queued = getattr(transport, "_tempDataLen", None)
+        if buffered is None or sent is None or queued is None:
+            return None
+        if len(buffered) > sent or queued:
             return None
         return transport.socket.fileno()  # type: ignore[no-any-return]
 
