@@ -12,9 +12,21 @@ unknown code is a value we can log rather than an exception.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
-__all__ = ["Firmware", "Architecture", "ARCHITECTURES", "architecture", "Machine"]
+__all__ = ["Firmware", "Architecture", "ARCHITECTURES", "architecture", "Machine", "is_mac"]
+
+_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+
+
+def is_mac(text: str) -> bool:
+    """
+    Whether C{text} is a MAC address in the form pxed writes and compares
+    (L{Machine.mac}): six lower-case hex pairs separated by colons.
+    Everything a client or an operator names a machine by is checked here.
+    """
+    return _MAC.match(text) is not None
 
 
 class Firmware(enum.Enum):

@@ -6,16 +6,15 @@ and a per-MAC table of Linux boots).  The C{policy:} section builds on it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pxed.config.reader import Reader, join_key, type_name
+from pxed.machine import is_mac
 from pxed.policy import BootSpec
 from pxed.templates import check_template
 
 __all__ = ["parse_boot", "parse_linux", "normal_mac", "template"]
 
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 
 
 def normal_mac(mac: str) -> str:
@@ -80,7 +79,7 @@ def parse_boot(
     machines: dict[str, BootSpec] = {}
     for mac, entry in reader.mapping(boot.get("machines"), "boot.machines", None).items():
         normal = normal_mac(mac)
-        if not _MAC.match(normal):
+        if not is_mac(normal):
             raise reader.fail(f"boot.machines.{mac}", "is not a MAC address like 52:54:00:12:34:56")
         if normal in machines:
             raise reader.fail(f"boot.machines.{mac}", "is listed twice")

@@ -22,7 +22,8 @@ from typing import Any
 from pxed.clienttext import is_hostname
 from pxed.config.boot import normal_mac
 from pxed.config.reader import Reader, join_key, type_name
-from pxed.config.rules import FULL_MAC, NAME, parse_rule
+from pxed.config.rules import NAME, parse_rule
+from pxed.machine import is_mac
 from pxed.policy import Rule, is_url
 from pxed.private import exposure
 from pxed.store import StateFileError, read_state_file
@@ -137,7 +138,7 @@ def _hostnames(reader: Reader, value: Any) -> dict[str, str]:
     for mac, hostname in reader.mapping(value, "policy.hostnames", None).items():
         key = f"policy.hostnames.{mac}"
         normal = normal_mac(mac)
-        if not FULL_MAC.match(normal):
+        if not is_mac(normal):
             raise reader.fail(key, "is not a MAC address like 52:54:00:12:34:56")
         name = reader.string(hostname, key)
         if not is_hostname(name):

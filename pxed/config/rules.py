@@ -19,7 +19,7 @@ from typing import Any
 
 from pxed.config.boot import normal_mac, parse_linux, template
 from pxed.config.reader import Reader, join_key, type_name
-from pxed.machine import ARCHITECTURE_SLUGS, Firmware
+from pxed.machine import ARCHITECTURE_SLUGS, Firmware, is_mac
 from pxed.policy import Chain, Ignore, IPXEScript, LocalBoot, Rule
 from pxed.policy.interfaces import IBootAction
 from pxed.policy.match import (
@@ -35,10 +35,9 @@ from pxed.policy.match import (
     UUIDMatcher,
 )
 
-__all__ = ["ACTIONS", "FULL_MAC", "MATCH_KEYS", "NAME", "parse_rule"]
+__all__ = ["ACTIONS", "MATCH_KEYS", "NAME", "parse_rule"]
 
 _MAC_PATTERN = re.compile(r"^[0-9a-f:*?\[\]!-]+$")
-FULL_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 _OUI = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){2}$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -69,7 +68,7 @@ def _mac_matcher(reader: Reader, value: Any, key: str) -> IMatcher:
     for item in _strings(reader, value, key):
         pattern = normal_mac(item)
         glob = any(c in pattern for c in "*?[")
-        if not (FULL_MAC.match(pattern) or _OUI.match(pattern)
+        if not (is_mac(pattern) or _OUI.match(pattern)
                 or (glob and _MAC_PATTERN.match(pattern))):
             raise reader.fail(key, f"{item!r} is not a MAC address, an OUI like 52:54:00 "
                                    "or a glob like 52:54:00:*")

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pxed.machine import is_mac
 from pxed.tftp.source import AccessViolation, name_parts
 
 __all__ = [
@@ -75,7 +76,6 @@ PLATFORMS: dict[str, int] = {
 #: firmware, so someone at the console can read it.
 ERROR_PAUSE = 10
 
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 #: What shim asks for beside itself on every boot, and does well without.
 _SHIM_PROBES = re.compile(r"^(?:revocations_[a-z]+|shim_certificate_[0-9]+)\.efi$")
 _MACHINE_CONFIG = re.compile(r"^_/grub/([a-z0-9_]+-[a-z0-9]+)/([0-9A-Fa-f:-]{17})\.cfg$")
@@ -326,7 +326,7 @@ def parse_machine_config_name(name: str) -> tuple[str, str] | None:
     if match is None:
         return None
     mac = match.group(2).lower().replace("-", ":")
-    if not _MAC.match(mac) or match.group(1) not in PLATFORMS:
+    if not is_mac(mac) or match.group(1) not in PLATFORMS:
         return None
     return match.group(1), mac
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,7 +48,7 @@ from pxed.grub.config import (
 )
 from pxed.http.app import ONCE_PURPOSE
 from pxed.http.files import FileCatalog, export_url
-from pxed.machine import Machine, architecture
+from pxed.machine import Machine, architecture, is_mac
 from pxed.net import route_source
 from pxed.policy import BootRequest, IBootAction, IBootPolicy, RulePolicy, is_url
 from pxed.signing import Signer
@@ -69,7 +68,6 @@ __all__ = ["GrubSource", "config_files"]
 
 log = Logger()
 
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 _BEACON = b"# pxed: this boot has been recorded\n"
 
 #: GRUB commands that load a file, and what the file is.
@@ -255,7 +253,7 @@ class GrubSource:
         Always served (a beacon never stops a boot); recorded for a MAC.
         """
         mac = normal_mac(raw_mac)
-        if not _MAC.match(mac):
+        if not is_mac(mac):
             log.debug("{peer}: beacon for {mac!r}, which is not a MAC address", peer=peer[0],
                       mac=raw_mac)
             return BytesReadable(_BEACON)

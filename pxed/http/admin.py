@@ -13,7 +13,6 @@ C{store}).
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -24,13 +23,13 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pxed.config.boot import normal_mac
+from pxed.machine import is_mac
 from pxed.store import IStateStore
 
 __all__ = ["authorized", "reload", "reinstall"]
 
 log = Logger()
 
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 _TEXT = b"text/plain; charset=utf-8"
 
 
@@ -91,7 +90,7 @@ def reinstall(host: AdminHost, request: IRequest, mac: str) -> Any:
                  peer=_peer(request), mac=mac)
         return _refuse(request, 403, b"forbidden\n")
     normal = normal_mac(unquote(mac))
-    if not _MAC.match(normal):
+    if not is_mac(normal):
         return _refuse(request, 400, b"bad request: not a MAC address like 52:54:00:12:34:56\n")
     values = request.args.get(b"rule") if request.args else None
     rule = values[0].decode("utf-8", "replace") if values else None

@@ -11,7 +11,6 @@ and hold no state, so the app keeps only its routes.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -19,6 +18,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from pxed.config.boot import normal_mac
+from pxed.machine import is_mac
 
 __all__ = ["NOT_FOUND", "TextPaths", "arg", "bad_request", "not_found", "peer", "query_mac"]
 
@@ -26,7 +26,6 @@ NOT_FOUND = b"not found\n"
 
 #: A MAC address once normalised (L{normal_mac}): anything else in a query
 #: is refused, so nobody can fill the boot log with invented machines.
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 
 
 class TextPaths(Resource):
@@ -65,7 +64,7 @@ def query_mac(request: IRequest) -> str | None:
     colons), or C{None} if it is missing or not a MAC address.
     """
     mac = normal_mac(arg(request, "mac") or "")
-    return mac if _MAC.match(mac) else None
+    return mac if is_mac(mac) else None
 
 
 def bad_request(request: IRequest, why: str) -> bytes:

@@ -21,9 +21,10 @@ C{-cpu host} aborts, so everything runs under TCG.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
+
+from pxed.machine import is_mac
 
 QEMU = "qemu-system-x86_64"
 QEMU_ARM64 = "qemu-system-aarch64"
@@ -41,7 +42,6 @@ FIRMWARES = ("bios", "uefi")
 #: ARM64 machine with AAVMF, and OVMF with Secure Boot enforced.
 ALL_FIRMWARES = (*FIRMWARES, "uefi-http", "arm64", "arm64-http", "uefi-sb")
 
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def check_mac(mac: str) -> str:
@@ -53,7 +53,7 @@ def check_mac(mac: str) -> str:
     like a server bug.
     """
     mac = mac.lower()
-    if not _MAC.match(mac):
+    if not is_mac(mac):
         raise ValueError(f"not a MAC address: {mac!r}")
     if int(mac[:2], 16) & 1:
         raise ValueError(f"multicast MAC address: {mac!r}")
