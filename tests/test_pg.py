@@ -461,12 +461,13 @@ class BeaconTests(PgTestCase):
     def beacon(self, web: Any, signer: Signer) -> Any:
         from twisted.web.test.requesthelper import DummyRequest
 
-        from pxed.http.app import BOOT_PURPOSE, ONCE_PURPOSE
+        from pxed.http.app import BOOT_PURPOSE
+        from pxed.policy.request import once_token
 
         request = DummyRequest([b"_", b"booting"])
         request.args = {b"mac": [MAC.encode()],
                         b"boot": [signer.sign(BOOT_PURPOSE, MAC).encode()],
-                        b"once": [signer.sign(ONCE_PURPOSE, f"{MAC} install").encode()]}
+                        b"once": [once_token(signer, MAC, "install").encode()]}
         return request, web.beacon(request)
 
     @defer.inlineCallbacks

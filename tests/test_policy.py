@@ -34,6 +34,8 @@ from pxed.policy.match import ArchMatcher, MacMatcher, Match
 from pxed.policy.request import (
     CONTEXT_PURPOSE,
     ScriptContext,
+    once_rule,
+    once_token,
     open_context,
     sign_context,
 )
@@ -231,6 +233,22 @@ class ContextTests(unittest.TestCase):
         for token in (None, "", old[:-1], signer.sign(CONTEXT_PURPOSE, '{"i":"eth1"}'),
                       signer.sign("once", json.dumps({"m": MAC}))):
             self.assertIsNone(open_context(signer, token), token)
+
+
+class OnceTokenTests(unittest.TestCase):
+    def test_for_its_machine_only(self) -> None:
+        """
+        A beacon's 'once' token ends its rule for the machine it was made
+        for; for another machine, or signed with another key, it ends
+        nothing and says why.
+        """
+        signer = Signer(b"k" * 32)
+        token = once_token(signer, "52:54:00:00:00:01", "install")
+        self.assertEqual(once_rule(signer, "52:54:00:00:00:01", token), ("install", None))
+        self.assertEqual(once_rule(signer, "52:54:00:00:00:02", token),
+                         (None, "a 'once' token made for 52:54:00:00:00:01"))
+        self.assertEqual(once_rule(Signer(b"x" * 32), "52:54:00:00:00:01", token),
+                         (None, "a forged 'once' token"))
 
 
 class StampTests(unittest.TestCase):

@@ -46,11 +46,11 @@ from pxed.grub.config import (
     no_boot_config,
     parse_machine_config_name,
 )
-from pxed.http.app import ONCE_PURPOSE
 from pxed.http.files import FileCatalog, export_url
 from pxed.machine import Machine, architecture, is_mac
 from pxed.net import route_source
 from pxed.policy import BootRequest, IBootAction, IBootPolicy, RulePolicy, is_url
+from pxed.policy.request import once_rule, once_token
 from pxed.signing import Signer
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore
@@ -208,7 +208,7 @@ class GrubSource:
         base = http_base(server, self.http_port)
         once = None
         if action.once and vouched:
-            once = catalog.signer.sign(ONCE_PURPOSE, f"{mac} {action.once}")
+            once = once_token(catalog.signer, mac, action.once)
         http_beacon = f"{base}/_/booting?mac={url_quote(mac)}"
 
         def export(name: str, path: str) -> str:
@@ -271,10 +271,9 @@ class GrubSource:
         return BytesReadable(_BEACON)
 
     def _once(self, mac: str, token: str) -> None:
-        signed = self.catalog.signer.verify(ONCE_PURPOSE, token)
-        owner, _, rule = (signed or "").partition(" ")
-        if signed is None or owner != mac:
-            log.warn("{mac}: ignoring a beacon with a 'once' token not made for it", mac=mac)
+        rule, problem = once_rule(self.catalog.signer, mac, token)
+        if rule is None:
+            log.warn("{mac}: ignoring a beacon with {problem}", mac=mac, problem=problem)
             return
         d = self.store.mark_once(mac, rule)
         d.addCallback(lambda _: log.info("{mac}: booted once-rule {rule}; its next boot falls "

@@ -38,7 +38,7 @@ from pxed.http.query import TextPaths, arg, bad_request, not_found, peer, query_
 from pxed.machine import Machine, architecture
 from pxed.parts import BootParts, LiveParts, part
 from pxed.policy import BootRequest, IBootPolicy, is_url
-from pxed.policy.request import IPXE_USER_CLASS, open_context
+from pxed.policy.request import IPXE_USER_CLASS, once_rule, once_token, open_context
 from pxed.reactors import given_or_global
 from pxed.state import IBootLog
 from pxed.store import IStateStore, MemoryStateStore, StateUnavailable
@@ -50,7 +50,6 @@ __all__ = ["BootHTTP", "FileCatalog"]
 log = Logger()
 
 #: The purpose signed into a beacon's 'once' token.
-ONCE_PURPOSE = "once"
 #: The purpose signed into a beacon's proof that its script came from a
 #: DHCP answer of pxed's (a signed context): only such a beacon is a boot.
 BOOT_PURPOSE = "booted"
@@ -191,7 +190,7 @@ class BootHTTP:
         signer = self.catalog.signer
         beacon += f"&boot={signer.sign(BOOT_PURPOSE, mac)}"
         if once:
-            beacon += f"&once={signer.sign(ONCE_PURPOSE, f'{mac} {once}')}"
+            beacon += f"&once={once_token(signer, mac, once)}"
         return beacon
 
     async def _script(self, request: IRequest, boot: BootRequest, signed: bool = True) -> bytes:
@@ -375,15 +374,10 @@ class BootHTTP:
         """
         if not token:
             return None
-        signed = self.catalog.signer.verify(ONCE_PURPOSE, token)
-        if signed is None:
-            self.budget.info(log, "{mac}: ignoring a beacon with a forged 'once' token", mac=mac)
-            return None
-        owner, _, rule = signed.partition(" ")
-        if owner != mac:
-            self.budget.info(log, "{mac}: ignoring a 'once' token made for {owner}", mac=mac,
-                             owner=owner)
-            return None
+        rule, problem = once_rule(self.catalog.signer, mac, token)
+        if problem is not None:
+            self.budget.info(log, "{mac}: ignoring a beacon with {problem}", mac=mac,
+                             problem=problem)
         return rule
 
     # -- administration (pxed.http.admin) -------------------------------------

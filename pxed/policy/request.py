@@ -20,7 +20,8 @@ from pxed.machine import Architecture, Firmware, Machine
 if TYPE_CHECKING:
     from pxed.signing import Signer
 
-__all__ = ["BootRequest", "ScriptContext", "sign_context", "open_context"]
+__all__ = ["BootRequest", "ScriptContext", "sign_context", "open_context", "once_token",
+           "once_rule"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +151,29 @@ def open_context(signer: Signer, token: str | None) -> ScriptContext | None:
     return ScriptContext(fields["m"], _text(fields, "i"), _text(fields, "r"), _text(fields, "l"),
                          user_class)
 
+
+#: The purpose signed into a beacon's 'once' token.
+ONCE_PURPOSE = "once"
+
+
+def once_token(signer: Signer, mac: str, rule: str) -> str:
+    """
+    What a boot's beacon carries when a 'once' rule gave it: the beacon
+    (over HTTP from iPXE, over TFTP from GRUB) then ends C{rule} for
+    C{mac}, and for no other machine.
+    """
+    return signer.sign(ONCE_PURPOSE, f"{mac} {rule}")
+
+
+def once_rule(signer: Signer, mac: str, token: str) -> tuple[str | None, str | None]:
+    """
+    The 'once' rule C{token} ends for C{mac}, or C{None} and why not (a
+    token this key did not sign, or one made for another machine).
+    """
+    signed = signer.verify(ONCE_PURPOSE, token)
+    if signed is None:
+        return None, "a forged 'once' token"
+    owner, _, rule = signed.partition(" ")
+    if owner != mac:
+        return None, f"a 'once' token made for {owner}"
+    return rule, None
