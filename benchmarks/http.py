@@ -24,6 +24,7 @@ CPU 1 (C{--pin same}: all on CPU 0; C{--pin none}: anywhere).
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import os
@@ -210,9 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             starts: list[tuple[str, Any]] = [("nginx", start_nginx), ("pxed", start_pxed)]
             if args.baseline is not None:
-                checkout = args.baseline.resolve()
                 starts.append(("pxed-baseline",
-                               lambda *a: start_pxed(*a, checkout=checkout)))
+                               functools.partial(start_pxed, checkout=args.baseline.resolve())))
             for server, start in starts:
                 port = _free_port()
                 procs[server] = (start(work, root, port, server_cpu), port)

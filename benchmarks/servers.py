@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -330,7 +330,7 @@ def take_turns(servers: list[str], repeat: int, prefix: str,
                     yield server, run
 
 
-def rst_table(rows: list[tuple[str, ...]]) -> str:
+def rst_table(rows: Sequence[Sequence[str]]) -> str:
     """An RST simple table: a rule, the header row, a rule, the rows, a rule."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     rule = "  ".join("=" * w for w in widths)
