@@ -52,12 +52,19 @@ from twisted.internet.task import deferLater, react
 
 __all__ = ["main", "ratio"]
 
-EVENTS = [("proxydhcp", {"arch": "x64-uefi"}), ("bootserver", {}),
+EVENTS: list[tuple[str, dict[str, Any]]] = [("proxydhcp", {"arch": "x64-uefi"}), ("bootserver", {}),
           ("tftp-start", {"file": "snponly.efi"}),
           ("tftp-end", {"file": "snponly.efi", "outcome": "complete", "bytes": 200000}),
           ("proxydhcp", {"kind": "ipxe-script"}), ("script", {"files": {"/k": "kernel"}}),
           ("kernel", {"path": "/k", "bytes": 9000000}), ("initrd", {"path": "/i"}),
           ("booting", {}), ("proxydhcp", {"arch": "x64-uefi"})]
+
+
+def _scalar(conn: Any, query: str) -> Any:
+    """The one value C{query} returns."""
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
 
 
 def ratio(a: float, b: float) -> str:
@@ -172,8 +179,8 @@ async def storm(reactor: Any, url: str, machines: int) -> dict[str, float]:
         log = shared.boot_log
         recorder = BootRecorder(log, Metrics(), reactor)
         with psycopg.connect(url) as conn:
-            before = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = "
-                                  "current_database()").fetchone()[0]
+            before = _scalar(conn, "SELECT xact_commit FROM pg_stat_database WHERE datname = "
+                                   "current_database()")
         started = time.perf_counter()
         for stage, fields in EVENTS:
             for mac in macs:
@@ -186,9 +193,9 @@ async def storm(reactor: Any, url: str, machines: int) -> dict[str, float]:
         results["pg_written_s"] = time.perf_counter() - started
         results["pg_batches"] = log.metrics.event_batches._value.get()
         with psycopg.connect(url) as conn:
-            after = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = "
-                                 "current_database()").fetchone()[0]
-            results["pg_rows"] = conn.execute("SELECT count(*) FROM pxed_events").fetchone()[0]
+            after = _scalar(conn, "SELECT xact_commit FROM pg_stat_database WHERE datname = "
+                                  "current_database()")
+            results["pg_rows"] = _scalar(conn, "SELECT count(*) FROM pxed_events")
         results["pg_commits"] = after - before
     finally:
         await shared.service.stopService()
@@ -390,11 +397,16 @@ def main(argv: list[str] | None = None) -> int:
         print("the benchmark needs root (it runs PostgreSQL as the postgres user)",
               file=sys.stderr)
         return 2
-    from twisted.logger import globalLogBeginner
+    from twisted.logger import ILogObserver, globalLogBeginner
+    from zope.interface import implementer
 
     from pxed.testing.postgres import PostgresServer
 
-    globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
+    @implementer(ILogObserver)
+    def discard(event: Any) -> None:
+        pass
+
+    globalLogBeginner.beginLoggingTo([discard], redirectStandardIO=False)
     server = PostgresServer(durable=True)
     out: dict[str, Any] = {}
     try:

@@ -36,6 +36,7 @@ the lock-step file too, as a second opinion.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -183,7 +184,7 @@ def single(port: int, name: str, crc: int, size: int, blksize: int, windowsize: 
 def concurrent(port: int, name: str, crc: int, size: int, count: int, blksize: int,
                windowsize: int, repeat: int) -> dict[str, Any]:
     """C{count} downloads at once, C{repeat} times: medians, and all failures."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     for _ in range(repeat):
         cpu = _cpu()
         started = time.perf_counter()
@@ -224,10 +225,10 @@ def servers(args: argparse.Namespace) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = [("tftpd-hpa", start_hpa), ("pxed", start_pxed)]
     if args.baseline is not None:
         found.append(("pxed-baseline",
-                      lambda *a: start_pxed(*a, checkout=args.baseline.resolve())))
+                      functools.partial(start_pxed, checkout=args.baseline.resolve())))
     for n in args.workers:
         if n > 1:
-            found.append((f"pxed x{n}", lambda *a, n=n: start_pxed(*a, workers=n)))
+            found.append((f"pxed x{n}", functools.partial(start_pxed, workers=n)))
     return found
 
 
