@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from pxed import timeline
 from pxed.dhcp.logbudget import LogBudget, shown
+from pxed.dhcp.packet import MessageType
 from pxed.grub.config import file_key, is_beacon, optional_probe
 from pxed.metrics import Metrics
 from pxed.peers import PeerMap
@@ -36,9 +37,6 @@ __all__ = ["BootRecorder"]
 log = Logger()
 
 #: What the outcome of an answered DHCP request is called, by port.
-#: What the ProxyDHCP fast path answers (L{pxed.dhcp.packet.MessageType}).
-_DISCOVER = 1
-
 _ANSWERED = {"proxydhcp": ("offered", "offer"), "bootserver": ("acked", "ack"),
              "dhcp": ("answered", "lease")}
 
@@ -190,7 +188,8 @@ class BootRecorder:
         """
         What L{dhcp_answered} counts, for a batch of answers the ProxyDHCP
         fast path sent (L{pxed.dhcp.fastpath}): (MAC, offer, where the
-        request came from, seconds to answer) each, all DISCOVERs.
+        request came from, seconds to answer) each, all DISCOVERs (the
+        only message it answers).
         """
         outcome, reply = _ANSWERED.get(port, ("answered", "reply"))
         by_arch: dict[str, int] = {}
@@ -201,7 +200,7 @@ class BootRecorder:
             if not offer.relayed:
                 self.peers.learn(addr[0], mac)
         for arch, count in by_arch.items():
-            self.metrics.dhcp_request(port, _DISCOVER, arch, outcome, count)
+            self.metrics.dhcp_request(port, MessageType.DISCOVER, arch, outcome, count)
 
     # -- TFTP hooks -----------------------------------------------------------
 
