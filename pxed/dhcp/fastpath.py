@@ -159,11 +159,10 @@ class OfferCache:
         self._layouts: list[Layout] = []
         self._offers: dict[Hashable, Offer] = {}
 
-    def _key(self, shape: bytes, mac: str, source: tuple[str, int],
-             info: PacketInfo | None) -> Hashable:
+    def _mac_class(self, mac: str) -> Hashable:
+        """What of C{mac} the policy's answers depend on (see L{AnswerKey})."""
         key = self._policy_key
-        mac_class = key.mac(mac) if key is not None and key.mac is not None else None
-        return (shape, mac_class, source, info)
+        return key.mac(mac) if key is not None and key.mac is not None else None
 
     def valid(self, owner: object, policy: object, now: float) -> bool:
         """
@@ -196,8 +195,9 @@ class OfferCache:
         if not offers:
             return None
         mac = data[_MAC].hex(":")
+        mac_class = self._mac_class(mac)
         for known in self._layouts:
-            offer = offers.get(self._key(known.shape(data), mac, source, info))
+            offer = offers.get((known.shape(data), mac_class, source, info))
             if offer is not None and offer.layout is known:
                 return offer, mac
         return None
@@ -224,4 +224,5 @@ class OfferCache:
         if len(self._offers) >= self.size:
             self._offers.clear()
         offer = Offer(answer, destination, machine, found, relayed)
-        self._offers[self._key(found.shape(data), data[_MAC].hex(":"), source, info)] = offer
+        mac_class = self._mac_class(data[_MAC].hex(":"))
+        self._offers[(found.shape(data), mac_class, source, info)] = offer
