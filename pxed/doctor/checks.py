@@ -193,7 +193,7 @@ def state_findings(config: Config) -> Iterator[Finding]:
     import psycopg
 
     from pxed.config.state import describe_url
-    from pxed.pg.db import connect_options
+    from pxed.pg.db import connect_options, first_line
     from pxed.pg.schema import SCHEMA_VERSION
 
     topic = f"database {describe_url(url)}"
@@ -204,10 +204,9 @@ def state_findings(config: Config) -> Iterator[Finding]:
             except psycopg.errors.UndefinedTable:
                 row = None
     except psycopg.Error as e:
-        text = str(e).strip().splitlines()
         starting = ("" if config.policy.signing_key is not None else
                     "; and a pxed cannot start without it unless policy.signing_key is set")
-        yield Finding("fail", topic, f"does not answer: {text[0] if text else type(e).__name__}"
+        yield Finding("fail", topic, f"does not answer: {first_line(e)}"
                       " (a running pxed serves on, but machines a once rule matches get no "
                       f"answer{starting})", (ONCE,))
         return

@@ -31,7 +31,7 @@ from pxed.config import Config, ConfigError
 from pxed.config.state import describe_url
 from pxed.metrics import Metrics
 from pxed.pg.bootlog import PgBootLog
-from pxed.pg.db import Database, NotReady, StateMetrics, connect_options
+from pxed.pg.db import Database, NotReady, StateMetrics, connect_options, first_line
 from pxed.pg.leases import PgLeaseStore
 from pxed.pg.schema import SchemaTooNew, migrate
 from pxed.pg.store import PgStateStore, shared_signing_key
@@ -108,7 +108,7 @@ def open_shared_state(config: Config, reactor: Any, metrics: Metrics) -> SharedS
         except psycopg.OperationalError:
             raise
         except psycopg.Error as e:
-            raise NotReady(f"cannot prepare it: {_first_line(e)}") from None
+            raise NotReady(f"cannot prepare it: {first_line(e)}") from None
 
     try:
         with psycopg.connect(url, autocommit=True, **connect_options(url)) as conn:
@@ -121,21 +121,16 @@ def open_shared_state(config: Config, reactor: Any, metrics: Metrics) -> SharedS
         # refused login, which may be the site's auth backend being down).
         if config.policy.signing_key is None:
             raise ConfigError(config.source, "state.url",
-                              f"cannot use the state database {where}: {_first_line(e)} (the "
+                              f"cannot use the state database {where}: {first_line(e)} (the "
                               "signing key is in it; configure policy.signing.key_file, the "
                               "same on every pxed, to start without the database)") from None
         log.error("started without the state database {where} ({why}); 'once' rules get no "
                   "answer and timeline events wait in memory until it answers", where=where,
-                  why=_first_line(e))
+                  why=first_line(e))
         db.start_down(prepare_later)
     except psycopg.Error as e:
         raise ConfigError(config.source, "state.url",
-                          f"cannot use the state database {where}: {_first_line(e)}") from None
+                          f"cannot use the state database {where}: {first_line(e)}") from None
     boot_log.on_tick = store.retry
     return SharedState(store, boot_log, PgLeaseStore(db, state.instance),
                        _StateService(db, boot_log))
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -38,7 +38,7 @@ from twisted.python.threadpool import ThreadPool
 from pxed.config.state import describe_url
 from pxed.store import StateUnavailable
 
-__all__ = ["Database", "NotReady", "StateUnavailable", "connect_options"]
+__all__ = ["Database", "NotReady", "StateUnavailable", "connect_options", "first_line"]
 
 log = Logger()
 
@@ -59,6 +59,15 @@ class NotReady(StateUnavailable):
     The server answers, but what pxed must do before using it failed (a
     schema newer than this pxed): the outage goes on.
     """
+
+
+def first_line(e: Exception) -> str:
+    """
+    The first line of a database error (libpq's carry hints on the next
+    ones), or its type when it says nothing: what one log line shows.
+    """
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def connect_options(url: str) -> dict[str, Any]:
@@ -191,8 +200,7 @@ class Database(service.Service):
         except psycopg.errors.QueryCanceled as e:
             raise StateUnavailable(f"{self.where} answered too slowly") from e
         except psycopg.OperationalError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StateUnavailable(f"{self.where}: {first}") from e
+            raise StateUnavailable(f"{self.where}: {first_line(e)}") from e
 
     def _reached(self, result: _T) -> _T:
         if self.down:
