@@ -69,6 +69,10 @@ class SendfileProducer:
         self.fileObject.close()
         self.request = None
 
+    def _transport(self) -> Any:
+        """The connection's transport (none for a request without a channel)."""
+        return getattr(getattr(self.request, "channel", None), "transport", None)
+
     def _socket(self) -> int | None:
         """
         The socket to C{sendfile} to, if this is the moment: a plain TCP
@@ -76,7 +80,7 @@ class SendfileProducer:
         in a response that is not chunked.
         """
         request = self.request
-        transport = getattr(getattr(request, "channel", None), "transport", None)
+        transport = self._transport()
         if (not isinstance(transport, tcp.Connection) or not request.startedWriting
                 or getattr(request, "chunked", False) or transport.disconnecting
                 or not transport.connected):
@@ -122,8 +126,7 @@ class SendfileProducer:
             # The socket is full (or not ours to use): one piece through the
             # transport, more than its buffer holds, so that it pauses us
             # until the client has read it all.
-            transport = getattr(getattr(self.request, "channel", None), "transport", None)
-            size = min(self.left, getattr(transport, "bufferSize", 1 << 16) + 1)
+            size = min(self.left, getattr(self._transport(), "bufferSize", 1 << 16) + 1)
             data = os.pread(source, size, self.offset)
             if not data:
                 break  # the file shrank: end here, as static.File does
